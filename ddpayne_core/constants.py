@@ -1,0 +1,87 @@
+"""Physics constants and paper thresholds, in one place.
+
+Every number carries a note saying where it comes from. "X19" is Xiang et al. 2019 (LAMOST DR5
+DD-Payne, ApJS 245, 34), "Z24" is Zhang et al. 2024 (DESI EDR DD-Payne), "SPEC" is
+the product spec (shared/SPEC.md), "A09" is Asplund et al. 2009 (ARA&A 47, 481).
+"""
+
+C_KMS = 299792.458  # speed of light, km/s (CODATA)
+
+# Solar photospheric abundances log eps(X) = log(N_X/N_H) + 12, A09 Table 1 (photosphere).
+SOLAR_LOGEPS = {
+    "H": 12.00, "He": 10.93, "Li": 1.05, "C": 8.43, "N": 7.83, "O": 8.69, "Na": 6.24,
+    "Mg": 7.60, "Al": 6.45, "Si": 7.51, "S": 7.12, "K": 5.03, "Ca": 6.34, "Sc": 3.15,
+    "Ti": 4.95, "V": 3.93, "Cr": 5.64, "Mn": 5.43, "Fe": 7.50, "Co": 4.99, "Ni": 6.22,
+    "Cu": 4.19, "Zn": 4.56, "Sr": 2.87, "Y": 2.21, "Zr": 2.58, "Ba": 2.18, "La": 1.10,
+    "Eu": 0.52,
+}
+
+ATOMIC_NUMBER = {
+    "H": 1, "He": 2, "Li": 3, "C": 6, "N": 7, "O": 8, "Na": 11, "Mg": 12, "Al": 13, "Si": 14,
+    "S": 16, "K": 19, "Ca": 20, "Sc": 21, "Ti": 22, "V": 23, "Cr": 24, "Mn": 25, "Fe": 26,
+    "Co": 27, "Ni": 28, "Cu": 29, "Zn": 30, "Sr": 38, "Y": 39, "Zr": 40, "Ba": 56, "La": 57,
+    "Eu": 63,
+}
+
+# Alpha elements that follow [alpha/Fe] in the model atmospheres (atmosnet's ALPHA_FE label).
+ALPHA_ELEMENTS = ("O", "Mg", "Si", "Ca", "Ti")  # X19 sec. 6 uses Mg Si Ca Ti for [alpha/Fe]
+
+# --- Preprocessing (SPEC sec. 3) -------------------------------------------------------------
+CONTINUUM_KERNEL_AA = {"lamost": 50.0, "desi": 20.0}  # Gaussian width L, X19 sec. 2 / Z24 eq. 2
+TELLURIC_BANDS_AA = ((6270.0, 6330.0), (6800.0, 6990.0), (7100.0, 7320.0), (7520.0, 7740.0),
+                     (8050.0, 8350.0))  # SPEC sec. 3
+BLUE_LIMIT_AA = 3900.0  # SPEC sec. 3: pixels bluer than this are masked
+RED_LIMIT_AA = 8880.0  # SPEC sec. 3: pixels redder than this are masked
+DICHROIC_AA = (5720.0, 6060.0)  # SPEC sec. 3: LAMOST dichroic overlap, masked ...
+NA_D_WINDOW_AA = (5880.0, 5910.0)  # ... except the Na D window (also X19 sec. 5.4 chi2_na)
+EMULATOR_MISMATCH_CUT = 0.05  # SPEC sec. 3: mask pixels with |model - solar obs| > 0.05
+# Balmer line cores (air, A) and their half-widths masked while smoothing the continuum
+# (Z24 sec. 2); half-widths chosen to cover the core at R~1800.
+BALMER_CORES_AA = ((3970.07, 8.0), (4101.74, 10.0), (4340.47, 12.0), (4861.33, 15.0),
+                   (6562.80, 20.0))
+# Strong diffuse interstellar bands (Herbig 1995), masked while smoothing (Z24 sec. 2).
+DIB_CORES_AA = ((4428.0, 10.0), (5780.5, 4.0), (5797.1, 3.0), (6283.8, 5.0), (6613.6, 3.0),
+                (8620.4, 3.0))
+
+# LAMOST native wavelength grid: log10-lambda step 1e-4 from 3700 A, 3909 pixels
+# (issue 3: "LAMOST-like spectra (3909 pixels)"; LAMOST DR5 data model).
+LAMOST_LOGLAM_START = 3.5682  # log10(3700 A)
+LAMOST_LOGLAM_STEP = 1e-4
+LAMOST_NPIX = 3909
+LAMOST_RESOLUTION = 1800.0  # X19 sec. 2: mean LSF of LAMOST, R ~ 1800
+
+# --- Training (SPEC sec. 5, X19 sec. 2) -------------------------------------------------------
+D_SCALE_PARAMS = 5.0  # X19 sec. 2: D_scale for Teff, logg, vmic
+D_SCALE_ABUNDANCES = 50.0  # X19 sec. 2: D_scale for [Fe/H] and [X/Fe]
+BATCH_SIZE = 512  # SPEC sec. 5
+LEARNING_RATE_START = 1e-2  # SPEC sec. 5
+LEARNING_RATE_END = 1e-4  # SPEC sec. 5
+METAL_POOR_TRAINING_FEH = -0.5  # SPEC sec. 5: metal-poor training set [Fe/H] < -0.5
+
+# --- Reference stars (X19 Table 1) --------------------------------------------------------------
+# (Teff K, dTeff, logg, dlogg, [Fe/H], d[Fe/H]); all with vmic 1.5 (step 1.0), [X/Fe] 0 (step 0.5).
+TABLE1_REFERENCE_STARS = (
+    (5778, 200, 4.53, -0.25, 0.0, 0.5),
+    (6380, 200, 4.06, +0.25, -0.5, 0.5),
+    (4791, 200, 2.52, +0.50, 0.0, 0.5),
+    (5097, 200, 2.16, +0.50, -1.5, 0.5),
+    (5012, 200, 4.62, -0.25, 0.0, 0.5),
+    (4991, 200, 4.68, -0.25, -0.5, 0.5),
+    (6500, 200, 4.02, +0.50, -1.5, 0.5),
+    (5854, 200, 4.68, -0.25, -2.5, 0.5),
+    (5183, 200, 2.04, +0.50, -2.5, 0.5),
+    (5671, 200, 3.56, +0.25, -1.0, 0.5),
+    (5200, 200, 3.55, +0.25, 0.0, 0.5),
+    (6003, 200, 3.57, +0.25, -2.0, 0.5),
+    (4784, 200, 4.77, -0.25, -1.5, 0.5),
+    (4369, 200, 1.65, +0.50, -0.5, 0.5),
+    (7183, 200, 4.18, -0.25, -0.5, 0.5),
+    (7059, 200, 4.19, -0.25, -2.5, 0.5),
+)
+TABLE1_VMIC = 1.5  # X19 Table 1 note: vmic of every reference star, km/s
+TABLE1_VMIC_STEP = 1.0  # X19 Table 1 note
+TABLE1_XFE_STEP = 0.5  # X19 Table 1
+
+# --- Quality (SPEC sec. 8, X19 sec. 5.4) --------------------------------------------------------
+# Nearest-reference-star metric D = sqrt((dTeff/100)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2).
+GRADCORR_METRIC_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1}  # X19 sec. 2

@@ -1,0 +1,133 @@
+"""The DD-Payne spectral emulator (X19 eq. 1; SPEC sec. 4).
+
+One small network per pixel, evaluated for all pixels in one batched tensor operation:
+    f_p(l) = w_p . sigmoid(W2_p sigmoid(W1_p x + b1_p) + b2_p) + fbar_p,
+with x the min-max scaled labels in [-0.5, 0.5]. Files are versioned ``.pt`` archives holding
+only tensors and plain metadata, loaded with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io_utils import atomic_path
+from .labels import Scaler
+
+FORMAT_VERSION = 1
+
+
+class Emulator(torch.nn.Module):
+    """Per-pixel two-hidden-layer networks.
+
+    Parameters: W1 (n_pix, n_hidden, n_label), b1 (n_pix, n_hidden), W2 (n_pix, n_hidden,
+    n_hidden), b2 (n_pix, n_hidden), w (n_pix, n_hidden), fbar (n_pix,).
+    """
+
+    def __init__(self, n_label: int, n_pix: int, n_hidden: int = 10, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        s1, s2 = 1.0 / np.sqrt(n_label), 1.0 / np.sqrt(n_hidden)
+        self.W1 = torch.nn.Parameter(torch.randn(n_pix, n_hidden, n_label, generator=g) * s1 * 2)
+        self.b1 = torch.nn.Parameter(torch.zeros(n_pix, n_hidden))
+        self.W2 = torch.nn.Parameter(torch.randn(n_pix, n_hidden, n_hidden, generator=g) * s2)
+        self.b2 = torch.nn.Parameter(torch.zeros(n_pix, n_hidden))
+        self.w = torch.nn.Parameter(torch.randn(n_pix, n_hidden, generator=g) * s2 * 0.1)
+        self.fbar = torch.nn.Parameter(torch.ones(n_pix))
+
+    @property
+    def n_label(self) -> int:
+        return self.W1.shape[2]
+
+    @property
+    def n_pix(self) -> int:
+        return self.W1.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.W1.shape[1]
+
+    def _hidden(self, x):
+        h1 = torch.sigmoid(torch.einsum("pjk,sk->spj", self.W1, x) + self.b1)
+        h2 = torch.sigmoid(torch.einsum("pij,spj->spi", self.W2, h1) + self.b2)
+        return h1, h2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n_spec, n_label) scaled labels -> (n_spec, n_pix) normalized flux."""
+        _, h2 = self._hidden(x)
+        return torch.einsum("pi,spi->sp", self.w, h2) + self.fbar
+
+    def flux_and_jacobian(self, x: torch.Tensor):
+        """Flux (n_spec, n_pix) and analytic d flux / d x (n_spec, n_pix, n_label)."""
+        h1, h2 = self._hidden(x)
+        flux = torch.einsum("pi,spi->sp", self.w, h2) + self.fbar
+        g2 = self.w * h2 * (1.0 - h2)                                   # (s, p, i)
+        g1 = torch.einsum("spi,pij->spj", g2, self.W2) * h1 * (1.0 - h1)  # (s, p, j)
+        return flux, torch.einsum("spj,pjk->spk", g1, self.W1)
+
+
+@dataclass
+class EmulatorModel:
+    """An emulator with everything needed to use it: label names, scaling, wavelength grid,
+    pixel mask and the training configuration/history."""
+
+    net: Emulator
+    labels: tuple
+    scaler: Scaler
+    wave: np.ndarray  # (n_pix,) vacuum [A]
+    mask: np.ndarray  # (n_pix,) bool, True = pixel used in fits
+    config: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+
+    def predict(self, labels: np.ndarray) -> np.ndarray:
+        """labels: (n_spec, n_label) physical units -> (n_spec, n_pix) normalized flux."""
+        x = torch.as_tensor(self.scaler.scale(np.atleast_2d(labels)), dtype=torch.float32)
+        with torch.no_grad():
+            return self.net(x).numpy().astype(np.float64)
+
+    def save(self, path: str | Path) -> Path:
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        meta = {"format_version": FORMAT_VERSION, "labels": list(self.labels),
+                "n_hidden": self.net.n_hidden, "config": self.config, "history": self.history}
+        payload = {"state": state, "meta": json.dumps(meta),
+                   "scaler_lo": torch.as_tensor(self.scaler.lo), "scaler_hi": torch.as_tensor(self.scaler.hi),
+                   "wave": torch.as_tensor(self.wave), "mask": torch.as_tensor(self.mask)}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EmulatorModel":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such emulator file")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            meta = json.loads(payload["meta"])
+        except Exception as exc:  # any unreadable or foreign file
+            raise ValueError(f"{path}: not a ddpayne emulator file ({exc})") from exc
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: emulator format {meta.get('format_version')} "
+                             f"unsupported (this ddpayne reads {FORMAT_VERSION})")
+        state = payload["state"]
+        n_pix, n_hidden, n_label = state["W1"].shape
+        net = Emulator(n_label, n_pix, n_hidden)
+        net.load_state_dict(state)
+        net.eval()
+        return cls(net, tuple(meta["labels"]),
+                   Scaler(payload["scaler_lo"].numpy(), payload["scaler_hi"].numpy()),
+                   payload["wave"].numpy(), payload["mask"].numpy().astype(bool),
+                   meta["config"], meta["history"])
+
+    def summary(self) -> dict:
+        return {"labels": list(self.labels), "n_pix": self.net.n_pix, "n_hidden": self.net.n_hidden,
+                "label_min": self.scaler.lo.tolist(), "label_max": self.scaler.hi.tolist(),
+                **{k: v for k, v in self.config.items() if not isinstance(v, (list, dict))}}
+
+
+def config_dict(cfg) -> dict:
+    """A dataclass configuration as a JSON-safe dict."""
+    return json.loads(json.dumps(asdict(cfg), default=float))

@@ -1,0 +1,95 @@
+"""Instruments: output wavelength grids and line spread functions (LSF).
+
+An LSF is a Gaussian whose FWHM [A] depends on wavelength. LAMOST: the mean LSF, R ~ 1800
+(X19 sec. 2). DESI: R rising through each camera, B 2000-3200, R 3200-4100, Z 4100-5500
+(DESI Collaboration 2016, instrument design).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .constants import (LAMOST_LOGLAM_START, LAMOST_LOGLAM_STEP, LAMOST_NPIX,
+                        LAMOST_RESOLUTION, CONTINUUM_KERNEL_AA)
+
+_FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """name; wave: (n_pix,) output grid [A]; continuum_width: smoothing L [A]."""
+
+    name: str
+    wave: np.ndarray
+    continuum_width: float
+
+    def fwhm(self, wave: np.ndarray) -> np.ndarray:
+        """LSF FWHM [A] at ``wave`` [A]."""
+        return wave / self.resolution(wave)
+
+    def resolution(self, wave: np.ndarray) -> np.ndarray:
+        if self.name == "lamost":
+            return np.full(np.shape(wave), LAMOST_RESOLUTION)
+        if self.name == "desi":
+            b = np.interp(wave, [3600.0, 5930.0], [2000.0, 3200.0])
+            r = np.interp(wave, [5660.0, 7720.0], [3200.0, 4100.0])
+            z = np.interp(wave, [7470.0, 9800.0], [4100.0, 5500.0])
+            return np.where(wave < 5800.0, b, np.where(wave < 7600.0, r, z))
+        raise ValueError(f"unknown instrument {self.name!r}")
+
+
+def lamost_wave() -> np.ndarray:
+    """LAMOST's native grid: log10-lambda from 3700 A in steps of 1e-4, 3909 pixels."""
+    return 10.0 ** (LAMOST_LOGLAM_START + LAMOST_LOGLAM_STEP * np.arange(LAMOST_NPIX))
+
+
+def desi_wave() -> np.ndarray:
+    """DESI's coadd grid (B+R+Z merged): 3600-9824 A in 0.8 A steps."""
+    return np.arange(3600.0, 9824.0 + 0.4, 0.8)
+
+
+def get_instrument(name: str) -> Instrument:
+    if name == "lamost":
+        return Instrument("lamost", lamost_wave(), CONTINUUM_KERNEL_AA["lamost"])
+    if name == "desi":
+        return Instrument("desi", desi_wave(), CONTINUUM_KERNEL_AA["desi"])
+    raise ValueError(f"unknown instrument {name!r}; choose 'lamost' or 'desi'")
+
+
+def lsf_matrix(fine_wave: np.ndarray, out_wave: np.ndarray, fwhm: np.ndarray,
+               reach: float = 4.0) -> sp.csr_matrix:
+    """Sparse (n_out, n_fine) matrix that convolves a fine spectrum with a Gaussian LSF of
+    FWHM ``fwhm`` (n_out,) [A] and samples it at ``out_wave``; each row sums to 1."""
+    sigma = np.asarray(fwhm) * _FWHM_TO_SIGMA
+    lo = np.searchsorted(fine_wave, out_wave - reach * sigma)
+    hi = np.searchsorted(fine_wave, out_wave + reach * sigma)
+    rows = np.repeat(np.arange(out_wave.size), hi - lo)
+    cols = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+    # Trapezoid weights of the fine grid, so uneven sampling integrates correctly.
+    dw = np.gradient(fine_wave)
+    vals = np.exp(-0.5 * ((fine_wave[cols] - out_wave[rows]) / sigma[rows]) ** 2) * dw[cols]
+    m = sp.csr_matrix((vals, (rows, cols)), shape=(out_wave.size, fine_wave.size))
+    norm = np.asarray(m.sum(axis=1)).ravel()
+    norm[norm == 0] = 1.0
+    return sp.diags(1.0 / norm) @ m
+
+
+def convolve_to(fine_wave: np.ndarray, fine_flux: np.ndarray, instrument: Instrument,
+                extra_fwhm: float | np.ndarray = 0.0) -> np.ndarray:
+    """Convolve (n_spec, n_fine) or (n_fine,) spectra to the instrument grid; (.., n_pix).
+
+    extra_fwhm [A] broadens the LSF in quadrature (fibre-to-fibre LSF variations).
+    """
+    fwhm = np.sqrt(instrument.fwhm(instrument.wave) ** 2 + np.square(extra_fwhm))
+    m = lsf_matrix(fine_wave, instrument.wave, fwhm)
+    return (m @ np.atleast_2d(fine_flux).T).T.reshape(np.shape(fine_flux)[:-1] + (instrument.wave.size,))
+
+
+def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
+    """Air to vacuum wavelengths [A] (Morton 2000, ApJS 130, 403, eq. 8 inverted, IAU standard)."""
+    s2 = (1e4 / np.asarray(wave_air, dtype=np.float64)) ** 2
+    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) \
+        + 1.599740894897e-4 / (38.92568793293 - s2)
+    return wave_air * n

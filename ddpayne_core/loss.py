@@ -1,0 +1,70 @@
+"""The DD-Payne training loss (X19 eq. 2; SPEC sec. 5).
+
+    L = (1/N_S) sum_i sum_p (f(l_i)_p - f_i,p)^2 ivar_i,p
+        + sum_j sum_k D_k sum_p |dF_emu(j, k)_p - dF_abinitio(j, k)_p|,
+
+dF(j, k) = F(l_ref_j + step_jk e_k) - F(l_ref_j), with the steps of the ab initio grid. Both terms
+are sums over pixels of per-pixel quantities, so the loss separates by pixel: every pixel's
+network is trained by its own terms alone (used for per-pixel early stopping in ``train``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .constants import D_SCALE_ABUNDANCES, D_SCALE_PARAMS
+from .labels import Scaler
+
+
+def default_d_scale(labels) -> np.ndarray:
+    """D_scale per label: 5 for Teff, logg, vmic and 50 for [Fe/H], [X/Fe] (X19 sec. 2)."""
+    return np.array([D_SCALE_PARAMS if lab in ("teff", "logg", "vmic") else D_SCALE_ABUNDANCES
+                     for lab in labels])
+
+
+@dataclass
+class GradientPrior:
+    """Ab initio gradient spectra in the emulator's terms.
+
+    x_ref: (n_ref, n_label) scaled reference labels; x_step: (n_ref, n_label, n_label) scaled
+    stepped labels; dflux: (n_ref, n_label, n_pix) ab initio dF; d_scale: (n_label,);
+    pix_weight: (n_pix,) 1 where the prior applies.
+    """
+
+    x_ref: torch.Tensor
+    x_step: torch.Tensor
+    dflux: torch.Tensor
+    d_scale: torch.Tensor
+    pix_weight: torch.Tensor
+
+    @classmethod
+    def build(cls, ref_labels: np.ndarray, steps: np.ndarray, dflux: np.ndarray,
+              scaler: Scaler, d_scale: np.ndarray, pix_weight: np.ndarray) -> "GradientPrior":
+        """ref_labels, steps: (n_ref, n_label) physical; dflux: (n_ref, n_label, n_pix)."""
+        n_lab = ref_labels.shape[1]
+        stepped = ref_labels[:, None, :] + steps[:, :, None] * np.eye(n_lab)[None]
+        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
+        return cls(f32(scaler.scale(ref_labels)), f32(scaler.scale(stepped)), f32(dflux),
+                   f32(d_scale), f32(pix_weight))
+
+    def per_pixel(self, net) -> torch.Tensor:
+        """D-weighted |dF_emu - dF_ab| summed over stars and labels, per pixel: (n_pix,)."""
+        n_ref, n_lab = self.x_ref.shape
+        base = net(self.x_ref)                                        # (n_ref, p)
+        stepped = net(self.x_step.reshape(n_ref * n_lab, n_lab)).reshape(n_ref, n_lab, -1)
+        diff = (stepped - base[:, None, :] - self.dflux).abs()
+        return torch.einsum("jkp,k->p", diff, self.d_scale) * self.pix_weight
+
+    def emulator_dflux(self, net) -> torch.Tensor:
+        n_ref, n_lab = self.x_ref.shape
+        with torch.no_grad():
+            base = net(self.x_ref)
+            stepped = net(self.x_step.reshape(n_ref * n_lab, n_lab)).reshape(n_ref, n_lab, -1)
+        return stepped - base[:, None, :]
+
+
+def chi2_per_pixel(net, x: torch.Tensor, flux: torch.Tensor, ivar: torch.Tensor) -> torch.Tensor:
+    """Mean over spectra of (model - flux)^2 ivar, per pixel: (n_pix,)."""
+    return ((net(x) - flux) ** 2 * ivar).mean(0)

@@ -1,0 +1,140 @@
+"""Survey spectra: reading LAMOST FITS, rest-frame shift, common grid, masks, normalization
+(SPEC sec. 3).
+
+Every reader returns a ``RawSpectrum``; ``preprocess`` turns raw spectra into normalized flux and
+inverse variance on an instrument's grid, masked pixels having zero inverse variance (never NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .constants import (BLUE_LIMIT_AA, C_KMS, DICHROIC_AA, NA_D_WINDOW_AA, RED_LIMIT_AA,
+                        TELLURIC_BANDS_AA)
+from .instrument import Instrument
+from .normalize import normalize
+
+
+class SpectrumFormatError(ValueError):
+    """A file that is not a readable spectrum; the message names the file and the problem."""
+
+
+@dataclass
+class RawSpectrum:
+    """One observed spectrum. wave: (n,) vacuum [A] observed frame; flux, ivar: (n,);
+    bad: (n,) bool instrument-flagged pixels; meta: catalogue fields (ra, dec, rv [km/s], ...)."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    bad: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+_LAMOST_META = {"obsid": "OBSID", "ra": "RA", "dec": "DEC", "snr_u": "SNRU", "snr_g": "SNRG",
+                "snr_r": "SNRR", "snr_i": "SNRI", "snr_z": "SNRZ", "subclass": "SUBCLASS",
+                "mjd": "MJD", "lmjd": "LMJD", "fiberid": "FIBERID", "planid": "PLANID",
+                "desig": "DESIG"}
+
+
+def _lamost_meta(header, path: Path) -> dict:
+    meta = {key: header.get(card) for key, card in _LAMOST_META.items()}
+    for band in "ugriz":  # DR5 headers spell S/N as SN_U .. SN_Z in some releases
+        if meta[f"snr_{band}"] is None:
+            meta[f"snr_{band}"] = header.get(f"SN_{band.upper()}")
+    z, z_err = header.get("Z"), header.get("Z_ERR")
+    meta["rv"] = float(z) * C_KMS if z is not None and float(z) > -9000 else np.nan
+    meta["rv_err"] = float(z_err) * C_KMS if z_err is not None and float(z_err) > -9000 else np.nan
+    meta["filename"] = path.name
+    meta["subclass"] = (meta["subclass"] or "").strip()
+    return meta
+
+
+def read_lamost(path: str | Path) -> RawSpectrum:
+    """Read a LAMOST low-resolution spectrum: DR5-DR7 primary image (5 rows: flux, inverse
+    variance, wavelength, andmask, ormask) or the DR8+ binary table (FLUX, IVAR, WAVELENGTH,
+    ANDMASK, ORMASK columns). Raises SpectrumFormatError naming the file and the problem."""
+    path = Path(path)
+    try:
+        hdul = fits.open(path, memmap=False)
+    except FileNotFoundError:
+        raise SpectrumFormatError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise SpectrumFormatError(f"{path}: not a readable FITS file ({exc})") from None
+    with hdul:
+        header = hdul[0].header
+        data = hdul[0].data
+        try:
+            if data is not None and data.ndim == 2:
+                if data.shape[0] < 3:
+                    raise SpectrumFormatError(f"{path}: primary image has {data.shape[0]} rows; "
+                                              "LAMOST DR5-DR7 spectra have 5")
+                flux, ivar, wave = (np.asarray(data[i], dtype=np.float64) for i in range(3))
+                andmask = np.asarray(data[3]) if data.shape[0] > 3 else np.zeros_like(flux)
+            elif len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU):
+                table = hdul[1].data
+                missing = [c for c in ("FLUX", "IVAR", "WAVELENGTH") if c not in table.names]
+                if missing:
+                    raise SpectrumFormatError(f"{path}: table HDU lacks column(s) {missing}")
+                flux = np.asarray(table["FLUX"][0], dtype=np.float64)
+                ivar = np.asarray(table["IVAR"][0], dtype=np.float64)
+                wave = np.asarray(table["WAVELENGTH"][0], dtype=np.float64)
+                andmask = np.asarray(table["ANDMASK"][0]) if "ANDMASK" in table.names \
+                    else np.zeros_like(flux)
+            else:
+                raise SpectrumFormatError(f"{path}: neither a 5-row primary image nor a "
+                                          "spectrum table in HDU 1")
+        except (TypeError, IndexError, OSError) as exc:
+            raise SpectrumFormatError(f"{path}: truncated or malformed data ({exc})") from None
+    if not (flux.shape == ivar.shape == wave.shape) or flux.size < 10:
+        raise SpectrumFormatError(f"{path}: flux/ivar/wavelength have shapes "
+                                  f"{flux.shape}/{ivar.shape}/{wave.shape}")
+    if np.any(np.diff(wave) <= 0):
+        raise SpectrumFormatError(f"{path}: wavelength is not increasing")
+    bad = (andmask != 0) | ~np.isfinite(flux) | ~np.isfinite(ivar) | (ivar <= 0)
+    meta = _lamost_meta(header, path)
+    if header.get("VACUUM") is False:
+        raise SpectrumFormatError(f"{path}: air wavelengths (VACUUM = F) are not supported")
+    return RawSpectrum(wave, flux, np.where(bad, 0.0, ivar), bad, meta)
+
+
+def instrument_mask(wave: np.ndarray) -> np.ndarray:
+    """True where a pixel may be used in fits: outside telluric bands, within 3900-8880 A, out of
+    the dichroic overlap except the Na D window (SPEC sec. 3). (n_pix,) bool."""
+    use = (wave >= BLUE_LIMIT_AA) & (wave <= RED_LIMIT_AA)
+    for lo, hi in TELLURIC_BANDS_AA:
+        use &= (wave < lo) | (wave > hi)
+    dichroic = (wave >= DICHROIC_AA[0]) & (wave <= DICHROIC_AA[1])
+    na_d = (wave >= NA_D_WINDOW_AA[0]) & (wave <= NA_D_WINDOW_AA[1])
+    return use & (~dichroic | na_d)
+
+
+def resample(wave_in: np.ndarray, flux: np.ndarray, ivar: np.ndarray, wave_out: np.ndarray):
+    """Linear interpolation onto ``wave_out``; a pixel touching a masked input pixel, or outside
+    the input range, gets ivar 0. Variance interpolated linearly. Returns (flux, ivar)."""
+    good = ivar > 0
+    f = np.interp(wave_out, wave_in, np.where(good, flux, 0.0))
+    with np.errstate(divide="ignore"):
+        var_in = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+    var = np.interp(wave_out, wave_in, var_in)
+    j = np.clip(np.searchsorted(wave_in, wave_out), 1, len(wave_in) - 1)
+    usable = good[j] & good[j - 1] & (wave_out >= wave_in[0]) & (wave_out <= wave_in[-1])
+    with np.errstate(divide="ignore"):
+        iv = np.where(usable & (var > 0), 1.0 / np.where(var > 0, var, 1.0), 0.0)
+    return np.where(usable, f, 1.0), iv
+
+
+def preprocess(raw: RawSpectrum, instrument: Instrument):
+    """Rest-frame shift (catalogue RV), resample to the instrument grid, normalize, mask.
+
+    Returns (flux (n_pix,), ivar (n_pix,)) normalized; masked pixels have ivar 0.
+    """
+    rv = raw.meta.get("rv", 0.0)
+    rv = 0.0 if rv is None or not np.isfinite(rv) else rv
+    rest = raw.wave / (1.0 + rv / C_KMS)
+    flux, ivar = resample(rest, raw.flux, raw.ivar, instrument.wave)
+    norm, norm_ivar = normalize(instrument.wave, flux, ivar, instrument.continuum_width)
+    return norm, np.where(instrument_mask(instrument.wave), norm_ivar, 0.0)

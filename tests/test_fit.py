@@ -1,0 +1,68 @@
+"""Batched LM fitting: recovery on noiseless and noisy spectra, errors, failure flags."""
+import numpy as np
+import pytest
+
+from ddpayne_core.emulator import Emulator, EmulatorModel
+from ddpayne_core.fit import CONVERGED, FAILED, FitConfig, fit_spectra
+from ddpayne_core.labels import Scaler
+
+N_PIX = 400
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A random emulator: a smooth, nonlinear, label-sensitive stand-in for a trained one."""
+    net = Emulator(4, N_PIX, 10, seed=11)
+    import torch
+    with torch.no_grad():
+        net.w.mul_(30.0)  # make every pixel respond to labels at the ~0.1 level
+    scaler = Scaler(np.array([4000.0, 1.0, -2.5, -0.4]), np.array([7000.0, 5.0, 0.5, 0.4]))
+    return EmulatorModel(net, ("teff", "logg", "feh", "mg_fe"), scaler,
+                         np.linspace(4000, 8000, N_PIX), np.ones(N_PIX, bool))
+
+
+def _truth(n, seed):
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(4500, 6500, n), rng.uniform(1.5, 4.5, n),
+                            rng.uniform(-2.0, 0.3, n), rng.uniform(-0.3, 0.3, n)])
+
+
+def test_noiseless_recovery(model):
+    truth = _truth(20, 1)
+    flux = model.predict(truth)
+    res = fit_spectra(model, flux, np.full_like(flux, 1e4), FitConfig(n_starts=5))
+    assert np.all(res.status == CONVERGED)
+    scale = model.scaler.span
+    assert np.max(np.abs(res.labels - truth) / scale) < 1e-3
+
+
+def test_noisy_recovery_matches_formal_errors(model):
+    truth = _truth(200, 2)
+    rng = np.random.default_rng(3)
+    sigma = 0.02  # S/N 50
+    flux = model.predict(truth) + rng.normal(0, sigma, (200, N_PIX))
+    res = fit_spectra(model, flux, np.full_like(flux, 1 / sigma ** 2))
+    pulls = (res.labels - truth) / res.errors
+    # Formal errors are honest: pulls have unit scatter (within sampling error) and no bias.
+    assert np.all(np.abs(np.std(pulls, axis=0) - 1) < 0.2)
+    assert np.all(np.abs(np.mean(pulls, axis=0)) < 0.25)
+    assert np.all(np.abs(np.median(res.redchi2) - 1) < 0.05)
+    np.testing.assert_allclose(np.diagonal(res.corr, axis1=1, axis2=2), 1.0, atol=1e-6)
+
+
+def test_bad_spectra_are_flagged_not_fatal(model):
+    truth = _truth(4, 4)
+    flux = model.predict(truth)
+    ivar = np.full_like(flux, 1e4)
+    flux[1] = np.nan               # all NaN
+    ivar[2] = 0.0                  # all masked
+    flux[3, :10] = np.inf          # a few bad pixels: still fittable
+    res = fit_spectra(model, flux, ivar)
+    assert res.status.tolist()[:3] == [CONVERGED, FAILED, FAILED]
+    assert np.all(np.isnan(res.labels[1:3]))
+    assert res.status[3] == CONVERGED
+
+
+def test_wrong_grid_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="pixels"):
+        fit_spectra(model, np.ones((2, N_PIX + 1)), np.ones((2, N_PIX + 1)))

@@ -1,0 +1,96 @@
+"""Pseudo-continuum normalization and masks (SPEC sec. 3)."""
+import numpy as np
+import pytest
+
+from ddpayne_core.instrument import get_instrument
+from ddpayne_core.normalize import normalize, pseudo_continuum, smoothing_mask
+from ddpayne_core.spectra import instrument_mask, resample
+
+
+@pytest.fixture(scope="module")
+def lamost():
+    return get_instrument("lamost")
+
+
+def _star(wave):
+    """A smooth continuum times absorption lines."""
+    cont = 1e3 * (wave / 5000.0) ** -2
+    lines = 1 - 0.5 * np.exp(-0.5 * ((wave[:, None] - np.linspace(4000, 8800, 60)) / 2.0) ** 2).sum(1)
+    return cont * lines
+
+
+def test_normalization_does_not_depend_on_snr(lamost):
+    """Averaged over noise realisations, normalized spectra at S/N 10 and 100 agree: no
+    S/N-dependent bias (a median- or quantile-based continuum would fail this)."""
+    wave = lamost.wave
+    flux = _star(wave)
+    rng = np.random.default_rng(1)
+    means = []
+    for snr in (10.0, 100.0):
+        sigma = flux / snr
+        noisy = flux + rng.normal(size=(300, wave.size)) * sigma
+        norm, _ = normalize(wave, noisy, np.broadcast_to(1 / sigma ** 2, noisy.shape),
+                            lamost.continuum_width)
+        means.append(norm.mean(0))
+    noiseless, _ = normalize(wave, flux, 1 / (flux / 10.0) ** 2, lamost.continuum_width)
+    use = instrument_mask(wave)
+    # Expected scatter of the S/N-10 mean: 0.1 / sqrt(300) ~ 0.006 per pixel.
+    assert np.max(np.abs(means[0] - noiseless)[use]) < 0.03
+    assert np.max(np.abs(means[1] - noiseless)[use]) < 0.005
+    assert abs(np.mean((means[0] - noiseless)[use])) < 1e-3
+
+
+def test_uniform_ivar_scaling_leaves_continuum_unchanged(lamost):
+    wave = lamost.wave
+    flux = _star(wave)
+    ivar = np.random.default_rng(2).uniform(0.5, 2.0, wave.size)
+    c1 = pseudo_continuum(wave, flux, ivar, 50.0)
+    c2 = pseudo_continuum(wave, flux, 37.0 * ivar, 50.0)
+    np.testing.assert_allclose(c1, c2, rtol=1e-12)
+
+
+def test_flat_spectrum_normalizes_to_one_and_ivar_scales(lamost):
+    wave = lamost.wave
+    flux = np.full(wave.size, 250.0)
+    ivar = np.full(wave.size, 4.0)
+    norm, niv = normalize(wave, flux, ivar, 50.0)
+    np.testing.assert_allclose(norm, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(niv, 4.0 * 250.0 ** 2, rtol=1e-12)
+
+
+def test_masked_pixels_get_zero_ivar_not_nan(lamost):
+    wave = lamost.wave
+    flux = _star(wave)
+    flux[100:200] = np.nan
+    ivar = np.ones(wave.size)
+    ivar[300:310] = 0
+    norm, niv = normalize(wave, flux, ivar, 50.0)
+    assert np.all(np.isfinite(norm)) and np.all(np.isfinite(niv))
+    assert np.all(niv[100:200] == 0)
+
+
+def test_balmer_cores_excluded_from_smoothing():
+    wave = np.linspace(6400, 6700, 3000)
+    keep = smoothing_mask(wave)
+    assert not keep[np.argmin(np.abs(wave - 6562.8))]
+    assert keep[0] and keep[-1]
+
+
+def test_instrument_mask_matches_spec():
+    wave = np.array([3850, 3950, 5000, 5800, 5895, 6000, 6300, 6900, 7200, 7600, 8200, 8500, 8900.0])
+    expected = [False, True, True, False, True, False, False, False, False, False, False, True, False]
+    assert instrument_mask(wave).tolist() == expected
+
+
+def test_resample_propagates_masks():
+    w_in = np.linspace(4000, 5000, 101)
+    f = np.linspace(1, 2, 101)
+    iv = np.ones(101)
+    iv[50] = 0
+    w_out = np.linspace(3990, 5010, 205)
+    f_out, iv_out = resample(w_in, f, iv, w_out)
+    assert iv_out[0] == 0 and iv_out[-1] == 0  # outside the input range
+    near = np.abs(w_out - w_in[50]) < 10
+    assert np.all(iv_out[near] == 0)
+    inside = (w_out > 4100) & (w_out < 4400)
+    np.testing.assert_allclose(f_out[inside], np.interp(w_out[inside], w_in, f))
