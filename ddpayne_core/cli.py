@@ -50,6 +50,78 @@ def _theory_figures(args):
         print(gradient_figures(name, Path(args.out)))
 
 
+def _simulate(args):
+    from dataclasses import replace
+
+    from .simulate import TRUTH_EMULATOR, SurveyConfig, simulate_survey
+
+    cfg = replace(SurveyConfig(), n_stars=args.n_stars, seed=args.seed)
+    simulate_survey(args.out, cfg, args.truth or TRUTH_EMULATOR)
+
+
+def _train_config(args):
+    from dataclasses import replace
+
+    from .train import TrainConfig
+
+    d_scale = {}
+    for item in args.d_scale or []:
+        key, _, value = item.partition("=")
+        d_scale[key] = float(value)
+    return replace(TrainConfig(), n_hidden=args.n_hidden, epochs=args.epochs,
+                   regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed)
+
+
+def _train(args):
+    from dataclasses import replace
+
+    from .demo import train_from_store
+    from .trainingset import TrainingSetConfig
+
+    ts = replace(TrainingSetConfig(), survey=args.survey, label_set=args.label_set,
+                 metal_poor=args.metal_poor, max_stars=args.max_stars)
+    train_from_store(args.store, args.out, ts, _train_config(args))
+    print(f"wrote {args.out}")
+
+
+def _fit(args):
+    from dataclasses import replace
+
+    from .catalog import write_catalog
+    from .emulator import EmulatorModel
+    from .fit import FitConfig
+    from .survey import fit_paths
+
+    model = EmulatorModel.load(args.model)
+    cfg = replace(FitConfig(), n_starts=args.n_starts)
+    table, info = fit_paths(model, args.inputs, args.out, cfg)
+    write_catalog(table, args.out, {"model": str(args.model), "model_config": model.config, **info})
+    print(f"wrote {args.out}: {len(table)} spectra, {info.get('n_skipped', 0)} skipped")
+    if len(table) <= 20:
+        cols = ["filename"] + [c for lab in model.labels for c in (lab, f"{lab}_err")] + \
+            ["chi2", "redchi2", "fit_status"]
+        print(table[[c for c in cols if c in table]].to_string(index=False))
+
+
+def _demo(args):
+    from dataclasses import replace
+
+    from .demo import run_demo
+    from .train import TrainConfig
+
+    run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,
+             train_config=replace(TrainConfig(), epochs=args.epochs))
+
+
+def _add_train_args(p):
+    p.add_argument("--n-hidden", type=int, default=10, help="neurons per hidden layer")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--no-regularization", action="store_true",
+                   help="train without the gradient-spectrum prior (the baseline)")
+    p.add_argument("--d-scale", nargs="*", metavar="LABEL=D", help="override D_scale per label")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ddpayne", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -84,6 +156,36 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--grid", nargs="+", default=["lamost-table1"])
     f.add_argument("--out", default="data/theory/report")
     f.set_defaults(func=_theory_figures)
+    sim = sub.add_parser("simulate", help="write a synthetic survey store (labelled synthetic)")
+    sim.add_argument("--n-stars", type=int, default=20000)
+    sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--truth", default=None, help="truth emulator (default: committed one)")
+    sim.add_argument("--out", default="data/demo/survey")
+    sim.set_defaults(func=_simulate)
+
+    tr = sub.add_parser("train", help="train an emulator on a store's high-resolution overlap")
+    tr.add_argument("--store", default="data/demo/survey")
+    tr.add_argument("--survey", default="apogee", choices=["apogee", "galah"])
+    tr.add_argument("--label-set", default="lamost-apogee")
+    tr.add_argument("--metal-poor", action="store_true", help="train on [Fe/H] < -0.5 stars only")
+    tr.add_argument("--max-stars", type=int, default=None)
+    tr.add_argument("--out", default="data/demo/model.pt")
+    _add_train_args(tr)
+    tr.set_defaults(func=_train)
+
+    ft = sub.add_parser("fit", help="fit spectra: LAMOST FITS files/folders or a spectral store")
+    ft.add_argument("--model", required=True)
+    ft.add_argument("--out", required=True, help="catalogue (.parquet or .fits)")
+    ft.add_argument("--n-starts", type=int, default=5)
+    ft.add_argument("inputs", nargs="+")
+    ft.set_defaults(func=_fit)
+
+    dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
+    dm.add_argument("--n-stars", type=int, default=20000)
+    dm.add_argument("--out", default="data/demo")
+    dm.add_argument("--epochs", type=int, default=300)
+    dm.add_argument("--retrain", action="store_true")
+    dm.set_defaults(func=_demo)
     return p
 
 

@@ -21,12 +21,15 @@ MIN_GOOD_PIXELS = 50  # fewer usable pixels than this cannot constrain ~20 label
 
 @dataclass(frozen=True)
 class FitConfig:
-    """n_starts: starting points per spectrum; margin: allowed excursion beyond the training
-    range, in units of the scaled range (0.1 = 10%); max_iter, tol: LM stopping rules."""
+    """n_starts: starting points per spectrum, each run for explore_iter LM iterations before
+    the best is polished; margin: allowed excursion beyond the training range, in units of the
+    scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch."""
 
     n_starts: int = 5
+    explore_iter: int = 5
     margin: float = 0.1
     max_iter: int = 60
+    batch: int = 256
     tol: float = 1e-5
     lambda0: float = 1e-2
     seed: int = 0
@@ -57,42 +60,50 @@ def _starts(n_label: int, n_starts: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(np.array(pts), dtype=torch.float64)
 
 
-def _lm(net, flux, ivar, x0, lo, hi, cfg: FitConfig):
-    """Batched bounded LM. flux, ivar: (b, p); x0: (b, k). Returns x, chi2, n_iter, converged."""
-    b, k = x0.shape
-    x = x0.clone()
+def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
+    """Bounded Levenberg-Marquardt on a batch, converged rows dropped from the work as they finish.
+
+    flux, ivar: (b, p) float32; x: (b, k) float64 starting points. Returns (x, chi2, n_iter,
+    converged); rows keep their order.
+    """
+    b, k = x.shape
+    x = x.clone()
+    chi2 = torch.full((b,), float("inf"), dtype=torch.float64)
     lam = torch.full((b,), cfg.lambda0, dtype=torch.float64)
-    model, jac = (t.double() for t in net.flux_and_jacobian(x.float()))
-    resid = flux - model
-    chi2 = (resid ** 2 * ivar).sum(1)
     done = torch.zeros(b, dtype=torch.bool)
     n_iter = torch.zeros(b, dtype=torch.int64)
     eye = torch.eye(k, dtype=torch.float64)
-    for it in range(cfg.max_iter):
-        jw = jac * ivar[..., None]
-        a = torch.einsum("bpk,bpl->bkl", jw, jac)
-        g = torch.einsum("bpk,bp->bk", jw, resid)
-        diag = torch.diagonal(a, dim1=1, dim2=2).clamp_min(1e-12)
-        damped = a + lam[:, None, None] * (diag[:, :, None] * eye)
-        step = torch.linalg.solve(damped, g.unsqueeze(-1)).squeeze(-1)
-        x_new = torch.minimum(torch.maximum(x + step, lo), hi)
-        m_new, j_new = (t.double() for t in net.flux_and_jacobian(x_new.float()))
-        r_new = flux - m_new
-        chi2_new = (r_new ** 2 * ivar).sum(1)
-        better = (chi2_new < chi2) & ~done
-        rel = (chi2 - chi2_new) / chi2.clamp_min(1e-30)
-        x = torch.where(better[:, None], x_new, x)
-        resid = torch.where(better[:, None], r_new, resid)
-        jac = torch.where(better[:, None, None], j_new, jac)
-        n_iter += (~done).long()
-        newly = better & (rel < cfg.tol)
-        newly |= ~better & (lam > 1e6)
-        chi2 = torch.where(better, chi2_new, chi2)
-        lam = torch.where(better, lam * 0.3, lam * 10.0).clamp(1e-8, 1e8)
-        done |= newly
-        if bool(done.all()):
+    act = torch.arange(b)
+    model, jac = net.flux_and_jacobian(x.float())
+    resid = flux - model
+    chi2 = (resid.double() ** 2 * ivar).sum(1)
+    for _ in range(n_iter_max):
+        if act.numel() == 0:
             break
-    return x, chi2, jac, n_iter, done
+        f_a, iv_a, j_a, r_a = flux[act], ivar[act], jac, resid
+        jw = j_a * iv_a[..., None]
+        a = torch.bmm(jw.transpose(1, 2), j_a).double()
+        g = torch.bmm(jw.transpose(1, 2), r_a[..., None])[..., 0].double()
+        diag = torch.diagonal(a, dim1=1, dim2=2).clamp_min(1e-12)
+        damped = a + lam[act, None, None] * (diag[:, :, None] * eye)
+        step = torch.linalg.solve(damped, g)
+        x_new = torch.minimum(torch.maximum(x[act] + step, lo), hi)
+        m_new, j_new = net.flux_and_jacobian(x_new.float())
+        r_new = f_a - m_new
+        chi2_new = (r_new.double() ** 2 * iv_a).sum(1)
+        better = chi2_new < chi2[act]
+        rel = (chi2[act] - chi2_new) / chi2[act].clamp_min(1e-30)
+        x[act] = torch.where(better[:, None], x_new, x[act])
+        chi2[act] = torch.where(better, chi2_new, chi2[act])
+        lam[act] = torch.where(better, lam[act] * 0.3, lam[act] * 10.0).clamp(1e-8, 1e8)
+        n_iter[act] += 1
+        finished = (better & (rel < cfg.tol)) | (~better & (lam[act] >= 1e8))
+        done[act] = finished
+        keep = ~finished
+        jac = torch.where(better[:, None, None], j_new, j_a)[keep]
+        resid = torch.where(better[:, None], r_new, r_a)[keep]
+        act = act[keep]
+    return x, chi2, n_iter, done
 
 
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
@@ -125,31 +136,72 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
         return out
     starts = _starts(n_lab, config.n_starts, config.seed)
     n_s = starts.shape[0]
-    f_t = torch.as_tensor(flux[ok]).repeat_interleave(n_s, 0)
-    iv_t = torch.as_tensor(ivar[ok]).repeat_interleave(n_s, 0)
-    x0 = starts.repeat(int(ok.sum()), 1)
     lo = torch.full((n_lab,), -0.5 - config.margin, dtype=torch.float64)
     hi = torch.full((n_lab,), 0.5 + config.margin, dtype=torch.float64)
-    with torch.no_grad():
-        x, chi2, jac, n_iter, done = _lm(model.net, f_t, iv_t, x0, lo, hi, config)
+    f_all = torch.as_tensor(flux[ok], dtype=torch.float32)
+    iv_all = torch.as_tensor(ivar[ok], dtype=torch.float32)
     m = int(ok.sum())
-    chi2 = chi2.view(m, n_s)
-    best = chi2.argmin(1)
-    pick = torch.arange(m) * n_s + best
-    xb, jb = x[pick], jac[pick]
-    a = torch.einsum("bpk,bpl->bkl", jb * iv_t[pick][..., None], jb)
-    cov = torch.linalg.pinv(a).numpy()
+    x_best = torch.empty(m, n_lab, dtype=torch.float64)
+    chi2_best = torch.empty(m, dtype=torch.float64)
+    n_iter_best = torch.empty(m, dtype=torch.int64)
+    done_best = torch.empty(m, dtype=torch.bool)
+    cov = np.empty((m, n_lab, n_lab))
+    with torch.no_grad():
+        for a in range(0, m, config.batch):
+            sl = slice(a, min(a + config.batch, m))
+            nb = sl.stop - sl.start
+            # Explore from every start for a few iterations, then polish the best one.
+            f_t = f_all[sl].repeat_interleave(n_s, 0)
+            iv_t = iv_all[sl].repeat_interleave(n_s, 0)
+            x, chi2, it, _ = _lm(model.net, f_t, iv_t, starts.repeat(nb, 1), lo, hi, config,
+                                 config.explore_iter)
+            pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
+            x, chi2, it2, done = _lm(model.net, f_all[sl], iv_all[sl], x[pick], lo, hi, config,
+                                     config.max_iter)
+            x_best[sl], chi2_best[sl], n_iter_best[sl], done_best[sl] = x, chi2, it[pick] + it2, done
+            # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
+            _, jb = model.net.flux_and_jacobian(x.float())
+            a_mat = torch.bmm((jb * iv_all[sl][..., None]).transpose(1, 2), jb).double()
+            cov[sl] = torch.linalg.pinv(a_mat).numpy()
     span = model.scaler.span
     var = np.diagonal(cov, axis1=1, axis2=2)
     sd = np.sqrt(np.clip(var, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / (sd[:, :, None] * sd[:, None, :])
     idx = np.nonzero(ok)[0]
-    out.labels[idx] = model.scaler.unscale(xb.numpy())
+    out.labels[idx] = model.scaler.unscale(x_best.numpy())
     out.errors[idx] = sd * span
-    out.chi2[idx] = chi2[torch.arange(m), best].numpy()
+    out.chi2[idx] = chi2_best.numpy()
     out.redchi2[idx] = out.chi2[idx] / np.clip(n_used[idx] - n_lab, 1, None)
     out.corr[idx] = corr
-    out.status[idx] = np.where(done[pick].numpy(), CONVERGED, MAX_ITER)
-    out.n_iter[idx] = n_iter[pick].numpy()
+    out.status[idx] = np.where(done_best.numpy(), CONVERGED, MAX_ITER)
+    out.n_iter[idx] = n_iter_best.numpy()
+    return out
+
+
+def fit_result_table(model: EmulatorModel, result: FitResult) -> "pd.DataFrame":
+    """One row per spectrum: <label>, <label>_err, chi2, redchi2, n_pix_used, fit_status,
+    n_iter and label_corr (the flattened upper triangle of the correlation matrix)."""
+    import pandas as pd
+
+    cols = {}
+    for k, lab in enumerate(model.labels):
+        cols[lab] = result.labels[:, k]
+        cols[f"{lab}_err"] = result.errors[:, k]
+    cols.update(chi2=result.chi2, redchi2=result.redchi2, n_pix_used=result.n_pix_used,
+                fit_status=result.status, n_iter=result.n_iter)
+    iu = np.triu_indices(len(model.labels), 1)
+    cols["label_corr"] = list(result.corr[:, iu[0], iu[1]].astype(np.float32))
+    return pd.DataFrame(cols)
+
+
+def window_chi2(model: EmulatorModel, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
+                window: tuple) -> np.ndarray:
+    """chi^2 of the best fit restricted to a wavelength window [A] (e.g. Na D): (n_spec,)."""
+    sel = (model.wave >= window[0]) & (model.wave <= window[1]) & model.mask
+    ok = np.all(np.isfinite(labels), axis=1)
+    out = np.full(len(flux), np.nan)
+    if ok.any():
+        pred = model.predict(labels[ok])[:, sel]
+        out[ok] = ((pred - flux[ok][:, sel]) ** 2 * ivar[ok][:, sel]).sum(1)
     return out

@@ -127,14 +127,51 @@ def resample(wave_in: np.ndarray, flux: np.ndarray, ivar: np.ndarray, wave_out: 
     return np.where(usable, f, 1.0), iv
 
 
-def preprocess(raw: RawSpectrum, instrument: Instrument):
-    """Rest-frame shift (catalogue RV), resample to the instrument grid, normalize, mask.
+def shift_to_rest(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray):
+    """Shift spectra on a common grid to the rest frame: F_rest(l) = F_obs(l (1 + rv/c)).
 
-    Returns (flux (n_pix,), ivar (n_pix,)) normalized; masked pixels have ivar 0.
+    wave: (n_pix,); flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s (NaN -> 0). Linear
+    interpolation, batched over spectra; a pixel touching a masked one, or shifted off the grid,
+    gets ivar 0. Returns (flux, ivar).
     """
+    rv = np.nan_to_num(np.asarray(rv, dtype=np.float64), nan=0.0)
+    target = wave[None, :] * (1.0 + rv[:, None] / C_KMS)
+    pos = np.interp(target.ravel(), wave, np.arange(wave.size), left=-1.0, right=-1.0)
+    pos = pos.reshape(target.shape)
+    inside = pos >= 0
+    i0 = np.clip(np.floor(pos).astype(int), 0, wave.size - 2)
+    frac = np.clip(pos - i0, 0.0, 1.0)
+    f0, f1 = np.take_along_axis(flux, i0, 1), np.take_along_axis(flux, i0 + 1, 1)
+    g0, g1 = np.take_along_axis(ivar, i0, 1), np.take_along_axis(ivar, i0 + 1, 1)
+    usable = inside & (g0 > 0) & (g1 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (1 - frac) / np.where(g0 > 0, g0, 1.0) + frac / np.where(g1 > 0, g1, 1.0)
+        out_ivar = np.where(usable, 1.0 / var, 0.0)
+    out_flux = np.where(usable, (1 - frac) * f0 + frac * f1, 1.0)
+    return out_flux, out_ivar
+
+
+def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrument: Instrument):
+    """Observed-frame spectra on the instrument grid -> rest frame, normalized, masked.
+
+    flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s. Returns normalized (flux, ivar); masked
+    pixels have ivar 0 and flux 1, never NaN.
+    """
+    flux = np.where(np.isfinite(flux), flux, 0.0)
+    ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
+    rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv)
+    norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width)
+    return norm, np.where(instrument_mask(instrument.wave)[None, :], norm_ivar, 0.0)
+
+
+def to_grid(raw: RawSpectrum, instrument: Instrument):
+    """Resample a raw spectrum onto the instrument grid in its observed frame: (flux, ivar)."""
+    return resample(raw.wave, raw.flux, raw.ivar, instrument.wave)
+
+
+def preprocess(raw: RawSpectrum, instrument: Instrument):
+    """One raw spectrum -> rest-frame normalized (flux (n_pix,), ivar (n_pix,)) on the grid."""
+    flux, ivar = to_grid(raw, instrument)
     rv = raw.meta.get("rv", 0.0)
-    rv = 0.0 if rv is None or not np.isfinite(rv) else rv
-    rest = raw.wave / (1.0 + rv / C_KMS)
-    flux, ivar = resample(rest, raw.flux, raw.ivar, instrument.wave)
-    norm, norm_ivar = normalize(instrument.wave, flux, ivar, instrument.continuum_width)
-    return norm, np.where(instrument_mask(instrument.wave), norm_ivar, 0.0)
+    norm, norm_ivar = preprocess_batch(flux[None], ivar[None], np.array([rv], float), instrument)
+    return norm[0], norm_ivar[0]

@@ -133,12 +133,27 @@ def _compute_point(args) -> str:
     return str(out)
 
 
+def _needed_by_apogee(spec: GridSpec, point: np.ndarray) -> bool:
+    """Whether a grid point is needed by the LAMOST-APOGEE label set (a Table-1 point stepping a
+    GALAH-only label is not)."""
+    if not spec.name.startswith("lamost-table1"):
+        return True
+    ref, _ = table1_points()
+    differs = ~np.isclose(ref, point[None, :])           # (n_star, n_label)
+    star = int(np.argmin(differs.sum(axis=1)))
+    stepped = np.nonzero(differs[star])[0]
+    return stepped.size == 0 or REFERENCE_LABELS[stepped[0]] in LABEL_SETS["lamost-apogee"]
+
+
 def compute(names, workers: int = 1, limit: int | None = None) -> None:
     """Synthesize every missing point of the named grids (resumable), ``workers`` in parallel."""
     todo = []
     for name in names:
         spec = grid_spec(name)
         todo += [(spec, p) for p in spec.points if not _point_file(spec, p).exists()]
+    # Reference-star points that the LAMOST-APOGEE label set needs come first, so that set can be
+    # trained on before the GALAH-only labels are done.
+    todo.sort(key=lambda item: not _needed_by_apogee(item[0], item[1]))
     todo = todo[:limit] if limit else todo
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in progress(pool.map(_compute_point, todo), total=len(todo), desc="ab initio spectra"):

@@ -1,0 +1,253 @@
+"""The synthetic survey: the embedded default data (SPEC sec. 10). Everything it makes is
+marked synthetic.
+
+Physics: spectra come from the *truth emulator*, a network trained on MOOG spectra of the
+"truth" physics (per-line log gf errors relative to the regularizing theory; see
+``theory.synthesis.TRUTH``), so the truth differs from the ab initio model used for regularization.
+
+What makes the method necessary is built in:
+- a label population with astrophysical correlations: thin and thick disc alpha sequences, a halo
+  and an accreted population, isochrone-shaped Kiel diagram; abundances of every element tied to
+  [alpha/Fe] or [Fe/H] with scatter;
+- featureless labels (default [Cu/Fe] and [Eu/Fe]): the spectra do not respond to them at all (the
+  truth emulator sees them at 0), but their values correlate with [Mg/Fe];
+- instrument effects: LSF varying by fibre, flux-calibration wiggles, telluric and sky residuals,
+  cosmic rays, bad pixels, radial velocities, a LAMOST-like S/N distribution;
+- repeat visits on different nights; unresolved binaries with Gaia-like parallaxes and photometry;
+- injected bad spectra;
+- APOGEE-like and GALAH-like high-resolution "training labels" for overlap subsets, with their
+  own noise and survey-to-survey systematics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .constants import C_KMS, TELLURIC_BANDS_AA
+from .emulator import EmulatorModel
+from .instrument import get_instrument
+from .labels import LABEL_SETS
+from .progress import progress
+from .spectra import shift_to_rest
+from .store import SpectralStore, chunk_done, create_store, write_chunk
+
+TRUTH_EMULATOR = Path(__file__).resolve().parents[1] / "data" / "models" / "truth_emulator.pt"
+ALPHA = ("o_fe", "mg_fe", "si_fe", "ca_fe", "ti_fe")
+SKY_LINES_AA = (5578.9, 5891.6, 6302.0, 6365.5, 6865.0, 7246.0, 7913.7, 8345.0, 8829.0)  # vacuum
+# High-resolution survey errors (1 sigma) and systematic offsets of the synthetic APOGEE-like and
+# GALAH-like training labels, typical of APOGEE DR14 / GALAH DR2 (X19 sec. 3).
+HIRES_NOISE = {"teff": 60.0, "logg": 0.08, "vmic": 0.1, "feh": 0.04, "xfe": 0.05}
+HIRES_OFFSETS = {"apogee": {"teff": 25.0, "logg": 0.03, "feh": 0.02},
+                 "galah": {"teff": -30.0, "logg": -0.05, "feh": -0.03}}
+
+
+@dataclass(frozen=True)
+class SurveyConfig:
+    n_stars: int = 20000
+    seed: int = 42
+    repeat_fraction: float = 0.15   # stars observed on 2-3 nights
+    binary_fraction: float = 0.08
+    bad_fraction: float = 0.01     # injected broken spectra
+    apogee_fraction: float = 0.15  # overlap with the APOGEE-like survey
+    galah_fraction: float = 0.15
+    snr_median: float = 45.0
+    featureless: tuple = ("cu_fe", "eu_fe")
+    effects: tuple = ("lsf", "calibration", "telluric", "sky", "cosmics", "badpix")
+    chunk: int = 1000
+
+
+def _clip(v, lo, hi):
+    return np.clip(v, lo, hi)
+
+
+def draw_population(n: int, labels, rng: np.random.Generator, featureless=()) -> pd.DataFrame:
+    """True labels of ``n`` stars with Galactic-archaeology-like correlations."""
+    from .theory.gradients import isochrone_logg
+
+    comp = rng.choice(4, size=n, p=[0.62, 0.2, 0.08, 0.10])  # thin, thick, halo, accreted
+    feh = np.select([comp == 0, comp == 1, comp == 2],
+                    [rng.normal(-0.1, 0.22, n), rng.normal(-0.55, 0.25, n),
+                     rng.normal(-1.6, 0.45, n)], rng.normal(-1.25, 0.3, n))
+    feh = _clip(feh, -2.45, 0.45)
+    alpha = np.select([comp == 0, comp == 1, comp == 2],
+                      [0.02 - 0.08 * feh, 0.3 - 0.2 * np.clip(feh + 0.5, 0, None), np.full(n, 0.32)],
+                      0.12 - 0.1 * (feh + 1.25))
+    alpha = _clip(alpha + rng.normal(0, 0.03, n), -0.15, 0.38)
+    giant = rng.random(n) < 0.45
+    teff = np.where(giant, rng.normal(4750, 300, n) + 250 * np.clip(-feh, 0, None),
+                    rng.normal(5700, 550, n))
+    teff = _clip(teff, 4050, 6950)
+    logg = _clip(isochrone_logg(teff, feh, giant) + rng.normal(0, 0.12, n), 0.6, 4.9)
+    out = {"teff": teff, "logg": logg, "feh": feh,
+           "vmic": _clip(0.9 + 0.3 * (5.0 - logg) + rng.normal(0, 0.1, n), 0.6, 2.9),
+           "population": np.array(["thin", "thick", "halo", "accreted"])[comp], "giant": giant}
+    trend = {"c_fe": -0.1 * giant, "n_fe": 0.25 * giant, "na_fe": 0.05 + 0 * feh,
+             "al_fe": 0.5 * alpha, "mn_fe": -0.1 + 0.15 * np.clip(feh, -1.5, 0),
+             "cr_fe": 0 * feh, "ni_fe": 0.05 * np.clip(feh + 1, -1, 1), "co_fe": 0.3 * alpha,
+             "ba_fe": 0.1 - 0.2 * alpha, "y_fe": 0.05 - 0.2 * alpha, "li_fe": 0.2 * ~giant,
+             "eu_fe": 1.0 * alpha, "cu_fe": 0.8 * alpha - 0.1}
+    for lab in labels:
+        if lab in out or not lab.endswith("_fe"):
+            continue
+        base = alpha * (0.9 if lab in ALPHA else 1.0) if lab in ALPHA else trend.get(lab, 0 * feh)
+        out[lab] = _clip(base + rng.normal(0, 0.04, n), -0.38, 0.38)
+    for lab in featureless:
+        if lab in labels:
+            out[lab] = _clip(0.8 * out.get("mg_fe", alpha) + rng.normal(0, 0.05, n), -0.38, 0.38)
+    return pd.DataFrame(out)
+
+
+def _absolute_g(teff, logg):
+    """Absolute G magnitude from Teff and logg for a 1 Msun star: L = M (T/Tsun)^4 (gsun/g)."""
+    log_l = 4 * np.log10(teff / 5772.0) - (logg - 4.438)
+    return 4.67 - 2.5 * log_l
+
+
+def _lsf_blur(flux: np.ndarray, extra_pix: np.ndarray) -> np.ndarray:
+    """Extra Gaussian blur of sigma ``extra_pix`` pixels per spectrum (fibre-to-fibre LSF),
+    done for a few width classes at once (batched within each class)."""
+    out = flux.copy()
+    classes = np.round(extra_pix * 4) / 4
+    for width in np.unique(classes):
+        if width <= 0:
+            continue
+        sel = classes == width
+        half = int(np.ceil(4 * width))
+        k = np.exp(-0.5 * (np.arange(-half, half + 1) / width) ** 2)
+        k /= k.sum()
+        padded = np.pad(flux[sel], ((0, 0), (half, half)), mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, k.size, axis=1)
+        out[sel] = windows @ k
+    return out
+
+
+def to_velocity(wave, flux, ivar, v):
+    """Move rest-frame spectra (n_spec, n_pix) to radial velocities ``v`` (n_spec,) km/s."""
+    return shift_to_rest(wave, flux, ivar, C_KMS * (1.0 / (1.0 + np.asarray(v) / C_KMS) - 1.0))
+
+
+def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
+             effects=SurveyConfig.effects) -> tuple:
+    """Turn normalized rest-frame truth spectra into observed-frame flux and ivar, with the
+    instrument ``effects`` named (see SurveyConfig.effects)."""
+    n, n_pix = norm.shape
+    flux = _lsf_blur(norm, meta["lsf_extra_pix"].to_numpy()) if "lsf" in effects else norm.copy()
+    x = (wave - wave.mean()) / np.ptp(wave)
+    # Continuum: a blackbody-like slope times throughput times flux-calibration wiggles (~2%).
+    teff = meta["teff"].to_numpy()[:, None]
+    planck = 1.0 / (wave[None, :] / 5000.0) ** 5 / np.expm1(1.4388e8 / (wave[None, :] * teff))
+    throughput = np.exp(-0.5 * ((wave - 6000.0) / 1800.0) ** 2)[None, :]
+    wiggle = 1 + ("calibration" in effects) * sum(rng.normal(0, 0.01, (n, 1)) * np.cos(np.pi * k * x[None, :] + rng.uniform(0, 6.3, (n, 1)))
+                     for k in range(1, 5))
+    cont = planck / planck.mean(1, keepdims=True) * throughput * wiggle * 1000.0
+    flux = flux * cont
+    tell = np.zeros(n_pix)
+    for lo, hi in TELLURIC_BANDS_AA:
+        tell += ((wave > lo) & (wave < hi)) * 0.08 * (1 + np.sin(wave / 3.0))
+    flux *= 1 - ("telluric" in effects) * tell[None, :] * rng.uniform(0.0, 1.0, (n, 1))
+    snr = meta["snr"].to_numpy()[:, None]
+    sigma = cont * np.sqrt(np.clip(flux / cont, 0.05, None)) / snr
+    sky = sum(np.exp(-0.5 * ((wave - w) / 1.5) ** 2) for w in SKY_LINES_AA)[None, :]
+    flux = flux + ("sky" in effects) * sky * rng.normal(0, 3.0, (n, 1)) * sigma.mean(1, keepdims=True)
+    flux = flux + rng.normal(size=(n, n_pix)) * sigma
+    ivar = 1.0 / sigma ** 2
+    cr = (rng.random((n, n_pix)) < 3e-4) & ("cosmics" in effects)  # unflagged spikes
+    flux = np.where(cr, flux + rng.uniform(5, 30, (n, n_pix)) * sigma, flux)
+    ivar = np.where((rng.random((n, n_pix)) < 2e-3) & ("badpix" in effects), 0.0, ivar)
+    flux, ivar = to_velocity(wave, flux, ivar, meta["rv_true"].to_numpy())
+    bad = meta["injected_bad"].to_numpy()
+    if bad.any():  # broken spectra: a dead half or a wildly wrong flux calibration
+        half = rng.random(bad.sum()) < 0.5
+        f = flux[bad]
+        f[half, : n_pix // 2] *= 0.05
+        f[~half] *= (1 + 0.6 * np.sin(8 * np.pi * x))[None, :]
+        flux[bad] = f
+    return flux, ivar
+
+
+def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
+    """One row per spectrum: identifiers, truth, observing conditions, training labels."""
+    rng = np.random.default_rng(config.seed)
+    stars = draw_population(config.n_stars, labels, rng, config.featureless)
+    n = config.n_stars
+    stars["star_id"] = np.arange(n)
+    stars["ra"] = rng.uniform(0, 360, n)
+    stars["dec"] = np.degrees(np.arcsin(rng.uniform(-0.3, 1.0, n)))
+    stars["is_binary"] = rng.random(n) < config.binary_fraction
+    stars["distance_kpc"] = np.exp(rng.normal(np.log(1.2), 0.6, n))
+    stars["a_g"] = np.clip(rng.exponential(0.3, n), 0, 2.5)
+    m_g = _absolute_g(stars["teff"].to_numpy(), stars["logg"].to_numpy())
+    # An equal-ish secondary adds up to 0.75 mag of light: too bright for its parallax.
+    stars["binary_dmag"] = np.where(stars["is_binary"], rng.uniform(0.3, 0.75, n), 0.0)
+    stars["phot_g_mean_mag"] = m_g + 5 * np.log10(stars["distance_kpc"] * 100) + stars["a_g"] \
+        - stars["binary_dmag"]
+    stars["parallax_error"] = 0.02 + 0.01 * np.exp((stars["phot_g_mean_mag"] - 14).clip(-5, 6) / 2)
+    stars["parallax"] = 1.0 / stars["distance_kpc"] + rng.normal(0, 1, n) * stars["parallax_error"]
+    for survey, frac in (("apogee", config.apogee_fraction), ("galah", config.galah_fraction)):
+        has = rng.random(n) < frac
+        for lab in LABEL_SETS[f"lamost-{survey}"]:
+            if lab not in stars:
+                continue
+            noise = HIRES_NOISE.get(lab, HIRES_NOISE["xfe"])
+            offset = HIRES_OFFSETS[survey].get(lab, 0.0)
+            stars[f"{survey}_{lab}"] = np.where(
+                has, stars[lab] + offset + rng.normal(0, noise, n), np.nan)
+    visits = 1 + (rng.random(n) < config.repeat_fraction) * rng.integers(1, 3, n)
+    rows = stars.loc[np.repeat(np.arange(n), visits)].reset_index(drop=True)
+    m = len(rows)
+    rows.insert(0, "specid", np.arange(m))
+    rows["visit"] = rows.groupby("star_id").cumcount()
+    rows["mjd"] = 57000 + rng.integers(0, 1500, m) + rows["visit"] * 30
+    rows["snr"] = np.clip(np.exp(rng.normal(np.log(config.snr_median), 0.75, m)), 6, 900)
+    rows["rv_true"] = rng.normal(0, 40, n)[rows["star_id"]] + np.where(
+        rows["is_binary"], rng.normal(0, 15, m), 0.0)
+    rows["rv_err"] = 2.0 + 60.0 / rows["snr"]
+    rows["rv"] = rows["rv_true"] + rng.normal(0, 1, m) * rows["rv_err"]
+    # Extra LSF sigma in pixels, added in quadrature to the mean LSF (sigma ~1.1 px): FWHM varies
+    # by ~0.2-0.4 A between fibres ("sub-angstrom", X19 sec. 2).
+    rows["lsf_extra_pix"] = np.clip(rng.normal(0.4, 0.15, m), 0, 0.8)
+    rows["injected_bad"] = rng.random(m) < config.bad_fraction
+    rows["filename"] = [f"synthetic-{i:08d}" for i in range(m)]
+    rows["synthetic"] = True
+    return rows
+
+
+def simulate_survey(out: str | Path, config: SurveyConfig = SurveyConfig(),
+                    truth_path: str | Path = TRUTH_EMULATOR, log=print) -> SpectralStore:
+    """Write a synthetic survey store at ``out`` (resumable chunk by chunk)."""
+    truth = EmulatorModel.load(truth_path)
+    inst = get_instrument("lamost")
+    if not np.allclose(truth.wave, inst.wave):
+        raise ValueError(f"{truth_path}: truth emulator is not on the LAMOST grid")
+    meta = build_meta(config, truth.labels)
+    store = create_store(out, inst.wave, len(meta), meta, "lamost", config.chunk, synthetic=True,
+                         provenance={"generator": "ddpayne.simulate", "config": asdict(config),
+                                     "truth_emulator": str(Path(truth_path).name),
+                                     "truth_physics": truth.config.get("physics", "truth-moog")})
+    log(f"synthetic survey: {config.n_stars} stars, {len(meta)} spectra -> {out}")
+    labels = list(truth.labels)
+    for start, stop in progress(list(store.chunks()), desc="simulating"):
+        if chunk_done(store, start):
+            continue
+        rng = np.random.default_rng([config.seed, start])
+        rows = meta.iloc[start:stop]
+        lab = rows[labels].to_numpy().copy()
+        for name in config.featureless:
+            if name in labels:
+                lab[:, labels.index(name)] = 0.0  # no spectral signature, by construction
+        norm = truth.predict(lab)
+        binary = rows["is_binary"].to_numpy()
+        if binary.any():
+            sec = lab[binary].copy()
+            sec[:, labels.index("teff")] = np.clip(sec[:, labels.index("teff")] - 900, 4000, None)
+            sec[:, labels.index("logg")] = 4.6
+            f2 = truth.predict(sec)
+            shifted, _ = to_velocity(inst.wave, f2, np.ones_like(f2), rng.normal(0, 40, len(f2)))
+            q = 0.4
+            norm[binary] = (norm[binary] + q * shifted) / (1 + q)
+        flux, ivar = _observe(norm, inst.wave, rows, rng, config.effects)
+        write_chunk(store, start, flux, ivar)
+    return store

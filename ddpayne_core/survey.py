@@ -1,0 +1,111 @@
+"""Fitting a whole survey: stream the spectral store in chunks, preprocess, fit, and append one
+Parquet part per chunk (atomic), so a killed run resumes without refitting what is done."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .constants import NA_D_WINDOW_AA
+from .emulator import EmulatorModel
+from .fit import FitConfig, fit_result_table, fit_spectra, window_chi2
+from .instrument import get_instrument
+from .io_utils import atomic_path
+from .progress import progress
+from .spectra import preprocess_batch
+from .store import SpectralStore
+
+META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
+                "subclass")
+
+
+def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
+              config: FitConfig) -> pd.DataFrame:
+    """Fit rows [start, stop) of a store: a table of fit results joined to their metadata."""
+    inst = get_instrument(store.info["instrument"])
+    meta = store.meta().iloc[start:stop].reset_index(drop=True)
+    flux, ivar = store.read(start, stop)
+    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), inst)
+    result = fit_spectra(model, norm, norm_ivar, config)
+    table = fit_result_table(model, result)
+    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA)
+    keep = [c for c in META_COLUMNS if c in meta.columns]
+    return pd.concat([meta[keep], table], axis=1)
+
+
+def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
+              config: FitConfig = FitConfig(), log=print) -> pd.DataFrame:
+    """Fit every spectrum of ``store``; parts go to ``<out>.parts/``; returns all results."""
+    out = Path(out)
+    parts_dir = out.parent / f"{out.stem}.parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    chunks = list(store.chunks())
+    todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
+    if len(todo) < len(chunks):
+        log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
+    for start, stop in progress(todo, desc="fitting"):
+        table = fit_chunk(model, store, start, stop, config)
+        with atomic_path(parts_dir / f"part-{start:010d}.parquet") as tmp:
+            table.to_parquet(tmp)
+    return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
+                     ignore_index=True)
+
+
+def _fits_files(inputs) -> list[Path]:
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.name.endswith((".fits", ".fits.gz", ".fit")))
+        else:
+            files.append(item)
+    return files
+
+
+def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(), log=print):
+    """Fit LAMOST FITS files. Unreadable files are skipped and reported, not fatal.
+
+    Returns (table, skipped) with skipped a list of (file, reason).
+    """
+    from .spectra import SpectrumFormatError, read_lamost, to_grid
+
+    inst = get_instrument("lamost")
+    grids, metas, skipped = [], [], []
+    for path in progress(files, desc="reading"):
+        try:
+            raw = read_lamost(path)
+        except SpectrumFormatError as exc:
+            skipped.append((str(path), str(exc)))
+            log(f"skipped: {exc}")
+            continue
+        grids.append(to_grid(raw, inst))
+        metas.append(raw.meta)
+    if not grids:
+        return pd.DataFrame(), skipped
+    flux = np.stack([g[0] for g in grids])
+    ivar = np.stack([g[1] for g in grids])
+    meta = pd.DataFrame(metas)
+    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(dtype=float), inst)
+    result = fit_spectra(model, norm, norm_ivar, config)
+    table = fit_result_table(model, result)
+    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA)
+    return pd.concat([meta.reset_index(drop=True), table], axis=1), skipped
+
+
+def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig(), log=print):
+    """Fit a spectral store (a folder with store.json) or LAMOST FITS files and folders.
+
+    Returns (table, info) where info records the inputs, skipped files and the synthetic marker.
+    """
+    from .store import open_store
+
+    inputs = [Path(p) for p in inputs]
+    if len(inputs) == 1 and (inputs[0] / "store.json").exists():
+        store = open_store(inputs[0])
+        table = fit_store(model, store, out, config, log=log)
+        return table, {"input": str(inputs[0]), "synthetic": bool(store.info.get("synthetic")),
+                       "n_skipped": 0}
+    table, skipped = fit_fits_files(model, _fits_files(inputs), config, log=log)
+    return table, {"input": [str(p) for p in inputs], "synthetic": False,
+                   "n_skipped": len(skipped), "skipped": skipped,
+                   "model_trained_on_synthetic": bool(model.config.get("synthetic"))}

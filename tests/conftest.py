@@ -1,0 +1,77 @@
+"""Shared fixtures: a small synthetic world built from a random 'truth' emulator (no MOOG)."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ddpayne_core.emulator import Emulator, EmulatorModel
+from ddpayne_core.instrument import get_instrument
+from ddpayne_core.labels import Scaler
+from ddpayne_core.theory.gradients import ReferenceGradients
+
+TEST_LABELS = ("teff", "logg", "vmic", "feh", "mg_fe", "ca_fe", "cu_fe")
+LO = np.array([4000.0, 0.5, 0.5, -2.5, -0.4, -0.4, -0.4])
+HI = np.array([7000.0, 5.0, 3.0, 0.5, 0.4, 0.4, 0.4])
+
+
+def make_truth(seed=7, n_lines=400, depth=1.5) -> EmulatorModel:
+    """A random emulator on the LAMOST grid shaped like a spectrum: ~400 'lines', each a small
+    network of the labels spread over neighbouring pixels with a Gaussian profile (sigma 1.5
+    pixels, like an R~1800 LSF), so spectra are smooth at the pixel scale and label-sensitive."""
+    inst = get_instrument("lamost")
+    n_pix = inst.wave.size
+    net = Emulator(len(TEST_LABELS), n_pix, 6, seed=seed)
+    rng = np.random.default_rng(seed)
+    centers = np.sort(rng.uniform(0, n_pix, n_lines))
+    nearest = np.clip(np.searchsorted(centers, np.arange(n_pix)), 0, n_lines - 1)
+    profile = np.exp(-0.5 * ((np.arange(n_pix) - centers[nearest]) / 1.5) ** 2)
+    with torch.no_grad():
+        for name in ("W1", "b1", "W2", "b2"):
+            p = getattr(net, name)
+            p.copy_(p[torch.as_tensor(rng.integers(0, n_pix, n_lines))[nearest]])
+        w_line = torch.as_tensor(rng.uniform(0.1, 1.0, (n_lines, 6)) * depth / 6, dtype=torch.float32)
+        net.w.copy_(-w_line[nearest] * torch.as_tensor(profile[:, None], dtype=torch.float32))
+        # Absorption only: flux = 1 - sum_i |w_i| h_i <= 1.
+        net.fbar.fill_(1.0)
+    return EmulatorModel(net, TEST_LABELS, Scaler(LO, HI), inst.wave, np.ones(n_pix, bool),
+                         {"physics": "random test truth"})
+
+
+def reference_from(truth: EmulatorModel, n_ref=6, seed=3) -> ReferenceGradients:
+    """'Ab initio' gradients taken from the truth itself at a few reference stars."""
+    from astropy.table import Table
+
+    rng = np.random.default_rng(seed)
+    ref = LO + (HI - LO) * rng.uniform(0.25, 0.75, (n_ref, len(TEST_LABELS)))
+    steps = np.tile([200.0, 0.25, 1.0, 0.5, 0.5, 0.5, 0.5], (n_ref, 1))
+    base = truth.predict(ref)
+    stepped = truth.predict((ref[:, None, :] + steps[:, :, None] * np.eye(len(TEST_LABELS)))
+                            .reshape(-1, len(TEST_LABELS))).reshape(n_ref, len(TEST_LABELS), -1)
+    stars = Table({"star": np.arange(1, n_ref + 1)})
+    for k, lab in enumerate(TEST_LABELS):
+        stars[lab] = ref[:, k]
+        stars[f"d_{lab}"] = steps[:, k]
+    return ReferenceGradients("test", truth.wave, TEST_LABELS, stars, base,
+                              stepped - base[:, None, :], {})
+
+
+@pytest.fixture(scope="session")
+def truth_model():
+    return make_truth()
+
+
+@pytest.fixture(scope="session")
+def truth_path(tmp_path_factory, truth_model):
+    return truth_model.save(tmp_path_factory.mktemp("truth") / "truth.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory, truth_path):
+    from ddpayne_core.simulate import SurveyConfig, simulate_survey
+
+    cfg = replace(SurveyConfig(), n_stars=800, chunk=250, apogee_fraction=0.6, snr_median=80.0,
+                  featureless=("cu_fe",))
+    path = tmp_path_factory.mktemp("survey") / "survey"
+    simulate_survey(path, cfg, truth_path, log=lambda *a: None)
+    return path
