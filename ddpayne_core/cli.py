@@ -35,12 +35,15 @@ def _theory_synthesize(args):
 
 
 def _theory_gradients(args):
+    from .labels import get_label_set
     from .theory import gradients
 
-    gradients.compute(args.grid, workers=args.workers, limit=args.limit)
+    if not args.assemble_only:
+        gradients.compute(args.grid, workers=args.workers, limit=args.limit)
     if args.limit is None:
+        labels = get_label_set(args.label_set) if args.label_set else None
         for name in args.grid:
-            print(gradients.assemble(name))
+            print(gradients.assemble(name, labels if name.startswith("lamost-table1") else None))
 
 
 def _theory_figures(args):
@@ -150,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lamost-table1, lamost-table1-truth, truth-grid")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--limit", type=int, default=None, help="compute at most N spectra, no assembly")
+    g.add_argument("--assemble-only", action="store_true", help="only assemble computed spectra")
+    g.add_argument("--label-set", default=None,
+                   help="assemble reference grids for this label set's labels only")
     g.set_defaults(func=_theory_gradients)
 
     f = tsub.add_parser("figures", help="PNG of gradient spectra per reference star and label")

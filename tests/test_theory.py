@@ -1,0 +1,138 @@
+"""Ab initio physics: atmospheres, line lists, MOOG syntheses and the committed reference
+gradient spectra, checked against known answers."""
+import io
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ddpayne_core.instrument import get_instrument
+from ddpayne_core.theory import linelist as ll
+from ddpayne_core.theory.atmosphere import _ArraysOnlyUnpickler, model_atmosphere
+from ddpayne_core.theory.gradients import DATA_DIR, load_reference_gradients
+from ddpayne_core.theory.moog import moog_binary
+
+needs_moog = pytest.mark.skipif(not moog_binary().exists(),
+                                reason="MOOG not built (run `ddpayne theory build`)")
+needs_table1 = pytest.mark.skipif(not (DATA_DIR / "lamost-table1.npz").exists(),
+                                  reason="reference gradients not assembled yet")
+
+
+def test_unpickler_refuses_code():
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        _ArraysOnlyUnpickler(io.BytesIO(pickle.dumps(Evil()))).load()
+
+
+def test_solar_atmosphere_is_hydrostatic_and_hot_inside():
+    sun = model_atmosphere(5777.0, 4.438, 0.0)
+    rhox, temp, pres = sun.deck[:, 0], sun.deck[:, 1], sun.deck[:, 2]
+    deep = rhox > np.median(rhox)
+    np.testing.assert_allclose(pres[deep] / (10 ** 4.438 * rhox[deep]), 1.0, atol=0.05)
+    assert np.all(np.diff(rhox) > 0) and temp[0] < 5000 < temp[-1]
+
+
+def test_atmosphere_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="outside atmosnet range"):
+        model_atmosphere(9000.0, 4.0, 0.0)
+
+
+def test_perturbed_loggf_only_changes_loggf():
+    raw = np.array([f"{5000.0 + i:10.3f}{26.0:10.1f}{2.0:10.3f}{-1.0:10.3f}" for i in range(200)]
+                   + [f"{6562.797:10.3f}{1.0:10.1f}{10.191:10.3f}{0.710:10.3f}"], dtype=object)
+    lines = ll.LineList(np.array([float(r[:10]) for r in raw]), np.array([26.0] * 200 + [1.0]),
+                        np.full(201, 2.0), np.array([-1.0] * 200 + [0.71]), raw)
+    pert = ll.perturb_loggf(lines, 0.1, seed=1)
+    assert 0.07 < np.std(pert.loggf[:200] - lines.loggf[:200]) < 0.13
+    assert pert.loggf[200] == lines.loggf[200]  # hydrogen untouched
+    assert all(p[:30] == r[:30] for p, r in zip(pert.raw, lines.raw))
+    np.testing.assert_allclose([float(r[30:40]) for r in pert.raw], pert.loggf, atol=6e-4)
+
+
+@needs_moog
+def test_solar_mg_b_triplet_and_linearity_of_small_steps():
+    from ddpayne_core.theory.synthesis import synthesize
+
+    sun = {"teff": 5777.0, "logg": 4.44, "vmic": 1.0, "feh": 0.0}
+    w, f0 = synthesize(sun, wmin=5160.0, wmax=5195.0)
+    for line in (5168.76, 5174.12, 5185.05):  # Mg b in vacuum
+        assert f0[np.argmin(np.abs(w - line))] < 0.25
+    _, f1 = synthesize({**sun, "mg_fe": 0.02}, wmin=5160.0, wmax=5195.0)
+    _, f2 = synthesize({**sun, "mg_fe": 0.04}, wmin=5160.0, wmax=5195.0)
+    d1, d2 = f1 - f0, f2 - f0
+    strong = np.abs(d2) > 0.2 * np.abs(d2).max()
+    ratio = d2[strong] / d1[strong]
+    assert np.median(ratio) == pytest.approx(2.0, abs=0.15)  # near-linear response
+
+
+@needs_moog
+def test_cli_synthesizes_solar_spectrum_in_under_a_minute(tmp_path):
+    out = tmp_path / "sun.txt"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ddpayne_core.cli", "theory", "synthesize",
+                    "--out", str(out)], check=True, capture_output=True)
+    assert time.perf_counter() - t0 < 60
+    wave, flux = np.loadtxt(out, unpack=True)
+    assert wave.size == get_instrument("lamost").wave.size
+    core = lambda lam: flux[np.argmin(np.abs(wave - lam))]
+    assert core(3934.8) < 0.5 and core(8544.4) < 0.8  # Ca II K and the Ca triplet
+
+
+def _peak_wavelengths(wave, d, n=5, sep=8.0):
+    order = np.argsort(-np.abs(d))
+    peaks = []
+    for i in order:
+        if all(abs(wave[i] - p) > sep for p in peaks):
+            peaks.append(wave[i])
+        if len(peaks) == n:
+            break
+    return np.array(peaks)
+
+
+@needs_table1
+def test_reference_gradients_load_with_documented_shapes():
+    ref = load_reference_gradients("lamost-table1")
+    n_star, n_lab, n_pix = ref.dflux.shape
+    assert n_star == 16 and n_pix == ref.wavelength.size == ref.flux.shape[1]
+    assert n_lab == len(ref.labels) and len(ref.stars) == 16
+    assert ref.stars["teff"][0] == 5778 and ref.stars["d_logg"][0] == -0.25
+
+
+@needs_table1
+def test_mg_and_ca_gradients_peak_at_their_lines():
+    ref = load_reference_gradients("lamost-table1")
+    wave = ref.wavelength
+    use = (wave > 3900) & (wave < 8880)
+    mg = ref.dflux[0, ref.labels.index("mg_fe")] * use
+    peaks = _peak_wavelengths(wave, mg, n=3)
+    assert np.any((peaks > 5160) & (peaks < 5195))  # Mg b triplet
+    ca = ref.dflux[0, ref.labels.index("ca_fe")] * use
+    peaks = _peak_wavelengths(wave, ca, n=4)
+    near = lambda lines: np.any([np.abs(peaks - l).min() < 15 for l in lines])
+    assert near((3934.8, 3969.6)) or near((8500.4, 8544.4, 8664.5)) or near((4227.9,))
+
+
+@needs_table1
+def test_teff_logg_gradients_nonzero_and_abundance_gradients_local():
+    ref = load_reference_gradients("lamost-table1")
+    wave = ref.wavelength
+    use = (wave > 3900) & (wave < 8880)
+    for lab in ("teff", "logg"):
+        d = np.abs(ref.dflux[:, ref.labels.index(lab)][:, use])
+        # Non-zero across the spectrum: in every 500 A stretch some pixel responds.
+        for lo in range(3900, 8400, 500):
+            sel = (wave[use] >= lo) & (wave[use] < lo + 500)
+            assert np.all(d[:, sel].max(axis=1) > 1e-3), (lab, lo)
+    # [Cu/Fe] of the Sun: Cu I lines only; far (>150 A) from every Cu line nothing moves.
+    cu_lines = np.array([4022.6, 4062.6, 4480.4, 5105.5, 5153.2, 5218.2, 5220.1, 5700.2, 5782.1,
+                         7933.1, 8092.6]) * 1.00028
+    d = ref.dflux[0, ref.labels.index("cu_fe")]
+    far = use & (np.abs(wave[:, None] - cu_lines[None, :]).min(axis=1) > 150)
+    near = use & (np.abs(wave[:, None] - cu_lines[None, :]).min(axis=1) < 3)
+    assert np.abs(d[far]).max() < 0.25 * np.abs(d[near]).max()
+    assert np.abs(d[far]).max() < 2e-3
