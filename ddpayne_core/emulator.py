@@ -51,22 +51,27 @@ class Emulator(torch.nn.Module):
         return self.W1.shape[1]
 
     def _hidden(self, x):
-        h1 = torch.sigmoid(torch.einsum("pjk,sk->spj", self.W1, x) + self.b1)
-        h2 = torch.sigmoid(torch.einsum("pij,spj->spi", self.W2, h1) + self.b2)
+        """Hidden activations in pixel-major layout, h1 and h2: (n_pix, n_hidden, n_spec).
+
+        Each layer is one batched matrix product over pixels, which is much faster on CPUs than
+        the equivalent einsum with the spectrum index first."""
+        z1 = torch.matmul(self.W1, x.T) + self.b1[:, :, None]
+        h1 = torch.sigmoid(z1)
+        h2 = torch.sigmoid(torch.bmm(self.W2, h1) + self.b2[:, :, None])
         return h1, h2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n_spec, n_label) scaled labels -> (n_spec, n_pix) normalized flux."""
         _, h2 = self._hidden(x)
-        return torch.einsum("pi,spi->sp", self.w, h2) + self.fbar
+        return (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
 
     def flux_and_jacobian(self, x: torch.Tensor):
         """Flux (n_spec, n_pix) and analytic d flux / d x (n_spec, n_pix, n_label)."""
         h1, h2 = self._hidden(x)
-        flux = torch.einsum("pi,spi->sp", self.w, h2) + self.fbar
-        g2 = self.w * h2 * (1.0 - h2)                                   # (s, p, i)
-        g1 = torch.einsum("spi,pij->spj", g2, self.W2) * h1 * (1.0 - h1)  # (s, p, j)
-        return flux, torch.einsum("spj,pjk->spk", g1, self.W1)
+        flux = (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
+        g2 = self.w[:, :, None] * h2 * (1.0 - h2)                             # (p, i, s)
+        g1 = torch.bmm(self.W2.transpose(1, 2), g2) * h1 * (1.0 - h1)         # (p, j, s)
+        return flux, torch.einsum("spj,pjk->spk", g1.permute(2, 0, 1), self.W1)
 
 
 @dataclass

@@ -21,16 +21,18 @@ MIN_GOOD_PIXELS = 50  # fewer usable pixels than this cannot constrain ~20 label
 
 @dataclass(frozen=True)
 class FitConfig:
-    """n_starts: starting points per spectrum, each run for explore_iter LM iterations before
+    """n_candidates: points of label space whose chi^2 is evaluated for every spectrum (forward
+    passes only); n_starts: the best candidates from which LM runs explore_iter iterations before
     the best is polished; margin: allowed excursion beyond the training range, in units of the
     scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch."""
 
-    n_starts: int = 5
-    explore_iter: int = 5
+    n_candidates: int = 64
+    n_starts: int = 2
+    explore_iter: int = 4
     margin: float = 0.1
     max_iter: int = 60
     batch: int = 256
-    tol: float = 1e-5
+    tol: float = 1e-4
     lambda0: float = 1e-2
     seed: int = 0
 
@@ -51,13 +53,22 @@ class FitResult:
     n_iter: np.ndarray
 
 
-def _starts(n_label: int, n_starts: int, seed: int) -> torch.Tensor:
-    """The centre of label space plus quasi-random points inside the inner half: (n_starts, n_label)."""
+def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:
+    """The centre of label space plus quasi-random points over its inner 80%: (n, n_label)."""
     pts = [np.zeros(n_label)]
-    if n_starts > 1:
+    if n > 1:
         sob = torch.quasirandom.SobolEngine(n_label, scramble=True, seed=seed)
-        pts += list((sob.draw(n_starts - 1).numpy() - 0.5) * 0.6)
+        pts += list((sob.draw(n - 1).numpy() - 0.5) * 0.8)
     return torch.as_tensor(np.array(pts), dtype=torch.float64)
+
+
+def _best_candidates(net, flux, ivar, cand, n_keep):
+    """chi^2 of every candidate for every spectrum (forward passes only, cheap); the n_keep best
+    per spectrum as starting points: (n_spec * n_keep, n_label), spectrum-major."""
+    model = net(cand.float())                                           # (c, p)
+    chi2 = (ivar[:, None, :] * (flux[:, None, :] - model[None]) ** 2).sum(-1)  # (s, c)
+    best = chi2.topk(n_keep, dim=1, largest=False).indices              # (s, n_keep)
+    return cand[best.reshape(-1)]
 
 
 def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
@@ -76,7 +87,7 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
     act = torch.arange(b)
     model, jac = net.flux_and_jacobian(x.float())
     resid = flux - model
-    chi2 = (resid.double() ** 2 * ivar).sum(1)
+    chi2 = (resid * resid * ivar).sum(1, dtype=torch.float64)
     for _ in range(n_iter_max):
         if act.numel() == 0:
             break
@@ -90,7 +101,7 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
         x_new = torch.minimum(torch.maximum(x[act] + step, lo), hi)
         m_new, j_new = net.flux_and_jacobian(x_new.float())
         r_new = f_a - m_new
-        chi2_new = (r_new.double() ** 2 * iv_a).sum(1)
+        chi2_new = (r_new * r_new * iv_a).sum(1, dtype=torch.float64)
         better = chi2_new < chi2[act]
         rel = (chi2[act] - chi2_new) / chi2[act].clamp_min(1e-30)
         x[act] = torch.where(better[:, None], x_new, x[act])
@@ -100,9 +111,8 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
         finished = (better & (rel < cfg.tol)) | (~better & (lam[act] >= 1e8))
         done[act] = finished
         keep = ~finished
-        jac = torch.where(better[:, None, None], j_new, j_a)[keep]
-        resid = torch.where(better[:, None], r_new, r_a)[keep]
-        act = act[keep]
+        j_a[better], r_a[better] = j_new[better], r_new[better]
+        jac, resid, act = j_a[keep], r_a[keep], act[keep]
     return x, chi2, n_iter, done
 
 
@@ -134,8 +144,8 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
                     np.zeros(n_spec, dtype=int))
     if not ok.any():
         return out
-    starts = _starts(n_lab, config.n_starts, config.seed)
-    n_s = starts.shape[0]
+    cand = _candidates(n_lab, config.n_candidates, config.seed)
+    n_s = min(config.n_starts, config.n_candidates)
     lo = torch.full((n_lab,), -0.5 - config.margin, dtype=torch.float64)
     hi = torch.full((n_lab,), 0.5 + config.margin, dtype=torch.float64)
     f_all = torch.as_tensor(flux[ok], dtype=torch.float32)
@@ -153,8 +163,8 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
             # Explore from every start for a few iterations, then polish the best one.
             f_t = f_all[sl].repeat_interleave(n_s, 0)
             iv_t = iv_all[sl].repeat_interleave(n_s, 0)
-            x, chi2, it, _ = _lm(model.net, f_t, iv_t, starts.repeat(nb, 1), lo, hi, config,
-                                 config.explore_iter)
+            starts = _best_candidates(model.net, f_all[sl], iv_all[sl], cand, n_s)
+            x, chi2, it, _ = _lm(model.net, f_t, iv_t, starts, lo, hi, config, config.explore_iter)
             pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
             x, chi2, it2, done = _lm(model.net, f_all[sl], iv_all[sl], x[pick], lo, hi, config,
                                      config.max_iter)
