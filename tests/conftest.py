@@ -8,6 +8,7 @@ import torch
 from ddpayne_core.emulator import Emulator, EmulatorModel
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.labels import Scaler
+from ddpayne_core.normalize import normalize
 from ddpayne_core.theory.gradients import ReferenceGradients
 
 TEST_LABELS = ("teff", "logg", "vmic", "feh", "mg_fe", "ca_fe", "cu_fe")
@@ -15,27 +16,38 @@ LO = np.array([4000.0, 0.5, 0.5, -2.5, -0.4, -0.4, -0.4])
 HI = np.array([7000.0, 5.0, 3.0, 0.5, 0.4, 0.4, 0.4])
 
 
-def make_truth(seed=7, n_lines=400, depth=1.5) -> EmulatorModel:
-    """A random emulator on the LAMOST grid shaped like a spectrum: ~400 'lines', each a small
-    network of the labels spread over neighbouring pixels with a Gaussian profile (sigma 1.5
-    pixels, like an R~1800 LSF), so spectra are smooth at the pixel scale and label-sensitive."""
+def make_truth(seed=7, n_lines=500) -> EmulatorModel:
+    """A test 'truth' on the LAMOST grid shaped like a spectrum: ~500 absorption lines with a
+    Gaussian profile (sigma 1.5 pixels, like an R~1800 LSF). Each line belongs to one element
+    (Fe, Mg, Ca or Cu); its depth rises monotonically with [Fe/H] and its element's [X/Fe], falls
+    with Teff, and depends mildly on logg and vmic, like real lines. Written in the emulator's
+    own form (one active hidden unit per pixel), so an emulator can represent it exactly."""
     inst = get_instrument("lamost")
     n_pix = inst.wave.size
-    net = Emulator(len(TEST_LABELS), n_pix, 6, seed=seed)
     rng = np.random.default_rng(seed)
     centers = np.sort(rng.uniform(0, n_pix, n_lines))
     nearest = np.clip(np.searchsorted(centers, np.arange(n_pix)), 0, n_lines - 1)
     profile = np.exp(-0.5 * ((np.arange(n_pix) - centers[nearest]) / 1.5) ** 2)
+    element = rng.choice(["feh", "mg_fe", "ca_fe", "cu_fe"], n_lines, p=[0.55, 0.15, 0.15, 0.15])
+    sens = np.zeros((n_lines, len(TEST_LABELS)))
+    sens[:, 0] = rng.uniform(-4, -1.5, n_lines)          # Teff
+    sens[:, 1] = rng.uniform(-1.5, 1.5, n_lines)         # logg
+    sens[:, 2] = rng.uniform(0.2, 1.0, n_lines)          # vmic
+    sens[:, 3] = rng.uniform(2, 4, n_lines)              # [Fe/H]
+    for k, lab in enumerate(TEST_LABELS[4:], start=4):
+        sens[element == lab, k] = rng.uniform(2, 4, (element == lab).sum())
+    net = Emulator(len(TEST_LABELS), n_pix, 6, seed=seed)
     with torch.no_grad():
-        for name in ("W1", "b1", "W2", "b2"):
-            p = getattr(net, name)
-            p.copy_(p[torch.as_tensor(rng.integers(0, n_pix, n_lines))[nearest]])
-        w_line = torch.as_tensor(rng.uniform(0.1, 1.0, (n_lines, 6)) * depth / 6, dtype=torch.float32)
-        net.w.copy_(-w_line[nearest] * torch.as_tensor(profile[:, None], dtype=torch.float32))
-        # Absorption only: flux = 1 - sum_i |w_i| h_i <= 1.
+        for p in net.parameters():
+            p.zero_()
+        net.W1[:, 0, :] = torch.as_tensor(sens[nearest], dtype=torch.float32)
+        net.W2[:, 0, 0] = 5.0
+        net.b2[:, 0] = -2.5
+        depth = rng.uniform(0.15, 0.7, n_lines)[nearest] * profile
+        net.w[:, 0] = -torch.as_tensor(depth / 0.75, dtype=torch.float32)
         net.fbar.fill_(1.0)
     return EmulatorModel(net, TEST_LABELS, Scaler(LO, HI), inst.wave, np.ones(n_pix, bool),
-                         {"physics": "random test truth"})
+                         {"physics": "test truth"})
 
 
 def reference_from(truth: EmulatorModel, n_ref=6, seed=3) -> ReferenceGradients:
@@ -45,9 +57,14 @@ def reference_from(truth: EmulatorModel, n_ref=6, seed=3) -> ReferenceGradients:
     rng = np.random.default_rng(seed)
     ref = LO + (HI - LO) * rng.uniform(0.25, 0.75, (n_ref, len(TEST_LABELS)))
     steps = np.tile([200.0, 0.25, 1.0, 0.5, 0.5, 0.5, 0.5], (n_ref, 1))
-    base = truth.predict(ref)
-    stepped = truth.predict((ref[:, None, :] + steps[:, :, None] * np.eye(len(TEST_LABELS)))
-                            .reshape(-1, len(TEST_LABELS))).reshape(n_ref, len(TEST_LABELS), -1)
+    inst = get_instrument("lamost")
+
+    def spectra(labels):  # normalized like ab initio spectra (theory.synthesis.to_instrument)
+        flux = truth.predict(labels)
+        return normalize(inst.wave, flux, np.ones_like(flux), inst.continuum_width)[0]
+    base = spectra(ref)
+    stepped = spectra((ref[:, None, :] + steps[:, :, None] * np.eye(len(TEST_LABELS)))
+                      .reshape(-1, len(TEST_LABELS))).reshape(n_ref, len(TEST_LABELS), -1)
     stars = Table({"star": np.arange(1, n_ref + 1)})
     for k, lab in enumerate(TEST_LABELS):
         stars[lab] = ref[:, k]
