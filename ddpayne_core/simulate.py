@@ -14,7 +14,7 @@ What makes the method necessary is built in:
 - instrument effects: LSF varying by fibre, flux-calibration wiggles, telluric and sky residuals,
   cosmic rays, bad pixels, radial velocities, a LAMOST-like S/N distribution;
 - repeat visits on different nights; unresolved binaries with Gaia-like parallaxes and photometry;
-- injected bad spectra;
+- injected bad spectra (a wrong catalogue RV, or a blend with another fibre's light);
 - APOGEE-like and GALAH-like high-resolution "training labels" for overlap subsets, with their
   own noise and survey-to-survey systematics.
 """
@@ -158,13 +158,10 @@ def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
     flux = np.where(cr, flux + rng.uniform(5, 30, (n, n_pix)) * sigma, flux)
     ivar = np.where((rng.random((n, n_pix)) < 2e-3) & ("badpix" in effects), 0.0, ivar)
     flux, ivar = to_velocity(wave, flux, ivar, meta["rv_true"].to_numpy())
-    bad = meta["injected_bad"].to_numpy()
-    if bad.any():  # broken spectra: a dead half or a wildly wrong flux calibration
-        half = rng.random(bad.sum()) < 0.5
-        f = flux[bad]
-        f[half, : n_pix // 2] *= 0.05
-        f[~half] *= (1 + 0.6 * np.sin(8 * np.pi * x))[None, :]
-        flux[bad] = f
+    blend = meta["injected_bad"].to_numpy() & (meta["bad_kind"].to_numpy() == "blend")
+    if blend.any():  # light of a neighbouring fibre at another velocity (cross-talk)
+        other, _ = to_velocity(wave, flux[blend], ivar[blend], np.full(blend.sum(), 300.0))
+        flux[blend] = 0.5 * flux[blend] + 0.5 * other
     return flux, ivar
 
 
@@ -210,6 +207,12 @@ def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
     # by ~0.2-0.4 A between fibres ("sub-angstrom", X19 sec. 2).
     rows["lsf_extra_pix"] = np.clip(rng.normal(0.4, 0.15, m), 0, 0.8)
     rows["injected_bad"] = rng.random(m) < config.bad_fraction
+    # Broken spectra: a catalogue RV off by 400 km/s (lines mis-registered) or a blend with
+    # another fibre's light (cross-talk).
+    rows["bad_kind"] = np.where(rows["injected_bad"],
+                                np.where(rng.random(m) < 0.5, "rv", "blend"), "")
+    wrong_rv = rows["bad_kind"] == "rv"
+    rows.loc[wrong_rv, "rv"] += rng.choice([-400.0, 400.0], wrong_rv.sum())
     rows["filename"] = [f"synthetic-{i:08d}" for i in range(m)]
     rows["synthetic"] = True
     return rows
