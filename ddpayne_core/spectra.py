@@ -65,9 +65,9 @@ def read_lamost(path: str | Path) -> RawSpectrum:
     except Exception as exc:
         raise SpectrumFormatError(f"{path}: not a readable FITS file ({exc})") from None
     with hdul:
-        header = hdul[0].header
-        data = hdul[0].data
         try:
+            header = hdul[0].header
+            data = hdul[0].data
             if data is not None and data.ndim == 2:
                 if data.shape[0] < 3:
                     raise SpectrumFormatError(f"{path}: primary image has {data.shape[0]} rows; "
@@ -87,7 +87,9 @@ def read_lamost(path: str | Path) -> RawSpectrum:
             else:
                 raise SpectrumFormatError(f"{path}: neither a 5-row primary image nor a "
                                           "spectrum table in HDU 1")
-        except (TypeError, IndexError, OSError) as exc:
+        except SpectrumFormatError:
+            raise
+        except (TypeError, IndexError, OSError, ValueError) as exc:
             raise SpectrumFormatError(f"{path}: truncated or malformed data ({exc})") from None
     if not (flux.shape == ivar.shape == wave.shape) or flux.size < 10:
         raise SpectrumFormatError(f"{path}: flux/ivar/wavelength have shapes "
