@@ -46,6 +46,12 @@ def _theory_gradients(args):
             print(gradients.assemble(name, labels if name.startswith("lamost-table1") else None))
 
 
+def _theory_truth_emulator(args):
+    from .theory.truth_emulator import train_truth_emulator
+
+    train_truth_emulator(n_hidden=args.n_hidden, epochs=args.epochs)
+
+
 def _theory_figures(args):
     from .theory.figures import gradient_figures
 
@@ -158,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="assemble reference grids for this label set's labels only")
     g.set_defaults(func=_theory_gradients)
 
+    te = tsub.add_parser("truth-emulator", help="train the synthetic survey's truth emulator on "
+                         "the computed truth grid (held-out accuracy reported)")
+    te.add_argument("--n-hidden", type=int, default=20)
+    te.add_argument("--epochs", type=int, default=2000)
+    te.set_defaults(func=_theory_truth_emulator)
+
     f = tsub.add_parser("figures", help="PNG of gradient spectra per reference star and label")
     f.add_argument("--grid", nargs="+", default=["lamost-table1"])
     f.add_argument("--out", default="data/theory/report")
@@ -197,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"ddpayne {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -221,6 +221,10 @@ def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
 def simulate_survey(out: str | Path, config: SurveyConfig = SurveyConfig(),
                     truth_path: str | Path = TRUTH_EMULATOR, log=print) -> SpectralStore:
     """Write a synthetic survey store at ``out`` (resumable chunk by chunk)."""
+    if not Path(truth_path).exists():
+        raise FileNotFoundError(
+            f"{truth_path}: the truth emulator is not built yet; it needs the truth-physics MOOG "
+            "grid: `ddpayne theory gradients --grid truth-grid` then `ddpayne theory truth-emulator`")
     truth = EmulatorModel.load(truth_path)
     inst = get_instrument("lamost")
     if not np.allclose(truth.wave, inst.wave):
