@@ -5,6 +5,8 @@ DD-Payne, ApJS 245, 34), "Z24" is Zhang et al. 2024 (DESI EDR DD-Payne), "SPEC" 
 the product spec (shared/SPEC.md), "A09" is Asplund et al. 2009 (ARA&A 47, 481).
 """
 
+import numpy as np
+
 C_KMS = 299792.458  # speed of light, km/s (CODATA)
 
 # Solar photospheric abundances log eps(X) = log(N_X/N_H) + 12, A09 Table 1 (photosphere).
@@ -85,3 +87,15 @@ TABLE1_XFE_STEP = 0.5  # X19 Table 1
 # --- Quality (SPEC sec. 8, X19 sec. 5.4) --------------------------------------------------------
 # Nearest-reference-star metric D = sqrt((dTeff/100)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2).
 GRADCORR_METRIC_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1}  # X19 sec. 2
+GRADCORR_CUTOFF = 0.5  # X19 sec. 5.4.2: bin median gradcorr > 0.5 -> X_flag 1
+GRADCORR_MIN_SNR = 30.0  # X19 sec. 5.4.2: only S/N > 30 stars enter the bin medians
+XFLAG_TEFF_MAX = 7500.0  # X19 sec. 5.4.2: Teff > 7500 K -> X_flag 0
+XFLAG_COOL_DWARF = (4500.0, 3.8)  # X19 sec. 5.4.2: Teff < 4500 K and logg > 3.8 -> X_flag 0
+GIANT_LOGG = 3.8  # dwarfs/giants split (X19 uses logg 3.8 for cool dwarfs, sec. 5.4.2)
+CHI2_DWARF_TEFF_RANGE = (4500.0, 7500.0)  # X19 sec. 5.4.1: dwarfs fitted on this Teff range
+# X19 sec. 5.4.1: qflag_chi2 bad where chi2ratio exceeds the cut of the S/N tier (S/N upper
+# edge, cut): S/N < 200: 5; 200-300: 7.5; 300-400: 10; 400-500: 12.5; > 500: 15.
+CHI2RATIO_TIERS = ((200.0, 5.0), (300.0, 7.5), (400.0, 10.0), (500.0, 12.5), (np.inf, 15.0))
+DESI_CHI2_MAD_CUT = 3.0  # Z24: (chi2 - median) / MAD in S/N bins, cut at 3
+BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
+BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000

@@ -1,0 +1,165 @@
+"""Quality flags (X19 sec. 5.4; SPEC sec. 8): which labels are measured from real spectral
+features (X_gradcorr, X_flag) and which fits are bad (chi2ratio, qflag_chi2).
+
+Flags are recomputed from stored per-star columns with vectorized binning only, so a slider can
+re-flag millions of rows interactively.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import constants as C
+from .emulator import EmulatorModel
+
+
+@dataclass(frozen=True)
+class XFlagConfig:
+    """cutoff: bin-median gradcorr above which a bin passes; snr_min: stars entering the medians;
+    teff_bin [K], feh_bin [dex]: bin sizes; giant_logg: dwarfs/giants split."""
+
+    cutoff: float = C.GRADCORR_CUTOFF
+    snr_min: float = C.GRADCORR_MIN_SNR
+    teff_bin: float = 250.0
+    feh_bin: float = 0.25
+    giant_logg: float = C.GIANT_LOGG
+
+
+def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarray:
+    """Index of the nearest reference star under X19's metric
+    D = sqrt((dTeff/100 K)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2). Inputs (n,) and (n_ref,)."""
+    s = C.GRADCORR_METRIC_SCALES
+    d2 = ((np.asarray(teff)[:, None] - np.asarray(ref_teff)[None]) / s["teff"]) ** 2 \
+        + ((np.asarray(logg)[:, None] - np.asarray(ref_logg)[None]) / s["logg"]) ** 2 \
+        + ((np.asarray(feh)[:, None] - np.asarray(ref_feh)[None]) / s["feh"]) ** 2
+    return np.argmin(d2, axis=1)
+
+
+def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int = 128) -> np.ndarray:
+    """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
+    finite difference at the fitted labels (the nearest reference star's steps) and that star's
+    ab initio finite difference. labels: (n, n_label) physical -> (n, n_label); NaN where the
+    labels are not finite."""
+    ref = reference.select_labels(model.labels)
+    names = list(model.labels)
+    idx = nearest_reference(labels[:, names.index("teff")], labels[:, names.index("logg")],
+                            labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
+                            ref.stars["feh"])
+    steps = ref.steps()[idx]                                           # (n, k)
+    ab = ref.dflux[:, :, model.mask]                                   # (n_ref, k, p)
+    ab = ab - ab.mean(-1, keepdims=True)
+    ab_norm = np.sqrt((ab ** 2).sum(-1))
+    n, k = labels.shape
+    out = np.full((n, k), np.nan)
+    ok = np.all(np.isfinite(labels), axis=1)
+    rows = np.nonzero(ok)[0]
+    for a in range(0, len(rows), batch):
+        r = rows[a:a + batch]
+        stepped = labels[r, None, :] + steps[r, :, None] * np.eye(k)[None]
+        x = model.scaler.scale(np.concatenate([labels[r], stepped.reshape(-1, k)]))
+        with torch.no_grad():
+            f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()[:, model.mask]
+        base, st = f[: len(r)], f[len(r):].reshape(len(r), k, -1)
+        emu = st - base[:, None, :]
+        emu = emu - emu.mean(-1, keepdims=True)
+        num = (emu * ab[idx[r]]).sum(-1)
+        den = np.sqrt((emu ** 2).sum(-1)) * ab_norm[idx[r]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r] = num / den
+    return out
+
+
+def _bin_index(teff, feh, giant, config: XFlagConfig):
+    """One integer per (dwarf/giant, Teff bin, [Fe/H] bin)."""
+    t = np.floor(np.asarray(teff) / config.teff_bin).astype(np.int64)
+    f = np.floor((np.asarray(feh) + 10.0) / config.feh_bin).astype(np.int64)
+    return (giant.astype(np.int64) * 10_000 + t) * 10_000 + f
+
+
+def _group_medians(keys: np.ndarray, values: np.ndarray):
+    """Median of ``values`` per unique key (vectorized: one sort). Returns (keys, medians)."""
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    uniq, start, counts = np.unique(k, return_index=True, return_counts=True)
+    lo = start + (counts - 1) // 2
+    hi = start + counts // 2
+    return uniq, 0.5 * (v[lo] + v[hi])
+
+
+def x_flag(gradcorr_values, teff, logg, feh, snr, config: XFlagConfig = XFlagConfig()):
+    """X_flag per star (X19 sec. 5.4.2): 1 if the median gradcorr of its (dwarf/giant, Teff,
+    [Fe/H]) bin, computed from stars with S/N > snr_min, exceeds the cutoff; 0 otherwise, and 0
+    for Teff > 7500 K or (Teff < 4500 K and logg > 3.8). Inputs (n,); returns (n,) int8."""
+    g = np.asarray(gradcorr_values, dtype=np.float64)
+    teff, logg, feh, snr = (np.asarray(a, dtype=np.float64) for a in (teff, logg, feh, snr))
+    finite = np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh)
+    keys = _bin_index(np.nan_to_num(teff), np.nan_to_num(feh), logg < config.giant_logg, config)
+    use = finite & (snr > config.snr_min)
+    flag = np.zeros(g.shape, dtype=np.int8)
+    if use.any():
+        uniq, med = _group_medians(keys[use], g[use])
+        pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+        passed = (uniq[pos] == keys) & (med[pos] > config.cutoff)
+        flag[passed & finite] = 1
+    cool_teff, cool_logg = C.XFLAG_COOL_DWARF
+    flag[(teff > C.XFLAG_TEFF_MAX) | ((teff < cool_teff) & (logg > cool_logg))] = 0
+    return flag
+
+
+def _poly_design(snr, teff, feh, degree: int = 3) -> np.ndarray:
+    """All monomials of (log S/N, Teff/1000, [Fe/H]) up to total ``degree``: (n, n_terms)."""
+    x = np.column_stack([np.log10(np.clip(snr, 1, None)), np.asarray(teff) / 1000.0, feh])
+    cols = [np.ones(len(x))]
+    for i in range(degree + 1):
+        for j in range(degree + 1 - i):
+            for k in range(degree + 1 - i - j):
+                if 0 < i + j + k:
+                    cols.append(x[:, 0] ** i * x[:, 1] ** j * x[:, 2] ** k)
+    return np.column_stack(cols)
+
+
+def _robust_poly(chi2, snr, teff, feh, fit_mask):
+    """Third-order polynomial models of the median and the scatter of chi^2 versus (S/N, Teff,
+    [Fe/H]): an iteratively clipped least-squares fit of chi^2, then of |residual| (x 1.2533 for
+    a Gaussian sigma). Returns the (median, sigma) model for every star."""
+    design = _poly_design(snr, teff, feh)
+    y = np.asarray(chi2, dtype=np.float64)
+    use = fit_mask & np.isfinite(y)
+    coef = np.zeros(design.shape[1])
+    for _ in range(5):
+        coef, *_ = np.linalg.lstsq(design[use], y[use], rcond=None)
+        resid = y - design @ coef
+        sig = 1.4826 * np.median(np.abs(resid[use]))
+        use = fit_mask & np.isfinite(y) & (np.abs(resid) < 4 * sig)
+    med = design @ coef
+    scoef, *_ = np.linalg.lstsq(design[use], np.abs(y - med)[use], rcond=None)
+    return med, np.clip(design @ scoef * 1.2533, 1e-6, None)
+
+
+def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> np.ndarray:
+    """(chi^2 - median model) / sigma model, dwarfs and giants modelled apart, dwarfs fitted on
+    4500-7500 K (X19 sec. 5.4.1). Inputs (n,); returns (n,)."""
+    chi2, snr, teff, logg, feh = (np.asarray(a, dtype=np.float64) for a in (chi2, snr, teff, logg, feh))
+    out = np.full(chi2.shape, np.nan)
+    ok = np.isfinite(chi2) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh)
+    lo, hi = C.CHI2_DWARF_TEFF_RANGE
+    for giant in (False, True):
+        members = ok & ((logg < giant_logg) == giant)
+        fit_on = members if giant else members & (teff > lo) & (teff < hi)
+        if fit_on.sum() < 30:
+            continue
+        med, sig = _robust_poly(chi2, snr, teff, feh, fit_on)
+        out[members] = ((chi2 - med) / sig)[members]
+    return out
+
+
+def qflag_chi2(ratio, snr) -> np.ndarray:
+    """1 = bad fit where chi2ratio exceeds the cut of the star's S/N tier (X19 sec. 5.4.1);
+    0 = good. Non-finite ratios are bad. Inputs (n,); returns (n,) int8."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    edges = np.array([e for e, _ in C.CHI2RATIO_TIERS])
+    cuts = np.array([c for _, c in C.CHI2RATIO_TIERS])
+    cut = cuts[np.searchsorted(edges, np.asarray(snr, dtype=np.float64), side="right").clip(0, len(cuts) - 1)]
+    return (~(ratio <= cut)).astype(np.int8)

@@ -1,0 +1,69 @@
+"""Every threshold of SPEC sec. 8 pinned with small hand-made cases."""
+import numpy as np
+
+from ddpayne_core.flags import (XFlagConfig, chi2ratio, nearest_reference, qflag_chi2, x_flag)
+
+
+def test_nearest_reference_uses_x19_metric():
+    # 100 K in Teff weighs as 0.2 in logg and 0.1 dex in [Fe/H].
+    ref_teff, ref_logg, ref_feh = np.array([5000, 5300.0]), np.array([4.0, 4.0]), np.array([0.0, 0.0])
+    assert nearest_reference([5140.0], [4.0], [0.0], ref_teff, ref_logg, ref_feh)[0] == 0
+    assert nearest_reference([5160.0], [4.0], [0.0], ref_teff, ref_logg, ref_feh)[0] == 1
+    # 0.15 dex of [Fe/H] (D = 1.5) outweighs 120 K (D = 1.2).
+    idx = nearest_reference([5000.0], [4.0], [0.15], np.array([5000, 5120.0]), np.array([4.0, 4.0]),
+                            np.array([0.3, 0.15]))
+    assert idx[0] == 1
+
+
+def test_xflag_bin_median_cutoff_and_snr_limit():
+    n = 9
+    teff, logg, feh = np.full(n, 5100.0), np.full(n, 4.5), np.full(n, -0.1)
+    snr = np.array([50, 50, 50, 50, 50, 10, 10, 10, 10.0])
+    g = np.array([0.6, 0.6, 0.7, 0.4, 0.55, 0.0, 0.0, 0.0, 0.0])
+    # median of the S/N > 30 stars = 0.6 > 0.5: every star of the bin passes, low S/N included.
+    assert x_flag(g, teff, logg, feh, snr).tolist() == [1] * n
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(cutoff=0.6)).tolist() == [0] * n
+    # Without the S/N limit the median is 0.0: the bin fails.
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(snr_min=0)).sum() == 0
+
+
+def test_xflag_dwarfs_and_giants_apart_and_out_of_range_stars():
+    teff = np.array([5100.0, 5100.0, 7600.0, 4400.0, 4400.0])
+    logg = np.array([4.5, 2.5, 4.0, 4.6, 2.0])
+    feh = np.zeros(5)
+    g = np.array([0.9, 0.1, 0.9, 0.9, 0.9])
+    flags = x_flag(g, teff, logg, feh, np.full(5, 100.0))
+    # dwarf passes, giant of the same Teff/[Fe/H] fails; Teff > 7500 K and cool dwarfs are 0;
+    # a cool giant is allowed.
+    assert flags.tolist() == [1, 0, 0, 0, 1]
+
+
+def test_xflag_handles_nan_on_millions_of_rows():
+    rng = np.random.default_rng(0)
+    n = 2_000_000
+    g = rng.uniform(-1, 1, n)
+    g[:10] = np.nan
+    args = (rng.uniform(4000, 7000, n), rng.uniform(1, 5, n), rng.uniform(-2.5, 0.5, n),
+            rng.uniform(5, 300, n))
+    flags = x_flag(g, *args)
+    assert flags[:10].sum() == 0 and set(np.unique(flags)) <= {0, 1}
+
+
+def test_qflag_chi2_tiers():
+    snr = np.array([100, 100, 250, 250, 350, 350, 450, 450, 600, 600.0])
+    ratio = np.array([4.9, 5.1, 7.4, 7.6, 9.9, 10.1, 12.4, 12.6, 14.9, 15.1])
+    assert qflag_chi2(ratio, snr).tolist() == [0, 1] * 5
+    assert qflag_chi2([np.nan], [100.0]).tolist() == [1]
+
+
+def test_chi2ratio_finds_outliers_against_snr_trend():
+    rng = np.random.default_rng(1)
+    n = 3000
+    snr = rng.uniform(10, 400, n)
+    teff, feh = rng.uniform(4600, 7400, n), rng.uniform(-1.5, 0.4, n)
+    logg = np.where(rng.random(n) < 0.5, 4.3, 2.5)
+    typical = 3900 * (1 + (snr / 100) ** 1.5)          # chi^2 grows with S/N (unmodelled noise)
+    chi2 = typical + rng.normal(0, 1, n) * 0.05 * typical
+    chi2[:20] *= 3                                       # bad fits
+    r = chi2ratio(chi2, snr, teff, logg, feh)
+    assert np.all(r[:20] > 5) and np.mean(np.abs(r[20:]) < 3) > 0.97
