@@ -67,3 +67,26 @@ def test_chi2ratio_finds_outliers_against_snr_trend():
     chi2[:20] *= 3                                       # bad fits
     r = chi2ratio(chi2, snr, teff, logg, feh)
     assert np.all(r[:20] > 5) and np.mean(np.abs(r[20:]) < 3) > 0.97
+
+
+def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
+    from conftest import TEST_LABELS, reference_from
+    from ddpayne_core.flags import gradcorr
+
+    ref = reference_from(truth_model)
+    at_ref = ref.reference_labels() + 0.01 * ref.steps()
+    g = gradcorr(truth_model, at_ref, ref)
+    assert g.shape == (len(at_ref), len(TEST_LABELS))
+    assert np.all(g[:, [0, 3, 4]] > 0.9)          # Teff, [Fe/H], [Mg/Fe]
+    # Another 'emulator' whose pixels are shuffled keeps its flux statistics but not the physics.
+    import copy
+    import torch
+    scrambled = copy.deepcopy(truth_model)
+    perm = torch.as_tensor(np.random.default_rng(0).permutation(truth_model.net.n_pix))
+    with torch.no_grad():
+        for p in scrambled.net.parameters():
+            p.copy_(p[perm])
+    assert np.all(np.abs(gradcorr(scrambled, at_ref, ref)[:, [0, 3, 4]]) < 0.3)
+    bad = at_ref.copy()
+    bad[0, 0] = np.nan
+    assert np.all(np.isnan(gradcorr(truth_model, bad, ref)[0]))
