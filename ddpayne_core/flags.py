@@ -163,3 +163,65 @@ def qflag_chi2(ratio, snr) -> np.ndarray:
     cuts = np.array([c for _, c in C.CHI2RATIO_TIERS])
     cut = cuts[np.searchsorted(edges, np.asarray(snr, dtype=np.float64), side="right").clip(0, len(cuts) - 1)]
     return (~(ratio <= cut)).astype(np.int8)
+
+
+def absolute_magnitude_model(teff, logg, feh, abs_mag, fit_mask):
+    """A data-driven absolute-magnitude model: third-order polynomial of (Teff, logg, [Fe/H])
+    fitted (with 4-sigma clipping) to stars whose parallaxes are precise. Returns (prediction for
+    every star, robust scatter [mag])."""
+    x = np.column_stack([np.asarray(teff) / 1000.0, logg, feh])
+    cols = [np.ones(len(x))]
+    for i in range(4):
+        for j in range(4 - i):
+            for k in range(4 - i - j):
+                if 0 < i + j + k:
+                    cols.append(x[:, 0] ** i * x[:, 1] ** j * x[:, 2] ** k)
+    design = np.column_stack(cols)
+    use = fit_mask & np.all(np.isfinite(design), axis=1) & np.isfinite(abs_mag)
+    for _ in range(5):
+        coef, *_ = np.linalg.lstsq(design[use], abs_mag[use], rcond=None)
+        resid = abs_mag - design @ coef
+        sig = 1.4826 * np.median(np.abs(resid[use]))
+        use = use & (np.abs(resid) < 4 * sig)
+    return design @ coef, sig
+
+
+def binary_flag(teff, logg, feh, app_mag, extinction, parallax, parallax_error,
+                min_parallax_snr: float = 10.0):
+    """Spectroscopic versus astrometric parallax (X19 sec. 5.4.3).
+
+    The absolute magnitude predicted from the labels (a model calibrated on stars with
+    parallax/error > min_parallax_snr) gives a spectroscopic parallax w_sp [mas] with error
+    from the model scatter; snr_dparallax = (w_sp - w_Gaia) / sqrt(s_sp^2 + s_Gaia^2).
+    qflag_singlestar: 1 = consistent with a single star, 0 = not single (snr_dparallax > 3),
+    -1 = not given (Teff < 5500 K and logg < 3.6, or Teff > 7000 K). Returns both (n,).
+    """
+    teff, logg, feh, app_mag, extinction, parallax, parallax_error = (
+        np.asarray(a, dtype=np.float64) for a in (teff, logg, feh, app_mag, extinction, parallax,
+                                                  parallax_error))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abs_obs = app_mag - extinction + 5 * np.log10(parallax / 100.0)
+        precise = parallax / parallax_error > min_parallax_snr
+    model, scatter = absolute_magnitude_model(teff, logg, feh, abs_obs, precise)
+    w_sp = 10 ** ((model - app_mag + extinction + 10.0) / 5.0)       # mas
+    s_sp = w_sp * np.log(10) / 5.0 * scatter
+    snr_dp = (w_sp - parallax) / np.sqrt(s_sp ** 2 + parallax_error ** 2)
+    single = np.where(snr_dp > C.BINARY_DPARALLAX_CUT, 0, 1).astype(np.int8)
+    (cool_teff, cool_logg), hot = C.BINARY_UNDEFINED
+    undefined = ((teff < cool_teff) & (logg < cool_logg)) | (teff > hot) | ~np.isfinite(snr_dp)
+    single[undefined] = -1
+    return snr_dp, single
+
+
+def repeat_precision(star_id, mjd, snr, values, max_dsnr: float = 5.0):
+    """Precision from repeat visits (X19 sec. 5.3): pairs of spectra of the same star from
+    different nights with |dS/N| < max_dsnr; each pair gives |v1 - v2| / sqrt(2) at the pair's
+    mean S/N. Returns (pair_snr (m,), pair_dispersion (m, n_label))."""
+    star_id, mjd, snr = np.asarray(star_id), np.floor(np.asarray(mjd)), np.asarray(snr, float)
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64).T).T
+    order = np.lexsort((mjd, star_id))
+    s, m, q, v = star_id[order], mjd[order], snr[order], values[order]
+    # Consecutive visits of the same star (every star's visits are adjacent after sorting).
+    pair = (s[1:] == s[:-1]) & (m[1:] != m[:-1]) & (np.abs(q[1:] - q[:-1]) < max_dsnr)
+    i = np.nonzero(pair)[0]
+    return 0.5 * (q[i] + q[i + 1]), np.abs(v[i + 1] - v[i]) / np.sqrt(2.0)

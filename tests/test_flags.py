@@ -90,3 +90,40 @@ def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     bad = at_ref.copy()
     bad[0, 0] = np.nan
     assert np.all(np.isnan(gradcorr(truth_model, bad, ref)[0]))
+
+
+def test_binary_flag_finds_overluminous_stars_and_respects_undefined_region():
+    from ddpayne_core.flags import binary_flag
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    teff, logg, feh = rng.uniform(5600, 6900, n), rng.uniform(3.8, 4.6, n), rng.uniform(-1, 0.3, n)
+    abs_g = 4.7 - 2.5 * (4 * np.log10(teff / 5772) - (logg - 4.44))
+    dist_pc = rng.uniform(100, 800, n)
+    binary = rng.random(n) < 0.1
+    app = abs_g + 5 * np.log10(dist_pc / 10) - 0.75 * binary      # equal-mass twin: 0.75 mag
+    plx_err = np.full(n, 0.02)
+    plx = 1000 / dist_pc + rng.normal(0, 1, n) * plx_err
+    snr_dp, single = binary_flag(teff, logg, feh, app, np.zeros(n), plx, plx_err)
+    assert np.mean(single[binary] == 0) > 0.9       # completeness
+    assert np.mean(single[~binary] == 0) < 0.02     # contamination
+    t2 = teff.copy()
+    t2[:3] = [5000, 7200, 5000]
+    l2 = logg.copy()
+    l2[:3] = [3.0, 4.0, 4.5]
+    _, s2 = binary_flag(t2, l2, feh, app, np.zeros(n), plx, plx_err)
+    assert s2[:2].tolist() == [-1, -1] and s2[2] in (0, 1)
+
+
+def test_repeat_precision_pairs_rules():
+    from ddpayne_core.flags import repeat_precision
+
+    star = np.array([1, 1, 1, 2, 2, 3, 3])
+    mjd = np.array([100, 100.2, 130, 200, 260, 300, 310])
+    snr = np.array([50, 52, 53, 40, 60, 20, 22])
+    vals = np.array([0.0, 0.1, 0.2, 0.0, 0.5, 1.0, 1.3])
+    psnr, disp = repeat_precision(star, mjd, snr, vals)
+    # star 1: visits on night 100 are the same night (no pair); 100.2 -> 130 pairs (dS/N 1);
+    # star 2: dS/N 20 (no pair); star 3: pairs.
+    np.testing.assert_allclose(psnr, [52.5, 21.0])
+    np.testing.assert_allclose(disp[:, 0], [0.1 / np.sqrt(2), 0.3 / np.sqrt(2)])
