@@ -115,7 +115,7 @@ def grid_spec(name: str) -> GridSpec:
 
 
 def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
-    key = json.dumps([spec.physics.provenance(), spec.instrument, np.round(point, 6).tolist()])
+    key = json.dumps([spec.physics.key(), spec.instrument, np.round(point, 6).tolist()])
     return WORK_DIR / spec.physics.name / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
 
 

@@ -128,18 +128,19 @@ def write_kurucz_model(atm: Atmosphere, vmic: float, logeps: dict[str, float], p
         "NMOL      0\n")
 
 
-MAX_LINES_PER_RUN = 2000  # MOOG holds 2500 lines; re-reading the list mid-run corrupts depths
-
-
-def _segments(wave_lines: np.ndarray, wmin: float, wmax: float, step: float, window: float):
+def _segments(wave_lines: np.ndarray, wmin: float, wmax: float, step: float, window: float,
+              max_lines: int | None):
     """Split [wmin, wmax] on the step grid into pieces whose lines (within the opacity window)
     fit in one MOOG line buffer. Yields (first point index, last point index)."""
     n_points = int(round((wmax - wmin) / step)) + 1
+    if max_lines is None:
+        yield 0, n_points - 1
+        return
     first = 0
     while first < n_points:
         w0 = wmin + first * step
         lo = np.searchsorted(wave_lines, w0 - window)
-        hi = min(lo + MAX_LINES_PER_RUN, len(wave_lines))
+        hi = min(lo + max_lines, len(wave_lines))
         w1 = wave_lines[hi - 1] - window if hi < len(wave_lines) else wmax
         last = min(n_points - 1, max(first + 10, int((w1 - wmin) / step)))
         yield first, last
@@ -147,8 +148,10 @@ def _segments(wave_lines: np.ndarray, wmin: float, wmax: float, step: float, win
 
 
 def run_synth(atm: Atmosphere, vmic: float, logeps: dict[str, float], lines: LineList,
-              wmin: float, wmax: float, step: float, opacity_window: float = 2.0):
-    """Run MOOG's synth driver, in wavelength pieces that each fit MOOG's line buffer.
+              wmin: float, wmax: float, step: float, opacity_window: float = 2.0,
+              max_lines_per_run: int | None = 2000):
+    """Run MOOG's synth driver, in wavelength pieces of at most ``max_lines_per_run`` lines (MOOG
+    holds 2500 at a time), or in one run (None) where MOOG pages through the list itself.
 
     Returns (wave (n,) air [A], flux (n,) normalized to MOOG's continuum).
     """
@@ -163,7 +166,8 @@ def run_synth(atm: Atmosphere, vmic: float, logeps: dict[str, float], lines: Lin
         for dat in ("Barklem.dat", "BarklemUV.dat"):
             (tmp / dat).symlink_to(binary.parent / "src" / dat)
         write_kurucz_model(atm, vmic, logeps, tmp / "model.atm")
-        for first, last in _segments(weak.wave, wmin, wmax, step, opacity_window):
+        for first, last in _segments(weak.wave, wmin, wmax, step, opacity_window,
+                                     max_lines_per_run):
             w0, w1 = wmin + first * step, wmin + last * step
             inside = (weak.wave > w0 - opacity_window) & (weak.wave < w1 + opacity_window)
             write_linelist(weak.select(inside), tmp / "lines.txt", "ddpayne segment")

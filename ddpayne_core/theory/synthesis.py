@@ -40,6 +40,11 @@ class Physics:
     loggf_sigma: float = 0.0
     seed: int = 0
     opacity_window: float = 3.0
+    max_lines_per_run: int | None = 2000
+
+    def key(self) -> dict:
+        """The fields that define the physics (cache keys of computed spectra)."""
+        return {k: v for k, v in asdict(self).items() if k != "max_lines_per_run"}
 
     def linelist_path(self) -> Path:
         return cache_dir() / "linelists" / f"{self.name}.moog"
@@ -52,7 +57,8 @@ REGULARIZING = Physics("kurucz-moog")
 # The truth keeps fewer weak lines and samples more coarsely (a different completeness and
 # numerical error, like real stars versus a model) and carries 0.1 dex log gf errors; these choices
 # also make its 1000-spectrum grid affordable (~9 s a spectrum instead of ~17 s).
-TRUTH = Physics("truth-moog", prune_threshold=-11.5, step=0.04, loggf_sigma=0.1, seed=20191101)
+TRUTH = Physics("truth-moog", prune_threshold=-11.5, step=0.04, loggf_sigma=0.1, seed=20191101,
+                max_lines_per_run=None)
 PHYSICS = {p.name: p for p in (REGULARIZING, TRUTH)}
 
 
@@ -97,7 +103,8 @@ def synthesize(labels: dict, physics: Physics = REGULARIZING, wmin: float = SYNT
     logeps, alpha_fe = abundances(labels)
     atm = model_atmosphere(labels["teff"], labels["logg"], labels["feh"], alpha_fe)
     wave, flux = run_synth(atm, float(labels.get("vmic", 1.5)), logeps, prepare_linelist(physics),
-                           wmin, wmax, step or physics.step, physics.opacity_window)
+                           wmin, wmax, step or physics.step, physics.opacity_window,
+                           physics.max_lines_per_run)
     return air_to_vacuum(wave), flux
 
 
