@@ -225,3 +225,22 @@ def repeat_precision(star_id, mjd, snr, values, max_dsnr: float = 5.0):
     pair = (s[1:] == s[:-1]) & (m[1:] != m[:-1]) & (np.abs(q[1:] - q[:-1]) < max_dsnr)
     i = np.nonzero(pair)[0]
     return 0.5 * (q[i] + q[i + 1]), np.abs(v[i + 1] - v[i]) / np.sqrt(2.0)
+
+
+def error_scale_model(pair_snr, pair_teff, pair_feh, pair_dispersion, pair_formal):
+    """Scale factor of formal errors (X19 sec. 5.3): the ratio of repeat-visit dispersion to
+    the formal error, modelled as a third-order polynomial of (S/N, Teff, [Fe/H]) by least
+    squares on per-pair ratios. Fit dwarfs and giants by calling it on each.
+
+    pair_*: (m,) per repeat pair of one label. Returns a function (snr, teff, feh) -> scale (n,),
+    at least 1 (repeats never make errors smaller than the formal ones).
+    """
+    ratio = np.asarray(pair_dispersion, float) / np.asarray(pair_formal, float)
+    ok = np.isfinite(ratio) & np.isfinite(pair_teff) & np.isfinite(pair_feh)
+    design = _poly_design(np.asarray(pair_snr)[ok], np.asarray(pair_teff)[ok], np.asarray(pair_feh)[ok])
+    # |v1 - v2|/sqrt(2) of one pair estimates sigma with mean sigma*sqrt(2/pi): undo that bias.
+    coef, *_ = np.linalg.lstsq(design, ratio[ok] * np.sqrt(np.pi / 2), rcond=None)
+
+    def scale(snr, teff, feh):
+        return np.clip(_poly_design(snr, teff, feh) @ coef, 1.0, None)
+    return scale

@@ -127,3 +127,19 @@ def test_repeat_precision_pairs_rules():
     # star 2: dS/N 20 (no pair); star 3: pairs.
     np.testing.assert_allclose(psnr, [52.5, 21.0])
     np.testing.assert_allclose(disp[:, 0], [0.1 / np.sqrt(2), 0.3 / np.sqrt(2)])
+
+
+def test_error_scale_model_recovers_snr_dependent_underestimate():
+    from ddpayne_core.flags import error_scale_model
+
+    rng = np.random.default_rng(5)
+    m = 20000
+    snr = rng.uniform(20, 300, m)
+    teff, feh = rng.uniform(4800, 6500, m), rng.uniform(-1, 0.3, m)
+    formal = 1.0 / snr
+    true_scale = 1.2 + 2.8 * (snr - 20) / 280             # X19: ~1.2 at S/N 20, ~4 at S/N 200+
+    disp = np.abs(rng.normal(0, 1, m)) * formal * true_scale   # |N(0, s)| = |v1 - v2| / sqrt 2
+    scale = error_scale_model(snr, teff, feh, disp, formal)
+    for s in (30.0, 100.0, 250.0):
+        expected = 1.2 + 2.8 * (s - 20) / 280
+        assert abs(scale(np.array([s]), np.array([5500.0]), np.array([0.0]))[0] / expected - 1) < 0.1
