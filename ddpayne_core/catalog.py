@@ -68,3 +68,66 @@ def recovery_scatter(catalog: pd.DataFrame, truth: pd.DataFrame, labels, snr_tar
             row[f"n_{snr}"] = int(d.size)
         rows[lab] = row
     return pd.DataFrame(rows).T
+
+
+def starid(ra, dec) -> np.ndarray:
+    """X19 Table 3 star ID "Sdddmmss+ddmmss": RA in degrees/arcmin/arcsec, Dec signed."""
+    ra = np.mod(np.asarray(ra, dtype=np.float64), 360.0)
+    dec = np.asarray(dec, dtype=np.float64)
+    ra_s = np.floor(ra * 3600.0 + 1e-6).astype(np.int64)
+    dec_s = np.floor(np.abs(dec) * 3600.0 + 1e-6).astype(np.int64)
+    sign = np.where(dec < 0, "-", "+")
+    return np.array([f"S{r // 3600:03d}{r // 60 % 60:02d}{r % 60:02d}{s}{d // 3600:02d}"
+                     f"{d // 60 % 60:02d}{d % 60:02d}" for r, s, d in zip(ra_s, sign, dec_s)])
+
+
+def uqflag(star_key, snr) -> np.ndarray:
+    """X19 Table 3: 1 for the highest-S/N visit of a star, 2, 3, ... for the others."""
+    df = pd.DataFrame({"k": np.asarray(star_key), "snr": np.asarray(snr, dtype=np.float64)})
+    return df.groupby("k")["snr"].rank(ascending=False, method="first").astype(int).to_numpy()
+
+
+def alpha_fe(values: dict, errors: dict):
+    """[alpha/Fe]: inverse-variance weighted mean of [Mg/Fe], [Si/Fe], [Ca/Fe], [Ti/Fe]
+    (X19 Table 3 note 4), using those present and finite. Returns (value, error) arrays."""
+    from .constants import ALPHA_FE_ELEMENTS
+
+    v = np.array([values[k] for k in ALPHA_FE_ELEMENTS if k in values], dtype=np.float64)
+    e = np.array([errors[k] for k in ALPHA_FE_ELEMENTS if k in values], dtype=np.float64)
+    w = np.where(np.isfinite(v) & np.isfinite(e) & (e > 0), 1.0 / np.where(e > 0, e, 1.0) ** 2, 0.0)
+    wsum = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(wsum > 0, (np.nan_to_num(v) * w).sum(axis=0) / wsum, np.nan),
+                np.where(wsum > 0, 1.0 / np.sqrt(wsum), np.nan))
+
+
+def metal_poor_weight(feh_overall) -> np.ndarray:
+    """Weight of the metal-poor model: 0 above [Fe/H] = -0.6, 1 below -1.0, linear between
+    (SPEC sec. 9), read on the overall model's [Fe/H]."""
+    from .constants import METAL_POOR_BLEND_FEH
+
+    lo, hi = METAL_POOR_BLEND_FEH
+    return np.clip((hi - np.asarray(feh_overall, dtype=np.float64)) / (hi - lo), 0.0, 1.0)
+
+
+def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
+    """The recommended catalogue (X19 Table 4): each label from the training set recommended for
+    it, with its _err/_flag/_gradcorr columns; abundances whose X_flag is 0 become -999 (Teff,
+    logg, [Fe/H] always kept). Rows of the two inputs must be the same spectra, same order."""
+    from .constants import ALWAYS_KEPT, MISSING, RECOMMENDED_FROM
+
+    if len(apogee) != len(galah) or not np.array_equal(apogee["specid"], galah["specid"]):
+        raise ValueError("the APOGEE- and GALAH-trained catalogues must list the same spectra")
+    out = pd.DataFrame({"specid": apogee["specid"].to_numpy()})
+    for source, table in (("apogee", apogee), ("galah", galah)):
+        for lab in RECOMMENDED_FROM[source]:
+            if lab not in table:
+                continue
+            for suffix in ("", "_err", "_flag", "_gradcorr"):
+                if lab + suffix in table:
+                    out[lab + suffix] = table[lab + suffix].to_numpy()
+            if lab not in ALWAYS_KEPT and f"{lab}_flag" in table:
+                rejected = table[f"{lab}_flag"].to_numpy() == 0
+                out.loc[rejected, lab] = MISSING
+                out.loc[rejected, f"{lab}_err"] = MISSING
+    return out

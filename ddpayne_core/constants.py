@@ -99,3 +99,13 @@ CHI2RATIO_TIERS = ((200.0, 5.0), (300.0, 7.5), (400.0, 10.0), (500.0, 12.5), (np
 DESI_CHI2_MAD_CUT = 3.0  # Z24: (chi2 - median) / MAD in S/N bins, cut at 3
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000
+
+# --- Catalogue (SPEC sec. 9, X19 Table 4 and sec. 5) -------------------------------------------
+RECOMMENDED_FROM = {  # X19 Table 4: which training set's value the recommended catalogue adopts
+    "apogee": ("teff", "logg", "vmic", "feh", "c_fe", "n_fe", "o_fe", "ca_fe", "ni_fe", "cu_fe"),
+    "galah": ("na_fe", "mg_fe", "al_fe", "si_fe", "ti_fe", "cr_fe", "mn_fe", "co_fe", "ba_fe"),
+}
+ALWAYS_KEPT = ("teff", "logg", "feh")  # SPEC sec. 9: never set to -999 by X_flag
+METAL_POOR_BLEND_FEH = (-1.0, -0.6)  # SPEC sec. 9: metal-poor model below -1.0, overall above -0.6
+ALPHA_FE_ELEMENTS = ("mg_fe", "si_fe", "ca_fe", "ti_fe")  # X19 Table 3 note 4
+MISSING = -999.0  # X19 catalogue convention for rejected values

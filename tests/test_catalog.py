@@ -1,0 +1,46 @@
+"""Catalogue rules of SPEC sec. 9 pinned with hand-made cases."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddpayne_core.catalog import alpha_fe, metal_poor_weight, recommended, starid, uqflag
+
+
+def test_starid_format():
+    ids = starid([10.5125, 359.99999], [-5.25, 41.2691667])
+    assert ids[0] == "S0103045-051500"
+    assert ids[1].startswith("S3595959+411609")
+    assert all(len(s) == 15 for s in ids)
+
+
+def test_uqflag_ranks_visits_by_snr():
+    assert uqflag([7, 7, 7, 9], [20.0, 80.0, 50.0, 10.0]).tolist() == [3, 1, 2, 1]
+
+
+def test_alpha_fe_is_inverse_variance_mean():
+    v, e = alpha_fe({"mg_fe": np.array([0.2]), "si_fe": np.array([0.0]), "ca_fe": np.array([np.nan]),
+                     "ti_fe": np.array([0.4])},
+                    {"mg_fe": np.array([0.05]), "si_fe": np.array([0.1]), "ca_fe": np.array([0.05]),
+                     "ti_fe": np.array([0.1])})
+    w = np.array([400.0, 100.0, 100.0])
+    assert v[0] == pytest.approx((0.2 * 400 + 0 + 0.4 * 100) / w.sum())
+    assert e[0] == pytest.approx(1 / np.sqrt(w.sum()))
+
+
+def test_metal_poor_blend_weights():
+    np.testing.assert_allclose(metal_poor_weight([0.0, -0.6, -0.8, -1.0, -2.0]),
+                               [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_recommended_takes_table4_sources_and_minus999():
+    a = pd.DataFrame({"specid": [1, 2], "teff": [5000.0, 5100], "teff_flag": [0, 1],
+                      "c_fe": [0.1, 0.2], "c_fe_err": [0.05, 0.05], "c_fe_flag": [1, 0],
+                      "mg_fe": [9.0, 9.0], "mg_fe_flag": [1, 1]})
+    g = pd.DataFrame({"specid": [1, 2], "mg_fe": [0.3, 0.1], "mg_fe_err": [0.02, 0.03],
+                      "mg_fe_flag": [0, 1], "teff": [9999.0, 9999.0]})
+    r = recommended(a, g)
+    assert r["teff"].tolist() == [5000.0, 5100.0]            # APOGEE, kept despite flag 0
+    assert r["c_fe"].tolist() == [0.1, -999.0] and r["c_fe_err"].tolist() == [0.05, -999.0]
+    assert r["mg_fe"].tolist() == [-999.0, 0.1]              # GALAH, flag 0 -> -999
+    with pytest.raises(ValueError, match="same spectra"):
+        recommended(a, g.iloc[::-1])
