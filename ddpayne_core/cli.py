@@ -112,6 +112,33 @@ def _fit(args):
         print(table[[c for c in cols if c in table]].to_string(index=False))
 
 
+def _flag(args):
+    import json
+    from dataclasses import asdict, replace
+
+    import pandas as pd
+
+    from .catalog import read_catalog_metadata, write_catalog
+    from .emulator import EmulatorModel
+    from .flags import XFlagConfig, add_flags, reflag
+    from .theory.gradients import load_reference_gradients
+
+    cfg = XFlagConfig()
+    if args.config:
+        cfg = replace(cfg, **json.loads(Path(args.config).read_text()))
+    table = pd.read_parquet(args.catalog)
+    meta = read_catalog_metadata(args.catalog)
+    if args.reflag_only:
+        labels = [c[: -len("_gradcorr")] for c in table.columns if c.endswith("_gradcorr")]
+        reflag(table, labels, cfg)
+    else:
+        model = EmulatorModel.load(args.model)
+        add_flags(table, model, load_reference_gradients(args.reference), cfg)
+    meta["flag_config"] = asdict(cfg)
+    write_catalog(table, args.catalog, meta)
+    print(f"flagged {len(table)} rows of {args.catalog} with {asdict(cfg)}")
+
+
 def _demo(args):
     from dataclasses import replace
 
@@ -197,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--n-starts", type=int, default=5)
     ft.add_argument("inputs", nargs="+")
     ft.set_defaults(func=_fit)
+
+    fl = sub.add_parser("flag", help="add gradcorr, X_flag and chi2 flags to a catalogue")
+    fl.add_argument("--catalog", required=True)
+    fl.add_argument("--model", help="emulator that made the catalogue (not needed with --reflag-only)")
+    fl.add_argument("--reference", default="lamost-table1")
+    fl.add_argument("--config", help="JSON flag configuration (e.g. saved from the app)")
+    fl.add_argument("--reflag-only", action="store_true",
+                    help="recompute X_flag from stored gradcorr columns only")
+    fl.set_defaults(func=_flag)
 
     dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
     dm.add_argument("--n-stars", type=int, default=20000)

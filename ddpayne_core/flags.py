@@ -244,3 +244,27 @@ def error_scale_model(pair_snr, pair_teff, pair_feh, pair_dispersion, pair_forma
     def scale(snr, teff, feh):
         return np.clip(_poly_design(snr, teff, feh) @ coef, 1.0, None)
     return scale
+
+
+def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
+    """Recompute every <label>_flag from stored <label>_gradcorr columns (fast: binning only)."""
+    for lab in labels:
+        table[f"{lab}_flag"] = x_flag(table[f"{lab}_gradcorr"], table["teff"], table["logg"],
+                                      table["feh"], table["snr"], config)
+    return table
+
+
+def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):
+    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2 and the Na-window trio to a
+    catalogue table of fits made with ``model`` (columns <label>, chi2, chi2_na, snr)."""
+    g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
+    for k, lab in enumerate(model.labels):
+        table[f"{lab}_gradcorr"] = g[:, k]
+    reflag(table, model.labels, config)
+    args = (table["snr"], table["teff"], table["logg"], table["feh"])
+    table["chi2ratio"] = chi2ratio(table["chi2"], *args)
+    table["qflag_chi2"] = qflag_chi2(table["chi2ratio"], table["snr"])
+    if "chi2_na" in table:
+        table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
+        table["qflag_chi2na"] = qflag_chi2(table["chi2ratio_na"], table["snr"])
+    return table
