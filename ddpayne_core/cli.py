@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     te = tsub.add_parser("truth-emulator", help="train the synthetic survey's truth emulator on "
                          "the computed truth grid (held-out accuracy reported)")
-    te.add_argument("--n-hidden", type=int, default=20)
-    te.add_argument("--epochs", type=int, default=2000)
+    te.add_argument("--n-hidden", type=int, default=10)
+    te.add_argument("--epochs", type=int, default=400)
     te.set_defaults(func=_theory_truth_emulator)
 
     f = tsub.add_parser("figures", help="PNG of gradient spectra per reference star and label")

@@ -30,7 +30,7 @@ def computed_grid(name: str = "truth-grid"):
     return np.array([p for p, _ in have]), np.stack([np.load(f) for _, f in have]).astype(np.float64)
 
 
-def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 20, epochs: int = 2000,
+def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 10, epochs: int = 400,
                          holdout: int = 50, seed: int = 0, log=print) -> EmulatorModel:
     """Train on the computed truth grid minus ``holdout`` spectra; report held-out accuracy."""
     points, flux = computed_grid("truth-grid")
@@ -40,7 +40,7 @@ def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 20, e
     inst = get_instrument("lamost")
     ivar = np.full_like(flux[train], GRID_NOISE ** -2)
     cfg = replace(TrainConfig(), n_hidden=n_hidden, epochs=epochs, regularize=False,
-                  batch_size=len(train), patience=200, lr_start=1e-2, lr_end=1e-4, seed=seed)
+                  batch_size=128, patience=60, seed=seed)
     model = train_emulator(flux[train], ivar, points[train], REFERENCE_LABELS, inst.wave,
                            np.ones(inst.wave.size, bool), cfg, log=log)
     resid = model.predict(points[test]) - flux[test]
