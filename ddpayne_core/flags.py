@@ -268,3 +268,22 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFla
         table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
         table["qflag_chi2na"] = qflag_chi2(table["chi2ratio_na"], table["snr"])
     return table
+
+
+def chi2ratio_desi(chi2, snr, snr_edges=(0, 10, 20, 30, 50, 80, 120, 200, np.inf)) -> np.ndarray:
+    """DESI variant (Z24): (chi^2 - median) / MAD within S/N bins. Inputs (n,); returns (n,)."""
+    chi2 = np.asarray(chi2, dtype=np.float64)
+    b = np.digitize(np.asarray(snr, dtype=np.float64), snr_edges)
+    ok = np.isfinite(chi2)
+    out = np.full(chi2.shape, np.nan)
+    keys, med = _group_medians(b[ok], chi2[ok])
+    pos = np.searchsorted(keys, b[ok])
+    dev = np.abs(chi2[ok] - med[pos])
+    _, mad = _group_medians(b[ok], dev)
+    out[ok] = (chi2[ok] - med[pos]) / np.where(mad[pos] > 0, mad[pos], np.inf)
+    return out
+
+
+def qflag_chi2_desi(ratio) -> np.ndarray:
+    """DESI variant: bad (1) where (chi^2 - median)/MAD > 3 (Z24), or not finite."""
+    return (~(np.asarray(ratio, dtype=np.float64) <= C.DESI_CHI2_MAD_CUT)).astype(np.int8)

@@ -143,3 +143,14 @@ def test_error_scale_model_recovers_snr_dependent_underestimate():
     for s in (30.0, 100.0, 250.0):
         expected = 1.2 + 2.8 * (s - 20) / 280
         assert abs(scale(np.array([s]), np.array([5500.0]), np.array([0.0]))[0] / expected - 1) < 0.1
+
+
+def test_desi_chi2_variant_uses_median_and_mad_per_snr_bin():
+    from ddpayne_core.flags import chi2ratio_desi, qflag_chi2_desi
+
+    chi2 = np.array([10.0, 11, 12, 13, 100, 1000, 1100, 1200, 1300, 9000])
+    snr = np.array([15.0] * 5 + [150.0] * 5)
+    r = chi2ratio_desi(chi2, snr)
+    # bin 1: median 12, MAD 1 -> 100 is (100 - 12)/1; bin 2: median 1200, MAD 100.
+    np.testing.assert_allclose(r, [-2, -1, 0, 1, 88, -2, -1, 0, 1, 78])
+    assert qflag_chi2_desi(r).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
