@@ -15,6 +15,7 @@ import numpy as np
 
 from .catalog import recovery_scatter, write_catalog
 from .emulator import EmulatorModel
+from .flags import add_flags
 from .fit import FitConfig
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
@@ -76,6 +77,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
             train_from_store(store_path, model_path, config=train_config, log=log)
     model = EmulatorModel.load(model_path)
     results = fit_store(model, store, out / "catalog.parquet", fit_config, log=log)
+    log("flagging: gradient correlations against the ab initio reference stars")
+    add_flags(results, model, load_reference_gradients(train_config.reference))
     meta = {"synthetic": True, "model": str(model_path), "model_config": model.config,
             "survey": store.info["provenance"]}
     write_catalog(results, out / "catalog.parquet", meta)
@@ -87,9 +90,29 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                                           f" (n={int(row[f'n_{s}'])})" for s in (20, 50, 100)))
     summary = {"n_spectra": int(len(results)), "synthetic": True,
                "failed_fits": int((results["fit_status"] == 2).sum()),
-               "recovery": json.loads(table.to_json(orient="index"))}
+               "recovery": json.loads(table.to_json(orient="index")),
+               **flag_fractions(results, model.labels,
+                                store.info["provenance"]["config"]["featureless"])}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def flag_fractions(results, labels, featureless) -> dict:
+    """Fractions the flags issue promises: featureless labels with X_flag 0 (all stars) and
+    labels with real features with X_flag 1 (stars inside the training coverage: 4500-7000 K
+    dwarfs, 4000-5600 K giants, [Fe/H] > -2.0)."""
+    teff, logg, feh = results["teff"], results["logg"], results["feh"]
+    inside = (feh > -2.0) & (((logg >= 3.8) & teff.between(4500, 7000))
+                             | ((logg < 3.8) & teff.between(4000, 5600)))
+    flat = [lab for lab in labels if lab in featureless]
+    featured = [lab for lab in labels if lab not in featureless]
+    out = {"featureless_labels": flat}
+    if flat:
+        out["featureless_flag0_fraction"] = float(np.mean([(results[f"{l}_flag"] == 0).mean()
+                                                           for l in flat]))
+    out["featured_flag1_fraction"] = {l: float((results.loc[inside, f"{l}_flag"] == 1).mean())
+                                      for l in featured}
+    return out
 
 
 def _matching_committed_model(survey_cfg: SurveyConfig, train_config: TrainConfig):
