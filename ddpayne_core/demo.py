@@ -59,10 +59,12 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
 
 def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool = False,
              train_config: TrainConfig = TrainConfig(), fit_config: FitConfig = FitConfig(),
-             truth_path: str | Path = TRUTH_EMULATOR, log=print) -> dict:
+             truth_path: str | Path = TRUTH_EMULATOR,
+             training_set: TrainingSetConfig = TrainingSetConfig(),
+             survey_config: SurveyConfig = SurveyConfig(), log=print) -> dict:
     """Run the whole demo; returns a summary with label-recovery scatter against truth."""
     out = Path(out)
-    survey_cfg = replace(SurveyConfig(), n_stars=n_stars)
+    survey_cfg = replace(survey_config, n_stars=n_stars)
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)
     store = open_store(store_path)
@@ -74,7 +76,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                 "`ddpayne demo --retrain` trains anew)")
             shutil.copyfile(committed, model_path)
         else:
-            train_from_store(store_path, model_path, config=train_config, log=log)
+            train_from_store(store_path, model_path, training_set, train_config, log=log)
     model = EmulatorModel.load(model_path)
     results = fit_store(model, store, out / "catalog.parquet", fit_config, log=log)
     log("flagging: gradient correlations against the ab initio reference stars")

@@ -1,5 +1,6 @@
 """End to end on a small synthetic world: simulate -> training set -> train -> fit -> catalogue."""
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -155,3 +156,24 @@ def test_model_file_round_trip_keeps_predictions(training_data, truth_model, tmp
     x = training_data[2][:5]
     np.testing.assert_allclose(back.predict(x), model.predict(x))
     assert back.history["train_chi2"] == model.history["train_chi2"]
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "data" / "theory" /
+                         "lamost-table1.npz").exists(), reason="reference gradients not assembled")
+def test_demo_runs_end_to_end(tmp_path, truth_path):
+    import json
+    from ddpayne_core.demo import run_demo
+    from ddpayne_core.simulate import SurveyConfig
+
+    summary = run_demo(tmp_path, n_stars=400, truth_path=truth_path,
+                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
+                       fit_config=replace(FitConfig(), n_candidates=8),
+                       training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
+                       survey_config=replace(SurveyConfig(), apogee_fraction=0.5,
+                                             featureless=("cu_fe",)), **QUIET)
+    assert summary["synthetic"] and summary["n_spectra"] > 400
+    assert 0 <= summary["featureless_flag0_fraction"] <= 1
+    assert set(summary["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["recovery"]["teff"]["n_50"] >= 0
+    assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True

@@ -136,3 +136,11 @@ def test_teff_logg_gradients_nonzero_and_abundance_gradients_local():
     near = use & (np.abs(wave[:, None] - cu_lines[None, :]).min(axis=1) < 3)
     assert np.abs(d[far]).max() < 0.25 * np.abs(d[near]).max()
     assert np.abs(d[far]).max() < 2e-3
+
+
+def test_atmosphere_keeps_only_monotone_depths():
+    # atmosnet's deepest layers turn over for this hot metal-poor dwarf (X19 Table 1 star 16
+    # stepped in Teff); the kept part is monotone and still reaches deep layers.
+    atm = model_atmosphere(7259.0, 4.19, -2.5)
+    assert 50 <= len(atm.deck) < 80
+    assert np.all(np.diff(atm.deck[:, 0]) > 0) and np.all(np.diff(atm.deck[:, 2]) > 0)

@@ -18,6 +18,7 @@ import numpy as np
 from ..io_utils import atomic_write_npz
 
 ATMOSNET_FILE = Path(__file__).resolve().parents[2] / "data" / "theory" / "atmosnet_c3k_cool.npz"
+MIN_DEPTHS = 50  # of 80: a truncated model must still reach far below the photosphere
 COLUMNS = ("RHOX", "T", "P", "XNE", "ABROSS", "ACCRAD", "VTURB", "FLXCNV")
 
 
@@ -99,4 +100,11 @@ def model_atmosphere(teff: float, logg: float, feh: float, alpha_fe: float = 0.0
         h1 = _leaky_relu(w[f"w_array_0_{c}"] @ x + w[f"b_array_0_{c}"])
         h2 = _leaky_relu(w[f"w_array_1_{c}"] @ h1 + w[f"b_array_1_{c}"])
         deck[:, c] = 10.0 ** (w[f"w_array_2_{c}"] @ h2 + w[f"b_array_2_{c}"]) - 1e-16
-    return Atmosphere(float(teff), float(logg), float(feh), float(alpha_fe), deck)
+    # The network can lose monotonicity in the deepest layers (seen at tau_Ross ~ 200 for hot
+    # metal-poor dwarfs); keep the monotone part, which reaches far below the photosphere.
+    rising = (np.diff(deck[:, 0]) > 0) & (np.diff(deck[:, 2]) > 0)
+    n_keep = deck.shape[0] if rising.all() else int(np.argmin(rising)) + 1
+    if n_keep < MIN_DEPTHS:
+        raise ValueError(f"atmosnet model for {labels.tolist()} is not monotonic in column mass "
+                         f"below depth {n_keep}")
+    return Atmosphere(float(teff), float(logg), float(feh), float(alpha_fe), deck[:n_keep])

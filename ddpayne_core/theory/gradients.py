@@ -119,13 +119,18 @@ def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
     return WORK_DIR / spec.physics.name / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
 
 
-def _compute_point(args) -> str:
+def _compute_point(args) -> str | None:
+    """Synthesize one grid point; returns its file, or None (with a message) if MOOG failed."""
     spec, point = args
     out = _point_file(spec, point)
     if out.exists():
         return str(out)
     labels = dict(zip(REFERENCE_LABELS, point.tolist()))
-    norm = to_instrument(*synthesize(labels, spec.physics), get_instrument(spec.instrument))
+    try:
+        norm = to_instrument(*synthesize(labels, spec.physics), get_instrument(spec.instrument))
+    except RuntimeError as exc:
+        print(f"grid {spec.name}: point skipped: {exc}", flush=True)
+        return None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, norm.astype(np.float32))
