@@ -69,8 +69,9 @@ class Emulator(torch.nn.Module):
         """Flux (n_spec, n_pix) and analytic d flux / d x (n_spec, n_pix, n_label)."""
         h1, h2 = self._hidden(x)
         flux = (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
-        g2 = self.w[:, :, None] * h2 * (1.0 - h2)                             # (p, i, s)
-        g1 = torch.bmm(self.W2.transpose(1, 2), g2) * h1 * (1.0 - h1)         # (p, j, s)
+        # sigmoid' = h - h^2, fused into one op per layer
+        g2 = torch.addcmul(h2, h2, h2, value=-1.0).mul_(self.w[:, :, None])    # (p, i, s)
+        g1 = torch.bmm(self.W2.transpose(1, 2), g2).mul_(torch.addcmul(h1, h1, h1, value=-1.0))
         return flux, torch.einsum("spj,pjk->spk", g1.permute(2, 0, 1), self.W1)
 
 

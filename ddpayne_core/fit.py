@@ -28,7 +28,7 @@ class FitConfig:
 
     n_candidates: int = 64
     n_starts: int = 2
-    explore_iter: int = 4
+    explore_iter: int = 3
     margin: float = 0.1
     max_iter: int = 60
     batch: int = 256
