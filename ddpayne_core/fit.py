@@ -66,7 +66,9 @@ def _best_candidates(net, flux, ivar, cand, n_keep):
     """chi^2 of every candidate for every spectrum (forward passes only, cheap); the n_keep best
     per spectrum as starting points: (n_spec * n_keep, n_label), spectrum-major."""
     model = net(cand.float())                                           # (c, p)
-    chi2 = (ivar[:, None, :] * (flux[:, None, :] - model[None]) ** 2).sum(-1)  # (s, c)
+    # sum_p iv (f - m)^2 = sum iv f^2 - 2 (iv f) . m + iv . m^2, as matrix products
+    chi2 = (ivar * flux * flux).sum(1, keepdim=True) - 2 * (ivar * flux) @ model.T \
+        + ivar @ (model * model).T                                      # (s, c)
     best = chi2.topk(n_keep, dim=1, largest=False).indices              # (s, n_keep)
     return cand[best.reshape(-1)]
 
@@ -75,7 +77,7 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
     """Bounded Levenberg-Marquardt on a batch, converged rows dropped from the work as they finish.
 
     flux, ivar: (b, p) float32; x: (b, k) float64 starting points. Returns (x, chi2, n_iter,
-    converged); rows keep their order.
+    converged, jac) with jac (b, p, k) the Jacobian at x; rows keep their order.
     """
     b, k = x.shape
     x = x.clone()
@@ -86,6 +88,7 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
     eye = torch.eye(k, dtype=torch.float64)
     act = torch.arange(b)
     model, jac = net.flux_and_jacobian(x.float())
+    jac_out = jac.clone()
     resid = flux - model
     chi2 = (resid * resid * ivar).sum(1, dtype=torch.float64)
     for _ in range(n_iter_max):
@@ -112,8 +115,9 @@ def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
         done[act] = finished
         keep = ~finished
         j_a[better], r_a[better] = j_new[better], r_new[better]
+        jac_out[act] = j_a
         jac, resid, act = j_a[keep], r_a[keep], act[keep]
-    return x, chi2, n_iter, done
+    return x, chi2, n_iter, done, jac_out
 
 
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
@@ -164,13 +168,13 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
             f_t = f_all[sl].repeat_interleave(n_s, 0)
             iv_t = iv_all[sl].repeat_interleave(n_s, 0)
             starts = _best_candidates(model.net, f_all[sl], iv_all[sl], cand, n_s)
-            x, chi2, it, _ = _lm(model.net, f_t, iv_t, starts, lo, hi, config, config.explore_iter)
+            x, chi2, it, _, _ = _lm(model.net, f_t, iv_t, starts, lo, hi, config,
+                                    config.explore_iter)
             pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
-            x, chi2, it2, done = _lm(model.net, f_all[sl], iv_all[sl], x[pick], lo, hi, config,
-                                     config.max_iter)
+            x, chi2, it2, done, jb = _lm(model.net, f_all[sl], iv_all[sl], x[pick], lo, hi,
+                                         config, config.max_iter)
             x_best[sl], chi2_best[sl], n_iter_best[sl], done_best[sl] = x, chi2, it[pick] + it2, done
             # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
-            _, jb = model.net.flux_and_jacobian(x.float())
             a_mat = torch.bmm((jb * iv_all[sl][..., None]).transpose(1, 2), jb).double()
             cov[sl] = torch.linalg.pinv(a_mat).numpy()
     span = model.scaler.span
