@@ -87,3 +87,51 @@ def test_fit_real_files_skips_bad_ones(tmp_path, truth_model):
     assert "spec-broken.fits" in info["skipped"][0][0]
     assert table["fit_status"].max() < 2
     assert np.all(np.isfinite(table[["teff", "teff_err", "chi2", "redchi2"]].to_numpy()))
+
+
+def _desi_coadd(path, n=3, broken=False):
+    """A small DESI coadd in the real layout (HDU names, columns, units: vacuum A)."""
+    rng = np.random.default_rng(0)
+    hdus = [fits.PrimaryHDU()]
+    fmap = fits.BinTableHDU.from_columns(
+        [fits.Column(name="TARGETID", format="K", array=np.arange(n) + 39627),
+         fits.Column(name="TARGET_RA", format="D", array=rng.uniform(0, 360, n)),
+         fits.Column(name="TARGET_DEC", format="D", array=rng.uniform(-10, 60, n))], name="FIBERMAP")
+    hdus.append(fmap)
+    for cam, (lo, hi) in {"B": (3600.0, 5930.0), "R": (5660.0, 7720.0), "Z": (7470.0, 9824.0)}.items():
+        wave = np.arange(lo, hi + 0.4, 0.8)
+        flux = np.tile(100 + 0.01 * wave, (n, 1))
+        ivar = np.full_like(flux, 4.0)
+        mask = np.zeros(flux.shape, dtype=np.int32)
+        mask[:, 10] = 1
+        hdus += [fits.ImageHDU(wave, name=f"{cam}_WAVELENGTH"),
+                 fits.ImageHDU(flux if not (broken and cam == "R") else flux[:, :-5], name=f"{cam}_FLUX"),
+                 fits.ImageHDU(ivar, name=f"{cam}_IVAR"), fits.ImageHDU(mask, name=f"{cam}_MASK")]
+    fits.HDUList(hdus).writeto(path)
+
+
+def test_desi_coadd_cameras_merge_onto_the_desi_grid(tmp_path):
+    from ddpayne_core.spectra import read_desi_coadd
+
+    _desi_coadd(tmp_path / "coadd.fits")
+    inst = get_instrument("desi")
+    flux, ivar, meta = read_desi_coadd(tmp_path / "coadd.fits", inst)
+    assert flux.shape == (3, inst.wave.size) and list(meta["targetid"]) == [39627, 39628, 39629]
+    inside = (inst.wave > 3605) & (inst.wave < 9820) & (ivar[0] > 0)
+    assert inside.sum() > inst.wave.size - 20
+    np.testing.assert_allclose(flux[:, inside], np.tile(100 + 0.01 * inst.wave[inside], (3, 1)),
+                               rtol=1e-9)
+    overlap = (inst.wave > 5700) & (inst.wave < 5900)
+    assert np.allclose(ivar[:, overlap], 8.0)          # two cameras add inverse variances
+    assert np.all(ivar[:, np.argmin(np.abs(inst.wave - 3608.0))] == 0)  # masked pixel
+
+
+def test_desi_coadd_errors_name_file_and_hdu(tmp_path):
+    from ddpayne_core.spectra import read_desi_coadd
+
+    _desi_coadd(tmp_path / "bad.fits", broken=True)
+    with pytest.raises(SpectrumFormatError, match="bad.fits: R_FLUX"):
+        read_desi_coadd(tmp_path / "bad.fits", get_instrument("desi"))
+    fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "empty.fits")
+    with pytest.raises(SpectrumFormatError, match="empty.fits: not a DESI coadd"):
+        read_desi_coadd(tmp_path / "empty.fits", get_instrument("desi"))
