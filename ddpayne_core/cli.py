@@ -113,7 +113,6 @@ def _fit(args):
 
 
 def _flag(args):
-    import json
     from dataclasses import asdict, replace
 
     import pandas as pd

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .emulator import EmulatorModel
@@ -193,11 +194,9 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     return out
 
 
-def fit_result_table(model: EmulatorModel, result: FitResult) -> "pd.DataFrame":
+def fit_result_table(model: EmulatorModel, result: FitResult) -> pd.DataFrame:
     """One row per spectrum: <label>, <label>_err, chi2, redchi2, n_pix_used, fit_status,
     n_iter and label_corr (the flattened upper triangle of the correlation matrix)."""
-    import pandas as pd
-
     cols = {}
     for k, lab in enumerate(model.labels):
         cols[lab] = result.labels[:, k]

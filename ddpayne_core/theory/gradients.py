@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.table import Table
 
 from .. import constants as C
 from ..instrument import get_instrument
@@ -185,7 +186,7 @@ class ReferenceGradients:
     name: str
     wavelength: np.ndarray
     labels: tuple
-    stars: "Table"
+    stars: Table
     flux: np.ndarray
     dflux: np.ndarray
     provenance: dict
@@ -208,8 +209,6 @@ class ReferenceGradients:
 def load_reference_gradients(name: str = "lamost-table1") -> ReferenceGradients:
     """Load committed reference gradients: "lamost-table1" (regularizing physics) or
     "lamost-table1-truth" (the synthetic survey's truth physics)."""
-    from astropy.table import Table
-
     path = DATA_DIR / f"{name}.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`")
