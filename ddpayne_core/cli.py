@@ -138,6 +138,12 @@ def _flag(args):
     print(f"flagged {len(table)} rows of {args.catalog} with {asdict(cfg)}")
 
 
+def _ingest(args):
+    from .ingest import ingest_lamost
+
+    ingest_lamost(args.inputs, args.out, chunk=args.chunk, workers=args.workers)
+
+
 def _demo(args):
     from dataclasses import replace
 
@@ -232,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--reflag-only", action="store_true",
                     help="recompute X_flag from stored gradcorr columns only")
     fl.set_defaults(func=_flag)
+
+    ig = sub.add_parser("ingest", help="LAMOST FITS files/folders into a spectral store "
+                        "(parallel, resumable, skipped files reported)")
+    ig.add_argument("inputs", nargs="+")
+    ig.add_argument("--out", required=True)
+    ig.add_argument("--chunk", type=int, default=1000)
+    ig.add_argument("--workers", type=int, default=2)
+    ig.set_defaults(func=_ingest)
 
     dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
     dm.add_argument("--n-stars", type=int, default=20000)

@@ -40,7 +40,8 @@ _LAMOST_META = {"obsid": "OBSID", "ra": "RA", "dec": "DEC", "snr_u": "SNRU", "sn
                 "desig": "DESIG"}
 
 
-def _lamost_meta(header, path: Path) -> dict:
+def lamost_header_meta(header, path: Path) -> dict:
+    """Catalogue fields of a LAMOST primary header (ra, dec, snr_u..z, rv from Z, ...)."""
     meta = {key: header.get(card) for key, card in _LAMOST_META.items()}
     for band in "ugriz":  # DR5 headers spell S/N as SN_U .. SN_Z in some releases
         if meta[f"snr_{band}"] is None:
@@ -97,7 +98,7 @@ def read_lamost(path: str | Path) -> RawSpectrum:
     if np.any(np.diff(wave) <= 0):
         raise SpectrumFormatError(f"{path}: wavelength is not increasing")
     bad = (andmask != 0) | ~np.isfinite(flux) | ~np.isfinite(ivar) | (ivar <= 0)
-    meta = _lamost_meta(header, path)
+    meta = lamost_header_meta(header, path)
     if header.get("VACUUM") is False:
         raise SpectrumFormatError(f"{path}: air wavelengths (VACUUM = F) are not supported")
     return RawSpectrum(wave, flux, np.where(bad, 0.0, ivar), bad, meta)
@@ -235,3 +236,14 @@ def read_desi_coadd(path: str | Path, instrument: Instrument):
                          "dec": cols.get("target_dec")})
     meta["filename"] = path.name
     return merged, den, meta
+
+
+def fits_files(inputs) -> list[Path]:
+    """FITS files named in ``inputs``: files as given, folders expanded (sorted)."""
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.name.endswith((".fits", ".fits.gz", ".fit")))
+        else:
+            files.append(item)
+    return files

@@ -13,7 +13,7 @@ from .fit import FitConfig, fit_result_table, fit_spectra, window_chi2
 from .instrument import get_instrument
 from .io_utils import atomic_path
 from .progress import progress
-from .spectra import preprocess_batch
+from .spectra import fits_files, preprocess_batch
 from .store import SpectralStore
 
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
@@ -50,16 +50,6 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
             table.to_parquet(tmp)
     return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
                      ignore_index=True)
-
-
-def _fits_files(inputs) -> list[Path]:
-    files = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.name.endswith((".fits", ".fits.gz", ".fit")))
-        else:
-            files.append(item)
-    return files
 
 
 def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(), log=print):
@@ -105,7 +95,7 @@ def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig()
         table = fit_store(model, store, out, config, log=log)
         return table, {"input": str(inputs[0]), "synthetic": bool(store.info.get("synthetic")),
                        "n_skipped": 0}
-    table, skipped = fit_fits_files(model, _fits_files(inputs), config, log=log)
+    table, skipped = fit_fits_files(model, fits_files(inputs), config, log=log)
     return table, {"input": [str(p) for p in inputs], "synthetic": False,
                    "n_skipped": len(skipped), "skipped": skipped,
                    "model_trained_on_synthetic": bool(model.config.get("synthetic"))}

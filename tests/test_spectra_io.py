@@ -135,3 +135,30 @@ def test_desi_coadd_errors_name_file_and_hdu(tmp_path):
     fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "empty.fits")
     with pytest.raises(SpectrumFormatError, match="empty.fits: not a DESI coadd"):
         read_desi_coadd(tmp_path / "empty.fits", get_instrument("desi"))
+
+
+def test_ingest_folder_into_store_and_fit(tmp_path, truth_model):
+    from ddpayne_core.ingest import ingest_lamost
+    from ddpayne_core.store import open_store
+    from ddpayne_core.survey import fit_paths
+
+    folder = tmp_path / "lamost"
+    folder.mkdir()
+    for p in REAL:
+        shutil.copy(p, folder / p.name)
+    (folder / "spec-zzz-broken.fits").write_text("garbage")
+    store = ingest_lamost([folder], tmp_path / "store", chunk=2, workers=1, log=lambda *a: None)
+    meta = open_store(store.path).meta()
+    assert len(meta) == 3 and not store.info["synthetic"]
+    assert (meta["ingest_error"] != "").tolist() == [False, False, True]
+    flux, ivar = store.read(0, 3)
+    assert ivar[0].sum() > 0 and ivar[2].sum() == 0
+    report = (tmp_path / "store" / "ingest_report.csv").read_text()
+    assert "spec-zzz-broken.fits" in report
+    # Resumable: a second call finds every chunk done.
+    again = ingest_lamost([folder], tmp_path / "store", chunk=2, workers=1, log=lambda *a: None)
+    assert again.info["done_chunks"] == [0, 2]
+    table, info = fit_paths(truth_model, [tmp_path / "store"], tmp_path / "fit.parquet",
+                            log=lambda *a: None)
+    assert table["fit_status"].tolist()[2] == 2 and table["fit_status"].max() == 2
+    assert (table["fit_status"][:2] < 2).all() and info["synthetic"] is False
