@@ -103,7 +103,9 @@ def _fit(args):
 
     model = EmulatorModel.load(args.model)
     cfg = replace(FitConfig(), n_starts=args.n_starts)
-    table, info = fit_paths(model, args.inputs, args.out, cfg)
+    dask = {"model_path": args.model, "scheduler": args.scheduler, "n_workers": args.workers} \
+        if (args.dask or args.scheduler) else None
+    table, info = fit_paths(model, args.inputs, args.out, cfg, dask=dask)
     write_catalog(table, args.out, {"model": str(args.model), "model_config": model.config, **info})
     print(f"wrote {args.out}: {len(table)} spectra, {info.get('n_skipped', 0)} skipped")
     if len(table) <= 20:
@@ -226,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("fit", help="fit spectra: LAMOST FITS files/folders or a spectral store")
     ft.add_argument("--model", required=True)
     ft.add_argument("--out", required=True, help="catalogue (.parquet or .fits)")
-    ft.add_argument("--n-starts", type=int, default=5)
+    ft.add_argument("--n-starts", type=int, default=2)
+    ft.add_argument("--dask", action="store_true", help="fit a store on a local Dask cluster")
+    ft.add_argument("--scheduler", default=None, help="Dask scheduler address (a real cluster)")
+    ft.add_argument("--workers", type=int, default=2, help="local Dask workers")
     ft.add_argument("inputs", nargs="+")
     ft.set_defaults(func=_fit)
 

@@ -82,9 +82,12 @@ def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(),
     return pd.concat([meta.reset_index(drop=True), table], axis=1), skipped
 
 
-def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig(), log=print):
+def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig(), log=print,
+              dask: dict | None = None):
     """Fit a spectral store (a folder with store.json) or LAMOST FITS files and folders.
 
+    ``dask``: None (in process) or {"model_path": ..., "scheduler": address or None,
+    "n_workers": n} to fit a store on a Dask cluster (a LocalCluster when no address).
     Returns (table, info) where info records the inputs, skipped files and the synthetic marker.
     """
     from .store import open_store
@@ -92,10 +95,65 @@ def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig()
     inputs = [Path(p) for p in inputs]
     if len(inputs) == 1 and (inputs[0] / "store.json").exists():
         store = open_store(inputs[0])
-        table = fit_store(model, store, out, config, log=log)
+        if dask is None:
+            table = fit_store(model, store, out, config, log=log)
+        else:
+            from dask.distributed import Client
+            client = Client(dask["scheduler"]) if dask.get("scheduler") else None
+            table = fit_store_dask(dask["model_path"], store, out, client, dask.get("n_workers", 2),
+                                   config, log=log)
         return table, {"input": str(inputs[0]), "synthetic": bool(store.info.get("synthetic")),
                        "n_skipped": 0}
     table, skipped = fit_fits_files(model, fits_files(inputs), config, log=log)
     return table, {"input": [str(p) for p in inputs], "synthetic": False,
                    "n_skipped": len(skipped), "skipped": skipped,
                    "model_trained_on_synthetic": bool(model.config.get("synthetic"))}
+
+
+def _fit_part(model_path: str, store_path: str, start: int, stop: int, parts_dir: str,
+              config: FitConfig) -> str:
+    """One Dask task: fit rows [start, stop) and write their part atomically (idempotent)."""
+    import torch
+
+    from .store import SpectralStore
+
+    torch.set_num_threads(1)  # one thread per worker process: the cluster provides parallelism
+    part = Path(parts_dir) / f"part-{start:010d}.parquet"
+    if not part.exists():
+        table = fit_chunk(EmulatorModel.load(model_path), SpectralStore(Path(store_path)), start,
+                          stop, config)
+        with atomic_path(part) as tmp:
+            table.to_parquet(tmp)
+    return str(part)
+
+
+def fit_store_dask(model_path, store: SpectralStore, out, client=None, n_workers: int = 2,
+                   config: FitConfig = FitConfig(), log=print) -> pd.DataFrame:
+    """Fit a store on a Dask cluster: a LocalCluster of ``n_workers`` single-threaded workers by
+    default, or ``client`` (e.g. ``Client("tcp://scheduler:8786")`` for a real cluster). Chunks
+    already fitted (parts present) are skipped, so a killed run resumes; results equal the
+    in-process ``fit_store``."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    out = Path(out)
+    parts_dir = out.parent / f"{out.stem}.parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    chunks = list(store.chunks())
+    todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
+    own = client is None
+    if own:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(_fit_part, str(model_path), str(store.path), a, b,
+                                 str(parts_dir), config, pure=False) for a, b in todo]
+        for _ in progress(as_completed(futures), total=len(futures), desc="fitting (dask)"):
+            pass
+        client.gather(futures)
+    finally:
+        if own:
+            client.close()
+            cluster.close()
+    return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
+                     ignore_index=True)
