@@ -1,9 +1,12 @@
-"""Training sets: survey spectra of stars with high-resolution labels (X19 sec. 3; SPEC sec. 5).
+"""Training sets: survey spectra of stars with high-resolution labels (X19 sec. 3, eqs. 3-4;
+SPEC sec. 5).
 
-For the synthetic survey the high-resolution labels are the ``apogee_<label>`` / ``galah_<label>``
-columns of the store's metadata. Cuts follow X19 eqs. 3-4 in spirit: S/N, all labels present,
-no known binaries, no spectra flagged bad; one spectrum per star (the highest S/N visit). The
-metal-poor set keeps stars with [Fe/H] < -0.5 (SPEC sec. 5).
+``crossmatch`` attaches a high-resolution catalogue (``highres.read_*``) to survey metadata by
+sky position (astropy). ``select_training`` applies X19's rules: LAMOST g-band S/N > 50, relaxed
+to > 30 for [Fe/H] < -0.6; [Mg/Fe] > -0.3; every label available (flagged values are NaN); no
+binaries or broken spectra; one spectrum per star (its highest-S/N visit). ``max_stars`` keeps
+every metal-poor star ([Fe/H] < -1) and samples the rest. For the synthetic survey the
+high-resolution labels are already ``apogee_<label>`` / ``galah_<label>`` metadata columns.
 """
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ import pandas as pd
 from .constants import METAL_POOR_TRAINING_FEH
 from .labels import get_label_set
 
-TRAINING_MIN_SNR = 50.0  # X19 sec. 3: LAMOST S/N > 50 for training stars
+TRAINING_MIN_SNR = 50.0  # X19 eq. 3: S/N_LAMOST > 50 ...
+TRAINING_MIN_SNR_METAL_POOR = 30.0  # ... relaxed to 30 where [Fe/H] < -0.6 (X19 eq. 3)
+SNR_RELAX_FEH = -0.6  # X19 eq. 3
+MIN_MG_FE = -0.3  # X19 eq. 3: lower [Mg/Fe] are unrealistic
+KEEP_ALL_FEH = -1.0  # metal-poor stars always kept when sampling (X19 sec. 3)
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,27 @@ class TrainingSetConfig:
     survey: str = "apogee"          # which high-resolution labels: "apogee" or "galah"
     label_set: str = "lamost-apogee"
     min_snr: float = TRAINING_MIN_SNR
-    metal_poor: bool = False
+    min_snr_metal_poor: float = TRAINING_MIN_SNR_METAL_POOR
+    metal_poor: bool = False        # the metal-poor training set ([Fe/H] < -0.5, SPEC sec. 5)
     max_stars: int | None = None
     seed: int = 0
+
+
+def crossmatch(survey: pd.DataFrame, hires: pd.DataFrame, radius_arcsec: float = 3.0) -> pd.DataFrame:
+    """Attach to every survey row the nearest high-resolution row within ``radius_arcsec``
+    (columns ra, dec in degrees in both); unmatched rows get NaN labels. Adds ``match_sep_arcsec``."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    a = SkyCoord(survey["ra"].to_numpy() * u.deg, survey["dec"].to_numpy() * u.deg)
+    b = SkyCoord(hires["ra"].to_numpy() * u.deg, hires["dec"].to_numpy() * u.deg)
+    idx, sep, _ = a.match_to_catalog_sky(b)
+    ok = sep.arcsec < radius_arcsec
+    extra = hires.drop(columns=["ra", "dec"]).iloc[idx].reset_index(drop=True)
+    extra[~ok] = np.nan
+    out = pd.concat([survey.reset_index(drop=True), extra], axis=1)
+    out["match_sep_arcsec"] = np.where(ok, sep.arcsec, np.nan)
+    return out
 
 
 def select_training(meta: pd.DataFrame, config: TrainingSetConfig):
@@ -38,19 +63,42 @@ def select_training(meta: pd.DataFrame, config: TrainingSetConfig):
     missing = [c for c in cols if c not in meta.columns]
     if missing:
         raise ValueError(f"metadata lacks high-resolution label columns {missing}")
-    ok = meta[cols].notna().all(axis=1) & (meta["snr"] >= config.min_snr)
+    snr = meta["snr_g"] if "snr_g" in meta.columns else meta["snr"]
+    feh = meta[f"{config.survey}_feh"]
+    snr_cut = np.where(feh < SNR_RELAX_FEH, config.min_snr_metal_poor, config.min_snr)
+    ok = meta[cols].notna().all(axis=1) & (snr >= snr_cut)
+    if f"{config.survey}_mg_fe" in meta.columns and "mg_fe" in names:
+        ok &= meta[f"{config.survey}_mg_fe"] > MIN_MG_FE
     for flag in ("is_binary", "injected_bad"):
         if flag in meta.columns:
             ok &= ~meta[flag].astype(bool)
+    if "qflag_singlestar" in meta.columns:
+        ok &= meta["qflag_singlestar"] != 0
     if config.metal_poor:
-        ok &= meta[f"{config.survey}_feh"] < METAL_POOR_TRAINING_FEH
+        ok &= feh < METAL_POOR_TRAINING_FEH
     cand = meta[ok]
-    best = cand.sort_values("snr", ascending=False).drop_duplicates("star_id" if "star_id" in cand
-                                                                    else "specid")
+    key = "star_id" if "star_id" in cand else "specid"
+    best = cand.sort_values("snr", ascending=False).drop_duplicates(key)
     if config.max_stars is not None and len(best) > config.max_stars:
-        best = best.sample(config.max_stars, random_state=config.seed)
+        poor = best[best[f"{config.survey}_feh"] < KEEP_ALL_FEH]
+        rest = best.drop(poor.index)
+        n_rest = max(config.max_stars - len(poor), 0)
+        best = pd.concat([poor, rest.sample(min(n_rest, len(rest)), random_state=config.seed)])
     best = best.sort_index()
     if len(best) < 20:
-        raise ValueError(f"only {len(best)} training stars pass the cuts (S/N >= {config.min_snr}, "
-                         f"labels {config.survey}); need at least 20")
+        raise ValueError(f"only {len(best)} training stars pass the cuts (S/N >= {config.min_snr}/"
+                         f"{config.min_snr_metal_poor}, labels {config.survey}); need at least 20")
     return best.index.to_numpy(), best[cols].to_numpy(dtype=np.float64), names
+
+
+def training_summary(meta: pd.DataFrame, config: TrainingSetConfig) -> pd.DataFrame:
+    """Like X19 Table 2: per label, how many overlap stars have it, and how many training stars
+    survive the cuts."""
+    rows, _, names = select_training(meta, config)
+    overlap = meta[f"{config.survey}_teff"].notna()
+    return pd.DataFrame({
+        "label": names,
+        "overlap_available": [int(meta.loc[overlap, f"{config.survey}_{lab}"].notna().sum())
+                              for lab in names],
+        "overlap_stars": int(overlap.sum()),
+        "training_stars": len(rows)})

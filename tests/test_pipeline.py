@@ -198,3 +198,29 @@ def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_pat
                            **QUIET)
     assert again["specid"].is_unique and len(again) == store.n_spec
     assert np.nanmax(np.abs(again[labels].to_numpy() - dask[labels].to_numpy())) == 0
+
+
+def test_crossmatch_and_x19_cuts():
+    from ddpayne_core.trainingset import crossmatch, training_summary
+
+    survey = pd.DataFrame({"specid": [0, 1, 2, 3], "star_id": [0, 1, 2, 3],
+                           "ra": [10.0, 20.0, 30.0, 40.0], "dec": [5.0, 5.0, 5.0, 5.0],
+                           "snr": [60.0, 40.0, 40.0, 60.0]})
+    hires = pd.DataFrame({"ra": [10.0 + 1 / 3600, 20.0, 30.0, 50.0], "dec": [5.0, 5.0, 5.0, 5.0],
+                          "apogee_teff": [5000.0, 5100, 5200, 5300],
+                          "apogee_feh": [0.0, -1.0, 0.0, 0.0], "apogee_mg_fe": [0.1, 0.3, 0.0, 0.0]})
+    merged = crossmatch(survey, hires)
+    assert merged["apogee_teff"].tolist()[:3] == [5000.0, 5100.0, 5200.0]
+    assert np.isnan(merged["apogee_teff"][3])             # nothing within 3 arcsec
+    assert merged["match_sep_arcsec"][0] == pytest.approx(1.0 * np.cos(np.radians(5)), rel=1e-3)
+    big = pd.concat([merged] * 10, ignore_index=True)
+    big["star_id"] = np.arange(len(big))
+    big.loc[big.index % 4 == 2, "apogee_mg_fe"] = -0.4     # unrealistic [Mg/Fe]: removed
+    cfg = TrainingSetConfig(label_set=("teff", "feh", "mg_fe"))
+    rows, labels, _ = select_training(big, cfg)
+    chosen = big.loc[rows]
+    # S/N 40 passes only where [Fe/H] < -0.6 (relaxed cut); [Mg/Fe] > -0.3 everywhere.
+    assert set(chosen["specid"]) == {0, 1}
+    assert (chosen["apogee_mg_fe"] > -0.3).all()
+    summary = training_summary(big, cfg)
+    assert summary["training_stars"].iloc[0] == len(rows) == 20
