@@ -131,3 +131,45 @@ def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
                 out.loc[rejected, lab] = MISSING
                 out.loc[rejected, f"{lab}_err"] = MISSING
     return out
+
+
+def blend_metal_poor(overall: pd.DataFrame, metal_poor: pd.DataFrame, labels) -> pd.DataFrame:
+    """Blend the overall and metal-poor models' results (SPEC sec. 9): weights from the overall
+    [Fe/H]; values and errors mixed linearly; flags and gradcorr from the model of larger weight."""
+    if not np.array_equal(overall["specid"], metal_poor["specid"]):
+        raise ValueError("overall and metal-poor catalogues must list the same spectra")
+    w = metal_poor_weight(overall["feh"].to_numpy())
+    out = overall.copy()
+    for lab in labels:
+        for suffix in ("", "_err"):
+            col = lab + suffix
+            if col in overall and col in metal_poor:
+                out[col] = (1 - w) * overall[col].to_numpy() + w * metal_poor[col].to_numpy()
+        for suffix in ("_flag", "_gradcorr"):
+            col = lab + suffix
+            if col in overall and col in metal_poor:
+                out[col] = np.where(w > 0.5, metal_poor[col].to_numpy(), overall[col].to_numpy())
+    out["metal_poor_weight"] = w
+    return out
+
+
+# Leading columns of X19 Table 3, in order (labels, flags and the rest follow).
+TABLE3_HEAD = ("specid", "ra", "dec", "snr_u", "snr_g", "snr_r", "snr_i", "snr_z", "rv", "rv_err")
+TABLE3_TAIL = ("chi2", "chi2ratio", "qflag_chi2", "chi2_na", "chi2ratio_na", "qflag_chi2na",
+               "dsnr_parallax", "qflag_singlestar", "uqflag", "starid", "subclass", "filename")
+
+
+def table3(recommended_table: pd.DataFrame, meta: pd.DataFrame, star_key: str = "star_id") -> pd.DataFrame:
+    """The recommended catalogue in X19 Table 3 layout: survey metadata, every label with _err,
+    _flag, _gradcorr, [alpha/Fe], chi2 flags, binary flag, uqflag and starid."""
+    t = meta.merge(recommended_table, on="specid", how="right", suffixes=("", "_rec"))
+    vals = {k: t[k].to_numpy() for k in ("mg_fe", "si_fe", "ca_fe", "ti_fe") if k in t}
+    errs = {k: t[f"{k}_err"].to_numpy() for k in vals}
+    vals = {k: np.where(v == -999.0, np.nan, v) for k, v in vals.items()}
+    t["alpha_fe"], t["alpha_fe_err"] = alpha_fe(vals, errs)
+    t["starid"] = starid(t["ra"], t["dec"])
+    t["uqflag"] = uqflag(t[star_key] if star_key in t else t["starid"], t.get("snr_g", t.get("snr")))
+    head = [c for c in TABLE3_HEAD if c in t]
+    tail = [c for c in TABLE3_TAIL if c in t]
+    middle = [c for c in t.columns if c not in head and c not in tail]
+    return t[head + middle + tail]

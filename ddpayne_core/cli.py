@@ -140,6 +140,33 @@ def _flag(args):
     print(f"flagged {len(table)} rows of {args.catalog} with {asdict(cfg)}")
 
 
+def _catalog(args):
+    import pandas as pd
+
+    from .catalog import blend_metal_poor, read_catalog_metadata, recommended, table3, write_catalog
+    from .store import open_store
+
+    sets = {}
+    for name, overall, poor in (("apogee", args.apogee, args.apogee_mp),
+                                ("galah", args.galah, args.galah_mp)):
+        table = pd.read_parquet(overall)
+        if poor:
+            labels = [c for c in table.columns if f"{c}_err" in table.columns]
+            table = blend_metal_poor(table, pd.read_parquet(poor), labels)
+        sets[name] = table
+    store = open_store(args.store)
+    synthetic = bool(store.info.get("synthetic"))
+    out = Path(args.out)
+    meta = {"synthetic": synthetic, "store": str(args.store),
+            "inputs": {k: v for k, v in vars(args).items() if k in ("apogee", "apogee_mp", "galah", "galah_mp")},
+            "models": {k: read_catalog_metadata(getattr(args, k)).get("model") for k in ("apogee", "galah")}}
+    for name, table in sets.items():
+        write_catalog(table, out.with_name(f"{out.stem}_{name}{out.suffix}"), {**meta, "training_set": name})
+    rec = table3(recommended(sets["apogee"], sets["galah"]), store.meta())
+    write_catalog(rec, out, {**meta, "recommended": "X19 Table 4"})
+    print(f"wrote {out} ({len(rec)} rows) and the per-training-set catalogues beside it")
+
+
 def _ingest(args):
     from .ingest import ingest_lamost
 
@@ -243,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--reflag-only", action="store_true",
                     help="recompute X_flag from stored gradcorr columns only")
     fl.set_defaults(func=_flag)
+
+    ct = sub.add_parser("catalog", help="per-training-set catalogues (metal-poor blend) and the "
+                        "recommended catalogue in X19 Table 3 layout")
+    ct.add_argument("--apogee", required=True, help="flagged catalogue of the APOGEE-trained model")
+    ct.add_argument("--apogee-mp", help="... of the APOGEE metal-poor model")
+    ct.add_argument("--galah", required=True, help="flagged catalogue of the GALAH-trained model")
+    ct.add_argument("--galah-mp", help="... of the GALAH metal-poor model")
+    ct.add_argument("--store", required=True, help="the spectral store that was fitted")
+    ct.add_argument("--out", required=True, help="recommended catalogue (.parquet or .fits)")
+    ct.set_defaults(func=_catalog)
 
     ig = sub.add_parser("ingest", help="LAMOST FITS files/folders into a spectral store "
                         "(parallel, resumable, skipped files reported)")

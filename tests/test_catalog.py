@@ -44,3 +44,28 @@ def test_recommended_takes_table4_sources_and_minus999():
     assert r["mg_fe"].tolist() == [-999.0, 0.1]              # GALAH, flag 0 -> -999
     with pytest.raises(ValueError, match="same spectra"):
         recommended(a, g.iloc[::-1])
+
+
+def test_metal_poor_blend_and_table3_layout():
+    from ddpayne_core.catalog import blend_metal_poor, table3
+
+    overall = pd.DataFrame({"specid": [1, 2, 3], "feh": [0.0, -0.75, -1.5], "feh_err": [0.1] * 3,
+                            "mg_fe": [0.1, 0.1, 0.1], "mg_fe_flag": [1, 1, 1]})
+    poor = pd.DataFrame({"specid": [1, 2, 3], "feh": [0.2, -1.0, -1.7], "feh_err": [0.2] * 3,
+                         "mg_fe": [0.3, 0.3, 0.3], "mg_fe_flag": [0, 0, 0]})
+    b = blend_metal_poor(overall, poor, ["feh", "mg_fe"])
+    # weights 0, 0.375, 1 from the overall [Fe/H] 0, -0.75, -1.5
+    np.testing.assert_allclose(b["feh"], [0.0, 0.625 * -0.75 + 0.375 * -1.0, -1.7])
+    np.testing.assert_allclose(b["mg_fe"], [0.1, 0.175, 0.3])
+    assert b["mg_fe_flag"].tolist() == [1, 1, 0]
+    meta = pd.DataFrame({"specid": [1, 2, 3], "ra": [10.0, 10.0, 200.0], "dec": [1.0, 1.0, -3.0],
+                         "star_id": [7, 7, 8], "snr": [50.0, 80.0, 20.0], "rv": [1.0, 2.0, 3.0],
+                         "filename": ["a", "b", "c"]})
+    rec = pd.DataFrame({"specid": [1, 2, 3], "teff": [5000.0] * 3, "mg_fe": [0.1, -999.0, 0.2],
+                        "mg_fe_err": [0.05, -999.0, 0.05], "si_fe": [0.3] * 3,
+                        "si_fe_err": [0.05] * 3, "chi2": [1.0] * 3})
+    t = table3(rec, meta)
+    assert list(t.columns[:3]) == ["specid", "ra", "dec"] and t.columns[-1] == "filename"
+    assert t["uqflag"].tolist() == [2, 1, 1]
+    assert t["alpha_fe"].tolist() == pytest.approx([0.2, 0.3, 0.25])  # -999 excluded
+    assert t["starid"][0] == t["starid"][1] != t["starid"][2]
