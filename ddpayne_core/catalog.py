@@ -162,7 +162,10 @@ TABLE3_TAIL = ("chi2", "chi2ratio", "qflag_chi2", "chi2_na", "chi2ratio_na", "qf
 def table3(recommended_table: pd.DataFrame, meta: pd.DataFrame, star_key: str = "star_id") -> pd.DataFrame:
     """The recommended catalogue in X19 Table 3 layout: survey metadata, every label with _err,
     _flag, _gradcorr, [alpha/Fe], chi2 flags, binary flag, uqflag and starid."""
-    t = meta.merge(recommended_table, on="specid", how="right", suffixes=("", "_rec"))
+    # Survey metadata only: a synthetic store's meta also holds truth labels, never to be mixed in.
+    keep = [c for c in meta.columns if c in TABLE3_HEAD + TABLE3_TAIL + ("snr", star_key, "mjd")
+            and c not in recommended_table.columns or c == "specid"]
+    t = meta[keep].merge(recommended_table, on="specid", how="right")
     vals = {k: t[k].to_numpy() for k in ("mg_fe", "si_fe", "ca_fe", "ti_fe") if k in t}
     errs = {k: t[f"{k}_err"].to_numpy() for k in vals}
     vals = {k: np.where(v == -999.0, np.nan, v) for k, v in vals.items()}

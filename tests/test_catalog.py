@@ -69,3 +69,28 @@ def test_metal_poor_blend_and_table3_layout():
     assert t["uqflag"].tolist() == [2, 1, 1]
     assert t["alpha_fe"].tolist() == pytest.approx([0.2, 0.3, 0.25])  # -999 excluded
     assert t["starid"][0] == t["starid"][1] != t["starid"][2]
+
+
+def test_catalog_cli_writes_recommended_and_per_set_catalogues(tiny_store, tmp_path):
+    from ddpayne_core.catalog import read_catalog_metadata, write_catalog
+    from ddpayne_core.cli import main
+    from ddpayne_core.store import open_store
+
+    meta = open_store(tiny_store).meta()
+    n = len(meta)
+    rng = np.random.default_rng(0)
+    base = {"specid": meta["specid"], "teff": meta["teff"], "teff_err": 50.0, "teff_flag": 1,
+            "logg": meta["logg"], "feh": meta["feh"], "feh_err": 0.05, "feh_flag": 1}
+    apogee = pd.DataFrame({**base, "c_fe": 0.1, "c_fe_err": 0.05,
+                           "c_fe_flag": rng.integers(0, 2, n)})
+    galah = pd.DataFrame({**base, "mg_fe": 0.2, "mg_fe_err": 0.04, "mg_fe_flag": 1})
+    write_catalog(apogee, tmp_path / "a.parquet", {"synthetic": True, "model": "A"})
+    write_catalog(galah, tmp_path / "g.parquet", {"synthetic": True, "model": "G"})
+    out = tmp_path / "dr.parquet"
+    assert main(["catalog", "--apogee", str(tmp_path / "a.parquet"), "--galah",
+                 str(tmp_path / "g.parquet"), "--store", str(tiny_store), "--out", str(out)]) == 0
+    rec = pd.read_parquet(out)
+    assert len(rec) == n and (rec["c_fe"][apogee["c_fe_flag"] == 0] == -999).all()
+    assert rec["mg_fe"].eq(0.2).all() and rec["alpha_fe"].eq(0.2).all()
+    assert read_catalog_metadata(out)["synthetic"] is True
+    assert (tmp_path / "dr_apogee.parquet").exists() and (tmp_path / "dr_galah.parquet").exists()
