@@ -218,3 +218,28 @@ def window_chi2(model: EmulatorModel, labels: np.ndarray, flux: np.ndarray, ivar
         pred = model.predict(labels[ok])[:, sel]
         out[ok] = ((pred - flux[ok][:, sel]) ** 2 * ivar[ok][:, sel]).sum(1)
     return out
+
+
+def cramer_rao_bound(model: EmulatorModel, labels: np.ndarray, ivar: np.ndarray,
+                     batch: int = 256, fitted=None) -> np.ndarray:
+    """Cramer-Rao bound sqrt(diag((J^T C^-1 J)^-1)) of every label, from ``model``'s Jacobian at
+    ``labels`` (n, n_label, physical) and the noise ``ivar`` (n, n_pix). ``fitted``: names of the
+    labels a fit solves for (default all; the others are held at their values). Returns
+    (n, len(fitted)) in physical units. With the truth model this is the best any fit could do
+    (DESI Fig. 9)."""
+    cols = [model.labels.index(l) for l in (fitted or model.labels)]
+    out = np.full((len(labels), len(cols)), np.nan)
+    ok = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
+    iv = np.where(model.mask[None, :], ivar, 0.0)
+    with torch.no_grad():
+        for a in range(0, len(ok), batch):
+            r = ok[a:a + batch]
+            x = torch.as_tensor(model.scaler.scale(labels[r]), dtype=torch.float32)
+            _, jac = model.net.flux_and_jacobian(x)
+            jac = jac[:, :, cols]
+            w = torch.as_tensor(iv[r], dtype=torch.float32)
+            fisher = torch.bmm((jac * w[..., None]).transpose(1, 2), jac).double()
+            cov = torch.linalg.pinv(fisher).numpy()
+            out[r] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None)) \
+                * model.scaler.span[cols]
+    return out

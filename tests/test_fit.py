@@ -66,3 +66,15 @@ def test_bad_spectra_are_flagged_not_fatal(model):
 def test_wrong_grid_is_a_clear_error(model):
     with pytest.raises(ValueError, match="pixels"):
         fit_spectra(model, np.ones((2, N_PIX + 1)), np.ones((2, N_PIX + 1)))
+
+
+def test_cramer_rao_bound_equals_formal_error_at_truth_and_scales_with_noise(model):
+    from ddpayne_core.fit import cramer_rao_bound
+
+    truth = _truth(30, 9)
+    flux = model.predict(truth)
+    iv = np.full_like(flux, 2500.0)
+    crb = cramer_rao_bound(model, truth, iv)
+    res = fit_spectra(model, flux, iv)          # noiseless: the fit lands on the truth
+    np.testing.assert_allclose(res.errors, crb, rtol=1e-3)
+    np.testing.assert_allclose(cramer_rao_bound(model, truth, iv * 4), crb / 2, rtol=1e-6)
