@@ -117,7 +117,7 @@ def error_over_crb(results, store, model: EmulatorModel, truth_path, recovery,
     flux, ivar = store.read_rows(sel)
     inst = get_instrument(store.info["instrument"])
     _, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[sel], inst)
-    true_labels = meta.loc[sel, list(truth.labels)].to_numpy(dtype=np.float64)
+    true_labels = meta.loc[sel, list(truth.labels)].to_numpy(dtype=np.float64, copy=True)
     true_labels[:, [truth.labels.index(l) for l in featureless if l in truth.labels]] = 0.0
     crb = cramer_rao_bound(truth, true_labels, norm_ivar, fitted=fitted)
     scatter = recovery[f"scatter_{int(snr)}"]
