@@ -174,6 +174,8 @@ def test_demo_runs_end_to_end(tmp_path, truth_path):
     assert summary["synthetic"] and summary["n_spectra"] > 400
     assert 0 <= summary["featureless_flag0_fraction"] <= 1
     assert set(summary["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}
+    assert set(summary["error_over_crb"]) == set(TEST_LABELS) - {"cu_fe"}
+    assert all(v > 0 for v in summary["error_over_crb"].values())
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["recovery"]["teff"]["n_50"] >= 0
     assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True
