@@ -13,27 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ddpayne_core.emulator import Emulator, EmulatorModel
+from common import random_lamost_emulator
 from ddpayne_core.fit import FitConfig
-from ddpayne_core.instrument import get_instrument
-from ddpayne_core.labels import LABEL_SETS, Scaler
 from ddpayne_core.simulate import SurveyConfig, simulate_survey
-from ddpayne_core.spectra import instrument_mask
 from ddpayne_core.store import open_store
 from ddpayne_core.survey import fit_store, fit_store_dask
 
 
 def random_model(path):
-    inst = get_instrument("lamost")
-    labels = LABEL_SETS["lamost-apogee"]
-    net = Emulator(len(labels), inst.wave.size, 10, seed=2)
-    with torch.no_grad():
-        net.w.mul_(3.0)
-    lo = np.array([4000, 0.5, 0.5, -2.5] + [-0.4] * 12, float)
-    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * 12, float)
-    model = EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave))
+    model = random_lamost_emulator(seed=2)
     model.save(path)
     return model
 

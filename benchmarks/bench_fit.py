@@ -18,11 +18,9 @@ import numpy as np
 import torch
 from scipy.optimize import curve_fit
 
-from ddpayne_core.emulator import Emulator, EmulatorModel
+from common import random_lamost_emulator
+from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig, fit_spectra
-from ddpayne_core.instrument import get_instrument
-from ddpayne_core.labels import LABEL_SETS, Scaler
-from ddpayne_core.spectra import instrument_mask
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "models" / "demo_emulator.pt"
 
@@ -30,15 +28,7 @@ MODEL = Path(__file__).resolve().parents[1] / "data" / "models" / "demo_emulator
 def load_or_make_model():
     if MODEL.exists():
         return EmulatorModel.load(MODEL), f"committed demo model {MODEL.name}"
-    inst = get_instrument("lamost")
-    labels = LABEL_SETS["lamost-apogee"]
-    net = Emulator(len(labels), inst.wave.size, 10, seed=1)
-    with torch.no_grad():
-        net.w.mul_(3.0)
-    lo = np.array([4000, 0.5, 0.5, -2.5] + [-0.4] * 12, float)
-    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * 12, float)
-    return (EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave)),
-            "random emulator (no committed demo model)")
+    return random_lamost_emulator(), "random emulator (no committed demo model)"
 
 
 def numpy_emulator(model):
