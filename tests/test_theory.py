@@ -152,3 +152,22 @@ def test_atmosphere_keeps_only_monotone_depths():
     atm = model_atmosphere(7259.0, 4.19, -2.5)
     assert 50 <= len(atm.deck) < 80
     assert np.all(np.diff(atm.deck[:, 0]) > 0) and np.all(np.diff(atm.deck[:, 2]) > 0)
+
+
+def test_convert_atmosnet_pickle_round_trip(tmp_path):
+    """A pickle in atmosnet's layout (a list of per-column dicts of arrays) converts to the npz
+    the atmosphere code reads; the committed weights were made this way."""
+    from ddpayne_core.theory.atmosphere import convert_atmosnet_pickle
+
+    rng = np.random.default_rng(0)
+    cols = [{"column": c, "w_array_0": rng.normal(size=(3, 4)), "w_array_1": rng.normal(size=(3, 3)),
+             "w_array_2": rng.normal(size=(80, 3)), "b_array_0": np.zeros(3), "b_array_1": np.zeros(3),
+             "b_array_2": np.zeros(80), "x_min": np.zeros(4), "x_max": np.ones(4),
+             "ranges": np.array([[2500, 8000], [-1, 5.5], [-4, 1.5], [-0.2, 0.6]], float),
+             "labels": ["TEFF", "LOGG", "FE_H", "ALPHA_FE"]} for c in range(8)]
+    src = tmp_path / "atmosnet.pkl"
+    src.write_bytes(pickle.dumps(cols))
+    out = convert_atmosnet_pickle(src, tmp_path / "w.npz")
+    with np.load(out) as f:
+        np.testing.assert_array_equal(f["w_array_2_7"], cols[7]["w_array_2"])
+        assert f["labels"].tolist() == ["TEFF", "LOGG", "FE_H", "ALPHA_FE"]

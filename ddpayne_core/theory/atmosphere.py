@@ -28,6 +28,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return np._core.multiarray._reconstruct
         if module == "dill._dill" and name == "_import_module":
             return lambda modname: np
         if module == "dill._dill" and name == "_get_attr":
@@ -52,6 +54,23 @@ def convert_atmosnet_pickle(pickle_path: str | Path, out: str | Path = ATMOSNET_
     arrays["ranges"] = np.asarray(columns[0]["ranges"], dtype=np.float64)
     arrays["labels"] = np.array(columns[0]["labels"])
     return atomic_write_npz(out, **arrays)
+
+
+def build_atmosnet_weights(out: Path = ATMOSNET_FILE, version: str = "1.0.1") -> Path:
+    """Recreate ``out`` from the atmosnet wheel on PyPI (pip download; nothing is installed)."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        f"atmosnet=={version}", "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("atmosnet-*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            member = "atmosnet/data/atmosnet_c3k_300neurons_cool.pkl"
+            zf.extract(member, tmp)
+        return convert_atmosnet_pickle(Path(tmp) / member, out)
 
 
 @dataclass(frozen=True)
