@@ -118,7 +118,7 @@ def _fit(args):
 
 
 def _flag(args):
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     import pandas as pd
 
@@ -129,7 +129,7 @@ def _flag(args):
 
     cfg = XFlagConfig()
     if args.config:
-        cfg = replace(cfg, **json.loads(Path(args.config).read_text()))
+        cfg = XFlagConfig.from_json(Path(args.config).read_text())
     table = pd.read_parquet(args.catalog)
     meta = read_catalog_metadata(args.catalog)
     if args.reflag_only:
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
     dm.add_argument("--n-stars", type=int, default=20000)
     dm.add_argument("--out", default="data/demo")
-    dm.add_argument("--epochs", type=int, default=300)
+    dm.add_argument("--epochs", type=int, default=600, help="training epochs when (re)training")
     dm.add_argument("--retrain", action="store_true")
     dm.set_defaults(func=_demo)
     return p

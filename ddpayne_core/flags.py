@@ -6,7 +6,8 @@ re-flag millions of rows interactively.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -18,13 +19,32 @@ from .emulator import EmulatorModel
 @dataclass(frozen=True)
 class XFlagConfig:
     """cutoff: bin-median gradcorr above which a bin passes; snr_min: stars entering the medians;
-    teff_bin [K], feh_bin [dex]: bin sizes; giant_logg: dwarfs/giants split."""
+    teff_bin [K], feh_bin [dex]: bin sizes; giant_logg: dwarfs/giants split; chi2_cuts: the
+    chi2ratio cut of each S/N tier of C.CHI2RATIO_TIERS (qflag_chi2)."""
 
     cutoff: float = C.GRADCORR_CUTOFF
     snr_min: float = C.GRADCORR_MIN_SNR
     teff_bin: float = 250.0
     feh_bin: float = 0.25
     giant_logg: float = C.GIANT_LOGG
+    chi2_cuts: tuple = tuple(cut for _, cut in C.CHI2RATIO_TIERS)
+
+    @classmethod
+    def from_json(cls, text: str) -> "XFlagConfig":
+        """A configuration saved by ``to_json`` (e.g. from the app); unknown keys are an error."""
+        values = json.loads(text)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"flag configuration: unknown keys {sorted(unknown)}")
+        if "chi2_cuts" in values:
+            values["chi2_cuts"] = tuple(float(c) for c in values["chi2_cuts"])
+            if len(values["chi2_cuts"]) != len(C.CHI2RATIO_TIERS):
+                raise ValueError(f"flag configuration: chi2_cuts needs {len(C.CHI2RATIO_TIERS)} "
+                                 "values, one per S/N tier")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
 
 
 def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarray:
@@ -35,6 +55,22 @@ def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarra
         + ((np.asarray(logg)[:, None] - np.asarray(ref_logg)[None]) / s["logg"]) ** 2 \
         + ((np.asarray(feh)[:, None] - np.asarray(ref_feh)[None]) / s["feh"]) ** 2
     return np.argmin(d2, axis=1)
+
+
+def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The emulator's finite differences F(l + step_k e_k) - F(l) for every label k, on all
+    pixels. labels, steps: (n, n_label) physical -> (n, n_label, n_pix)."""
+    n, k = labels.shape
+    stepped = labels[:, None, :] + steps[:, :, None] * np.eye(k)[None]
+    x = model.scaler.scale(np.concatenate([labels, stepped.reshape(-1, k)]))
+    with torch.no_grad():
+        f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    return f[n:].reshape(n, k, -1) - f[:n, None, :]
+
+
+def _centred(a: np.ndarray):
+    a = a - a.mean(-1, keepdims=True)
+    return a, np.sqrt((a ** 2).sum(-1))
 
 
 def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int = 128) -> np.ndarray:
@@ -48,26 +84,14 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int = 1
                             labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
                             ref.stars["feh"])
     steps = ref.steps()[idx]                                           # (n, k)
-    ab = ref.dflux[:, :, model.mask]                                   # (n_ref, k, p)
-    ab = ab - ab.mean(-1, keepdims=True)
-    ab_norm = np.sqrt((ab ** 2).sum(-1))
-    n, k = labels.shape
-    out = np.full((n, k), np.nan)
-    ok = np.all(np.isfinite(labels), axis=1)
-    rows = np.nonzero(ok)[0]
+    ab, ab_norm = _centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
+    out = np.full(labels.shape, np.nan)
+    rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
-        stepped = labels[r, None, :] + steps[r, :, None] * np.eye(k)[None]
-        x = model.scaler.scale(np.concatenate([labels[r], stepped.reshape(-1, k)]))
-        with torch.no_grad():
-            f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()[:, model.mask]
-        base, st = f[: len(r)], f[len(r):].reshape(len(r), k, -1)
-        emu = st - base[:, None, :]
-        emu = emu - emu.mean(-1, keepdims=True)
-        num = (emu * ab[idx[r]]).sum(-1)
-        den = np.sqrt((emu ** 2).sum(-1)) * ab_norm[idx[r]]
+        emu, emu_norm = _centred(emulator_dflux(model, labels[r], steps[r])[:, :, model.mask])
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[r] = num / den
+            out[r] = (emu * ab[idx[r]]).sum(-1) / (emu_norm * ab_norm[idx[r]])
     return out
 
 
@@ -155,12 +179,13 @@ def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> n
     return out
 
 
-def qflag_chi2(ratio, snr) -> np.ndarray:
+def qflag_chi2(ratio, snr, cuts=None) -> np.ndarray:
     """1 = bad fit where chi2ratio exceeds the cut of the star's S/N tier (X19 sec. 5.4.1);
-    0 = good. Non-finite ratios are bad. Inputs (n,); returns (n,) int8."""
+    0 = good. Non-finite ratios are bad. ``cuts``: one per tier of C.CHI2RATIO_TIERS (default
+    the paper's). Inputs (n,); returns (n,) int8."""
     ratio = np.asarray(ratio, dtype=np.float64)
     edges = np.array([e for e, _ in C.CHI2RATIO_TIERS])
-    cuts = np.array([c for _, c in C.CHI2RATIO_TIERS])
+    cuts = np.array([c for _, c in C.CHI2RATIO_TIERS] if cuts is None else cuts, dtype=np.float64)
     cut = cuts[np.searchsorted(edges, np.asarray(snr, dtype=np.float64), side="right").clip(0, len(cuts) - 1)]
     return (~(ratio <= cut)).astype(np.int8)
 
@@ -247,10 +272,14 @@ def error_scale_model(pair_snr, pair_teff, pair_feh, pair_dispersion, pair_forma
 
 
 def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
-    """Recompute every <label>_flag from stored <label>_gradcorr columns (fast: binning only)."""
+    """Recompute every <label>_flag from stored <label>_gradcorr columns, and qflag_chi2 (and the
+    Na-window flag) from stored chi2ratio columns (fast: binning only)."""
     for lab in labels:
         table[f"{lab}_flag"] = x_flag(table[f"{lab}_gradcorr"], table["teff"], table["logg"],
                                       table["feh"], table["snr"], config)
+    for ratio, flag in (("chi2ratio", "qflag_chi2"), ("chi2ratio_na", "qflag_chi2na")):
+        if ratio in table:
+            table[flag] = qflag_chi2(table[ratio], table["snr"], config.chi2_cuts)
     return table
 
 
@@ -260,14 +289,11 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFla
     g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
     for k, lab in enumerate(model.labels):
         table[f"{lab}_gradcorr"] = g[:, k]
-    reflag(table, model.labels, config)
     args = (table["snr"], table["teff"], table["logg"], table["feh"])
     table["chi2ratio"] = chi2ratio(table["chi2"], *args)
-    table["qflag_chi2"] = qflag_chi2(table["chi2ratio"], table["snr"])
     if "chi2_na" in table:
         table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
-        table["qflag_chi2na"] = qflag_chi2(table["chi2ratio_na"], table["snr"])
-    return table
+    return reflag(table, model.labels, config)
 
 
 def chi2ratio_desi(chi2, snr, snr_edges=(0, 10, 20, 30, 50, 80, 120, 200, np.inf)) -> np.ndarray:

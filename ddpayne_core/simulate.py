@@ -51,8 +51,8 @@ class SurveyConfig:
     repeat_fraction: float = 0.15   # stars observed on 2-3 nights
     binary_fraction: float = 0.08
     bad_fraction: float = 0.01     # injected broken spectra
-    apogee_fraction: float = 0.15  # overlap with the APOGEE-like survey
-    galah_fraction: float = 0.15
+    apogee_fraction: float = 0.35  # overlap with the APOGEE-like survey
+    galah_fraction: float = 0.3
     snr_median: float = 45.0
     featureless: tuple = ("cu_fe", "eu_fe")
     effects: tuple = ("lsf", "calibration", "telluric", "sky", "cosmics", "badpix")

@@ -1,7 +1,9 @@
 """Training the emulator on survey spectra with the gradient-spectrum prior (SPEC sec. 5).
 
 Adam on mini-batches of 512, learning rate decaying exponentially from 1e-2 to 1e-4, the chi^2 and
-the prior terms logged separately every epoch. Because the loss separates by pixel, early stopping
+the prior terms logged separately every epoch. After every epoch the output layer of each pixel
+is set to its exact least-squares value for the current hidden layers (variable projection),
+which cuts the number of Adam steps a CPU needs several-fold. Because the loss separates by pixel, early stopping
 is per pixel: each pixel keeps the weights of its best validation chi^2, and training stops when
 no pixel has improved for ``patience`` epochs. Checkpoints hold everything needed to resume.
 """
@@ -26,7 +28,8 @@ from .loss import GradientPrior, chi2_per_pixel, default_d_scale
 @dataclass(frozen=True)
 class TrainConfig:
     """n_hidden: neurons per hidden layer (10 LAMOST, 40 DESI); regularize: use the gradient
-    prior; d_scale: per-label overrides of D_scale; reference: reference-gradient grid name."""
+    prior; d_scale: per-label overrides of D_scale; reference: reference-gradient grid name;
+    solve_output_every: epochs between exact solves of the output layer (0 = pure Adam)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -39,6 +42,7 @@ class TrainConfig:
     d_scale: dict = field(default_factory=dict)
     reference: str = "lamost-table1"
     seed: int = 0
+    solve_output_every: int = 1
 
 
 class TrainingCancelled(Exception):
@@ -54,6 +58,46 @@ def _split(n: int, frac: float, seed: int):
 def _copy_pixels(dst: dict, src: dict, pix: torch.Tensor) -> None:
     for name, t in src.items():
         dst[name][pix] = t.detach()[pix]
+
+
+def solve_output_layer(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar: torch.Tensor,
+                       prior: GradientPrior | None = None, ridge: float = 1e-6,
+                       batch: int = 2048, l1_floor: float = 1e-4) -> None:
+    """Set the output layer (w, fbar) of every pixel to the minimizer of the training loss given
+    the current hidden layers (variable projection: the flux is linear in w and fbar).
+
+    The chi^2 term is quadratic in (w, fbar); the prior's |dF_emu - dF_ab| is linear inside the
+    absolute value, so it enters as one iteratively-reweighted least-squares step (weights
+    D_k / |current residual|, floored at ``l1_floor``), which never increases the loss.
+    x: (n, n_label) scaled labels; flux, ivar: (n, n_pix). Cheap next to a gradient step."""
+    n_pix, n_hidden = net.w.shape
+    ata = torch.zeros(n_pix, n_hidden + 1, n_hidden + 1, dtype=torch.float64)
+    atb = torch.zeros(n_pix, n_hidden + 1, dtype=torch.float64)
+    with torch.no_grad():
+        for a in range(0, len(x), batch):
+            _, h2 = net._hidden(x[a:a + batch])                           # (p, h, s)
+            design = torch.cat([h2, torch.ones_like(h2[:, :1])], 1)       # (p, h+1, s)
+            wt = ivar[a:a + batch].T[:, None, :] / len(x)                   # chi^2 is a mean
+            ata += torch.bmm(design * wt, design.transpose(1, 2)).double()
+            atb += ((design * wt) @ flux[a:a + batch].T[:, :, None])[..., 0].double()
+        if prior is not None:
+            n_ref, n_lab = prior.x_ref.shape
+            _, h_ref = net._hidden(prior.x_ref)                            # (p, h, j)
+            _, h_step = net._hidden(prior.x_step.reshape(n_ref * n_lab, n_lab))
+            dh = h_step.reshape(n_pix, n_hidden, n_ref, n_lab) - h_ref[:, :, :, None]
+            dh = dh.reshape(n_pix, n_hidden, n_ref * n_lab)
+            target = prior.dflux.permute(2, 0, 1).reshape(n_pix, n_ref * n_lab)
+            resid = (net.w[:, None, :] @ dh)[:, 0, :] - target
+            c = (prior.d_scale.repeat(n_ref)[None, :] * prior.pix_weight[:, None]
+                 / resid.abs().clamp_min(l1_floor))[:, None, :]
+            ata[:, :n_hidden, :n_hidden] += torch.bmm(dh * c, dh.transpose(1, 2)).double()
+            atb[:, :n_hidden] += ((dh * c) @ target[:, :, None])[..., 0].double()
+        scale = torch.diagonal(ata, dim1=1, dim2=2).mean(1).clamp_min(1e-30)
+        ata += ridge * scale[:, None, None] * torch.eye(n_hidden + 1, dtype=torch.float64)
+        sol = torch.linalg.solve(ata, atb).float()
+        ok = torch.isfinite(sol).all(1) & (scale > 1e-20)
+        net.w[ok] = sol[ok, :n_hidden]
+        net.fbar[ok] = sol[ok, n_hidden]
 
 
 def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label_names,
@@ -85,9 +129,7 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
     x_all, f_all, iv_all = f32(scaler.scale(labels)), f32(flux), f32(ivar)
 
     net = Emulator(len(label_names), flux.shape[1], config.n_hidden, seed=config.seed)
-    with torch.no_grad():
-        w = np.where(ivar[tr].sum(0) > 0, (flux[tr] * ivar[tr]).sum(0) / np.maximum(ivar[tr].sum(0), 1e-30), 1.0)
-        net.fbar.copy_(f32(w))
+    tr_t = torch.as_tensor(tr)
 
     prior = None
     if config.regularize:
@@ -100,6 +142,9 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         prior = GradientPrior.build(ref.reference_labels(), ref.steps(), ref.dflux, scaler,
                                     d_scale, np.ones(flux.shape[1]))
 
+    solve = (lambda: solve_output_layer(net, x_all[tr_t], f_all[tr_t], iv_all[tr_t], prior)) \
+        if config.solve_output_every else (lambda: None)
+    solve()
     opt = torch.optim.Adam(net.parameters(), lr=config.lr_start)
     decay = (config.lr_end / config.lr_start) ** (1.0 / max(config.epochs - 1, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=decay)
@@ -122,7 +167,6 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         log(f"resuming training at epoch {start_epoch} from {ckpt}")
 
     gen = torch.Generator().manual_seed(config.seed + start_epoch)
-    tr_t = torch.as_tensor(tr)
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         perm = tr_t[torch.randperm(len(tr_t), generator=gen)]
@@ -136,6 +180,8 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
             opt.step()
             chi_sum, prior_sum, n_batches = chi_sum + chi.item(), prior_sum + reg.item(), n_batches + 1
         sched.step()
+        if config.solve_output_every and (epoch + 1) % config.solve_output_every == 0:
+            solve()
         with torch.no_grad():
             val = chi2_per_pixel(net, x_all[va], f_all[va], iv_all[va])
             improved = val < best_val * (1 - 1e-4)

@@ -1,0 +1,325 @@
+"""What the survey explorer shows, computed without any UI: a catalogue bundle, row filters,
+the catalogue row nearest to a click (a k-d tree, not a scan), the star inspector's arrays, the
+emulator-versus-ab-initio gradient spectra of one star, and flag tuning with cached bin medians
+so that moving a cutoff re-flags millions of rows in well under a second.
+
+The Panel app (``apps/``) only lays these out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from . import constants as C
+from .catalog import read_catalog_metadata
+from .emulator import EmulatorModel
+from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, nearest_reference,
+                    qflag_chi2)
+from .instrument import get_instrument
+from .io_utils import atomic_write_text
+from .labels import element_of, pretty
+from .spectra import preprocess_batch
+from .store import SpectralStore, open_store
+from .theory.gradients import ReferenceGradients, load_reference_gradients
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BUNDLE = REPO / "data" / "demo"
+
+# Axis scales that make one unit of click distance look alike on each map: a Kiel map spans
+# ~3000 K by ~5 dex, an [X/Fe]-[Fe/H] map ~3 dex by ~1 dex.
+CLICK_SCALES = {"teff": 3000.0, "logg": 5.0, "feh": 3.0, "xfe": 1.0}
+
+
+@dataclass
+class SurveyBundle:
+    """A fitted catalogue with what produced it.
+
+    catalog: one row per spectrum (row i = store row i when a store is present); model: the
+    emulator; reference: ab initio reference gradients; store: the spectra (None for a catalogue
+    without them); metadata: the catalogue's ddpayne metadata.
+    """
+
+    catalog: pd.DataFrame
+    model: EmulatorModel
+    reference: ReferenceGradients
+    store: SpectralStore | None
+    metadata: dict
+    directory: Path
+    _trees: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.metadata.get("synthetic"))
+
+    @property
+    def abundance_labels(self) -> list:
+        return [lab for lab in self.model.labels if lab.endswith("_fe")]
+
+    def nearest_row(self, x: float, y: float, xcol: str, ycol: str,
+                    allowed: np.ndarray | None = None, k: int = 64) -> int | None:
+        """Catalogue row nearest to the point (x, y) on the map of ``ycol`` against ``xcol``,
+        among rows where ``allowed`` (n_row,) bool is True. A k-d tree per map answers it: the
+        k nearest rows are checked against ``allowed``, widening k until one passes."""
+        tree, rows = self._tree(xcol, ycol)
+        if len(rows) == 0:
+            return None
+        q = np.array([x / _scale(xcol), y / _scale(ycol)])
+        while True:
+            kk = min(k, len(rows))
+            _, idx = tree.query(q, k=kk)
+            cand = rows[np.atleast_1d(idx)]
+            if allowed is not None:
+                cand = cand[allowed[cand]]
+            if len(cand) or kk == len(rows):
+                return int(cand[0]) if len(cand) else None
+            k *= 8
+
+    def _tree(self, xcol: str, ycol: str):
+        if (xcol, ycol) not in self._trees:
+            xy = self.catalog[[xcol, ycol]].to_numpy(dtype=np.float64)
+            rows = np.nonzero(np.all(np.isfinite(xy), axis=1))[0]
+            pts = xy[rows] / np.array([_scale(xcol), _scale(ycol)])
+            self._trees[(xcol, ycol)] = (cKDTree(pts), rows)
+        return self._trees[(xcol, ycol)]
+
+
+def _scale(col: str) -> float:
+    return CLICK_SCALES.get(col, CLICK_SCALES["xfe"])
+
+
+def load_bundle(directory: str | Path = DEFAULT_BUNDLE, catalog: str | Path | None = None,
+                model: str | Path | None = None, store: str | Path | None = None,
+                reference: str | None = None) -> SurveyBundle:
+    """Load ``<directory>/catalog.parquet``, ``model.pt`` and ``survey/`` (each overridable).
+    The reference gradients are the ones the model was trained against unless named."""
+    directory = Path(directory)
+    catalog = Path(catalog or directory / "catalog.parquet")
+    model = Path(model or directory / "model.pt")
+    for path, what in ((catalog, "catalogue"), (model, "emulator")):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no {what}; run `ddpayne demo` (or point the app at "
+                                    "a catalogue with DDPAYNE_CATALOG / DDPAYNE_MODEL)")
+    store_path = Path(store) if store else directory / "survey"
+    emulator = EmulatorModel.load(model)
+    table = pd.read_parquet(catalog)
+    missing = [c for c in ("teff", "logg", "feh", "snr") if c not in table]
+    if missing:
+        raise ValueError(f"{catalog}: catalogue lacks columns {missing}")
+    return SurveyBundle(
+        catalog=table, model=emulator,
+        reference=load_reference_gradients(reference or emulator.config.get("reference",
+                                                                             "lamost-table1")),
+        store=open_store(store_path) if (store_path / "store.json").exists() else None,
+        metadata=read_catalog_metadata(catalog), directory=directory)
+
+
+def selection(table: pd.DataFrame, snr_min: float = 0.0, good_chi2: bool = False,
+              single_only: bool = False, xflag_label: str | None = None) -> np.ndarray:
+    """Rows passing the explorer's filters: (n_row,) bool. ``xflag_label``: keep only stars
+    whose <label>_flag is 1."""
+    keep = table["snr"].to_numpy() >= snr_min
+    if good_chi2 and "qflag_chi2" in table:
+        keep &= table["qflag_chi2"].to_numpy() == 0
+    if single_only and "qflag_singlestar" in table:
+        keep &= table["qflag_singlestar"].to_numpy() == 1
+    if xflag_label:
+        keep &= table[f"{xflag_label}_flag"].to_numpy() == 1
+    return keep
+
+
+@dataclass
+class StarView:
+    """One star in the inspector. wave (n_pix,) [A]; flux, model, error (n_pix,) normalized;
+    resid_sigma: (flux - model) / error (NaN where unusable); masked: (n_pix,) bool pixels
+    not used in the fit; labels: table label/value/error/flag/gradcorr; info: row metadata."""
+
+    row: int
+    wave: np.ndarray
+    flux: np.ndarray
+    model: np.ndarray
+    error: np.ndarray
+    resid_sigma: np.ndarray
+    masked: np.ndarray
+    labels: pd.DataFrame
+    info: dict
+
+
+def label_table(bundle: SurveyBundle, row: int) -> pd.DataFrame:
+    """The fitted labels of one catalogue row with errors, X_flag and gradcorr."""
+    rec = bundle.catalog.iloc[row]
+    out = []
+    for lab in bundle.model.labels:
+        out.append({"label": pretty(lab), "value": rec.get(lab, np.nan),
+                    "error": rec.get(f"{lab}_err", np.nan),
+                    "flag": rec.get(f"{lab}_flag", np.nan),
+                    "gradcorr": rec.get(f"{lab}_gradcorr", np.nan)})
+    return pd.DataFrame(out)
+
+
+def star_view(bundle: SurveyBundle, row: int) -> StarView:
+    """Observed spectrum (normalized, rest frame), best-fit model and residual of one row."""
+    if bundle.store is None:
+        raise ValueError("this catalogue has no spectral store: spectra cannot be shown")
+    model, rec = bundle.model, bundle.catalog.iloc[row]
+    flux, ivar = bundle.store.read(row, row + 1)
+    rv = np.array([rec.get("rv", 0.0)], dtype=np.float64)
+    norm, norm_ivar = preprocess_batch(flux, ivar, rv, get_instrument(bundle.store.info["instrument"]))
+    labels = rec[list(model.labels)].to_numpy(dtype=np.float64)
+    fitted = model.predict(labels[None])[0] if np.all(np.isfinite(labels)) else \
+        np.full(model.wave.size, np.nan)
+    usable = (norm_ivar[0] > 0) & model.mask
+    error = np.where(norm_ivar[0] > 0, 1 / np.sqrt(np.where(norm_ivar[0] > 0, norm_ivar[0], 1)), np.nan)
+    resid = np.where(usable, (norm[0] - fitted) / error, np.nan)
+    info = {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()
+            if k in ("specid", "star_id", "snr", "chi2", "redchi2", "chi2ratio", "qflag_chi2",
+                     "qflag_singlestar", "fit_status", "is_binary", "injected_bad")}
+    return StarView(row, model.wave, norm[0], fitted, error, resid, ~usable,
+                    label_table(bundle, row), info)
+
+
+@dataclass
+class GradientComparison:
+    """Emulator and ab initio finite-difference spectra for one star and label.
+
+    wave: (n_pix,) [A]; emulator, ab_initio: (n_pix,) dF for the step ``step`` of the nearest
+    reference star ``reference_star`` (index into the reference table); corr: their Pearson
+    correlation over the model's unmasked pixels (the star's gradcorr); windows: [(lo, hi)] [A]
+    around the strongest ab initio features, for zooming on the element's key lines."""
+
+    label: str
+    wave: np.ndarray
+    emulator: np.ndarray
+    ab_initio: np.ndarray
+    step: float
+    reference_star: int
+    reference_labels: dict
+    corr: float
+    windows: list
+
+
+def gradient_comparison(bundle: SurveyBundle, row: int, label: str, n_windows: int = 3,
+                        half_width: float = 25.0) -> GradientComparison:
+    """The gradient spectra behind one star's <label>_gradcorr (same metric as flags.gradcorr)."""
+    model = bundle.model
+    ref = bundle.reference.select_labels(model.labels)
+    labels = bundle.catalog.iloc[row][list(model.labels)].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(labels)):
+        raise ValueError(f"row {row}: fitted labels are not finite (failed fit)")
+    k = model.labels.index(label)
+    names = list(model.labels)
+    j = int(nearest_reference(*([labels[names.index(c)]] for c in ("teff", "logg", "feh")),
+                              ref.stars["teff"], ref.stars["logg"], ref.stars["feh"])[0])
+    steps = ref.steps()[j]
+    emu = emulator_dflux(model, labels[None], steps[None])[0, k]
+    ab = ref.dflux[j, k]
+    m = model.mask
+    corr = float(np.corrcoef(emu[m], ab[m])[0, 1]) if np.std(emu[m]) > 0 else float("nan")
+    return GradientComparison(label, model.wave, emu, ab, float(steps[k]), j,
+                              {c: float(ref.stars[c][j]) for c in ("teff", "logg", "feh")},
+                              corr, feature_windows(model.wave, np.where(m, ab, 0.0), n_windows,
+                                                    half_width))
+
+
+def feature_windows(wave: np.ndarray, dflux: np.ndarray, n: int = 3, half_width: float = 25.0):
+    """Windows [(lo, hi)] [A] centred on the ``n`` largest |dflux| features, at least two
+    half-widths apart, sorted by wavelength."""
+    order = np.argsort(-np.abs(dflux))
+    centres = []
+    for i in order:
+        if len(centres) == n or dflux[i] == 0:
+            break
+        if all(abs(wave[i] - c) > 2 * half_width for c in centres):
+            centres.append(float(wave[i]))
+    return [(c - half_width, c + half_width) for c in sorted(centres)]
+
+
+class FlagTuner:
+    """Live re-flagging of a catalogue's X_flag and qflag_chi2 under a changing configuration.
+
+    Bin medians of gradcorr depend on the bins and the S/N limit but not on the cutoff, so they
+    are cached per (label, bins, S/N limit): a cutoff change is one comparison per row.
+    """
+
+    def __init__(self, table: pd.DataFrame, labels):
+        self.labels = list(labels)
+        cols = lambda c: table[c].to_numpy(dtype=np.float64)
+        self.teff, self.logg, self.feh, self.snr = (cols(c) for c in ("teff", "logg", "feh", "snr"))
+        self.gradcorr = {lab: cols(f"{lab}_gradcorr") for lab in self.labels}
+        self.chi2ratio = cols("chi2ratio") if "chi2ratio" in table else None
+        self._medians: dict = {}
+        self._keys: dict = {}
+        cool_teff, cool_logg = C.XFLAG_COOL_DWARF
+        self._outside = (self.teff > C.XFLAG_TEFF_MAX) | ((self.teff < cool_teff) & (self.logg > cool_logg))
+
+    def _bin_keys(self, config: XFlagConfig):
+        key = (config.teff_bin, config.feh_bin, config.giant_logg)
+        if key not in self._keys:
+            self._keys = {key: _bin_index(np.nan_to_num(self.teff), np.nan_to_num(self.feh),
+                                          self.logg < config.giant_logg, config)}
+        return self._keys[key]
+
+    def bin_medians(self, label: str, config: XFlagConfig):
+        """(bin keys, median gradcorr) of ``label`` under ``config``'s bins and S/N limit."""
+        key = (label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
+        if key not in self._medians:
+            g = self.gradcorr[label]
+            use = np.isfinite(g) & np.isfinite(self.teff) & np.isfinite(self.feh) \
+                & (self.snr > config.snr_min)
+            keys = self._bin_keys(config)
+            self._medians[key] = _group_medians(keys[use], g[use]) if use.any() else \
+                (np.zeros(0, np.int64), np.zeros(0))
+        return self._medians[key]
+
+    def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
+        """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
+        uniq, med = self.bin_medians(label, config)
+        keys = self._bin_keys(config)
+        out = np.zeros(len(keys), dtype=np.int8)
+        if len(uniq):
+            pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+            out[(uniq[pos] == keys) & (med[pos] > config.cutoff)
+                & np.isfinite(self.gradcorr[label])] = 1
+        out[self._outside] = 0
+        return out
+
+    def qflag_chi2(self, config: XFlagConfig) -> np.ndarray | None:
+        if self.chi2ratio is None:
+            return None
+        return qflag_chi2(self.chi2ratio, self.snr, config.chi2_cuts)
+
+    def gradcorr_map(self, label: str, config: XFlagConfig, giant: bool) -> pd.DataFrame:
+        """Median gradcorr per (Teff, [Fe/H]) bin of dwarfs or giants: columns teff, feh (bin
+        centres), median, passes (median > cutoff)."""
+        uniq, med = self.bin_medians(label, config)
+        g, rest = np.divmod(uniq, 10_000 * 10_000)
+        t, f = np.divmod(rest, 10_000)
+        sel = g == int(giant)
+        return pd.DataFrame({"teff": (t[sel] + 0.5) * config.teff_bin,
+                             "feh": (f[sel] + 0.5) * config.feh_bin - 10.0,
+                             "median": med[sel], "passes": med[sel] > config.cutoff})
+
+
+def flag_counts(tuner: FlagTuner, config: XFlagConfig, keep: np.ndarray) -> pd.DataFrame:
+    """Per label: stars in ``keep`` with X_flag 1 and their fraction."""
+    rows = []
+    n = int(keep.sum())
+    for lab in tuner.labels:
+        k = int((tuner.flag(lab, config)[keep] == 1).sum())
+        rows.append({"label": pretty(lab), "X_flag=1": k, "fraction": k / n if n else np.nan})
+    return pd.DataFrame(rows)
+
+
+def save_flag_config(config: XFlagConfig, path: str | Path) -> Path:
+    """Write a flag configuration that `ddpayne flag --config PATH --reflag-only` applies."""
+    atomic_write_text(Path(path), config.to_json())
+    return Path(path)
+
+
+def element_name(label: str) -> str:
+    """Display name of a label's element (e.g. mg_fe -> Mg)."""
+    return element_of(label) or pretty(label)
+
