@@ -284,8 +284,10 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
 
 
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):
-    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2 and the Na-window trio to a
-    catalogue table of fits made with ``model`` (columns <label>, chi2, chi2_na, snr)."""
+    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio and, where
+    the table carries Gaia-like astrometry (phot_g_mean_mag, a_g, parallax, parallax_error),
+    snr_dparallax and qflag_singlestar, to a catalogue table of fits made with ``model``
+    (columns <label>, chi2, chi2_na, snr)."""
     g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
     for k, lab in enumerate(model.labels):
         table[f"{lab}_gradcorr"] = g[:, k]
@@ -293,6 +295,10 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFla
     table["chi2ratio"] = chi2ratio(table["chi2"], *args)
     if "chi2_na" in table:
         table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
+    astrometry = ("phot_g_mean_mag", "a_g", "parallax", "parallax_error")
+    if all(c in table for c in astrometry):
+        table["snr_dparallax"], table["qflag_singlestar"] = binary_flag(
+            table["teff"], table["logg"], table["feh"], *(table[c] for c in astrometry))
     return reflag(table, model.labels, config)
 
 

@@ -17,7 +17,7 @@ from .spectra import fits_files, preprocess_batch
 from .store import SpectralStore
 
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
-                "subclass")
+                "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error")
 
 
 def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,

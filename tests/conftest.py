@@ -92,3 +92,23 @@ def tiny_store(tmp_path_factory, truth_path):
     path = tmp_path_factory.mktemp("survey") / "survey"
     simulate_survey(path, cfg, truth_path, log=lambda *a: None)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory, truth_path):
+    """A small demo run (survey, model, flagged catalogue, summary) on the test truth: the
+    directory and the summary run_demo returned."""
+    from ddpayne_core.demo import run_demo
+    from ddpayne_core.fit import FitConfig
+    from ddpayne_core.simulate import SurveyConfig
+    from ddpayne_core.train import TrainConfig
+    from ddpayne_core.trainingset import TrainingSetConfig
+
+    out = tmp_path_factory.mktemp("demo")
+    summary = run_demo(out, n_stars=400, truth_path=truth_path,
+                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
+                       fit_config=replace(FitConfig(), n_candidates=8),
+                       training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
+                       survey_config=replace(SurveyConfig(), apogee_fraction=0.5,
+                                             featureless=("cu_fe",)), log=lambda *a: None)
+    return out, summary

@@ -161,17 +161,10 @@ def test_model_file_round_trip_keeps_predictions(training_data, truth_model, tmp
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "data" / "theory" /
                          "lamost-table1.npz").exists(), reason="reference gradients not assembled")
-def test_demo_runs_end_to_end(tmp_path, truth_path):
+def test_demo_runs_end_to_end(demo_bundle):
     import json
-    from ddpayne_core.demo import run_demo
-    from ddpayne_core.simulate import SurveyConfig
 
-    summary = run_demo(tmp_path, n_stars=400, truth_path=truth_path,
-                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
-                       fit_config=replace(FitConfig(), n_candidates=8),
-                       training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
-                       survey_config=replace(SurveyConfig(), apogee_fraction=0.5,
-                                             featureless=("cu_fe",)), **QUIET)
+    tmp_path, summary = demo_bundle
     assert summary["synthetic"] and summary["n_spectra"] > 400
     assert 0 <= summary["featureless_flag0_fraction"] <= 1
     assert set(summary["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}

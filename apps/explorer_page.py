@@ -1,0 +1,265 @@
+"""Survey explorer: datashaded Kiel and [X/Fe]-[Fe/H] maps with filters, linked box selections,
+click-to-inspect (spectrum, model, residual, labels), emulator-versus-ab-initio gradient
+spectra, and live flag tuning. Layout only: every number comes from ddpayne_core.explore."""
+from __future__ import annotations
+
+import datashader as ds
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from holoviews.operation.datashader import dynspread, rasterize
+
+from ddpayne_core.explore import (element_name, flag_counts, gradient_comparison, label_table,
+                                  save_flag_config, selection, star_view)
+from ddpayne_core.flags import XFlagConfig
+from ddpayne_core.labels import pretty
+
+from app_state import banner, bundle
+
+MAP_OPTS = dict(width=520, height=420, tools=["tap", "box_select", "hover"], colorbar=True,
+                cnorm="eq_hist", active_tools=["wheel_zoom"])
+
+
+class ExplorerState(param.Parameterized):
+    """Per-session state: bumping ``version`` redraws the maps."""
+
+    version = param.Integer(0)
+    row = param.Integer(-1)
+    click = param.Tuple(default=(np.nan, np.nan, "", ""), length=4)
+    selected = param.Integer(0)
+
+
+def explorer_page():
+    b, tuner = bundle()
+    cat = b.catalog
+    s = ExplorerState()
+    default = XFlagConfig()
+    abund = b.abundance_labels
+    first_el = "mg_fe" if "mg_fe" in abund else abund[0]
+
+    # --- widgets -------------------------------------------------------------------------
+    snr_w = pn.widgets.FloatSlider(label="S/N at least", start=0, end=200, step=5, value=0)
+    chi2_w = pn.widgets.Checkbox(name="good chi2 only (qflag_chi2 = 0)")
+    single_w = pn.widgets.Checkbox(name="single stars only (qflag_singlestar = 1)")
+    xflag_w = pn.widgets.Select(label="require X_flag = 1 for", value="",
+                                options={"(no X_flag filter)": ""} | {pretty(l): l for l in b.model.labels})
+    element_w = pn.widgets.Select(label="[X/Fe] map element", value=first_el,
+                                  options={pretty(l): l for l in abund})
+    color_cols = ["density", "feh", "snr", "chi2ratio"] + \
+        [c for c in cat.columns if c.endswith("_gradcorr")] + abund
+    color_w = pn.widgets.Select(label="colour by", value="density",
+                                options=[c for c in color_cols if c == "density" or c in cat])
+    cutoff_w = pn.widgets.FloatSlider(label="gradcorr cutoff", start=0, end=1, step=0.05,
+                                      value=default.cutoff, css_classes=["gradcorr-cutoff"])
+    snrlim_w = pn.widgets.FloatSlider(label="S/N limit for bin medians", start=0, end=150, step=5,
+                                      value=default.snr_min)
+    tbin_w = pn.widgets.IntSlider(label="Teff bin [K]", start=100, end=1000, step=50,
+                                  value=int(default.teff_bin))
+    fbin_w = pn.widgets.FloatSlider(label="[Fe/H] bin [dex]", start=0.05, end=1.0, step=0.05,
+                                    value=default.feh_bin)
+    cut_ws = [pn.widgets.FloatInput(label=f"chi2ratio cut, S/N tier {i + 1}", value=c, step=0.5,
+                                    width=130) for i, c in enumerate(default.chi2_cuts)]
+    grad_label_w = pn.widgets.Select(label="gradient spectra of", value=first_el,
+                                     options={pretty(l): l for l in b.model.labels})
+    save_path_w = pn.widgets.TextInput(label="save flag configuration to",
+                                       value=str(b.directory / "flag_config.json"))
+    save_w = pn.widgets.Button(name="Save flag configuration", button_type="primary")
+    save_msg = pn.pane.Markdown("")
+    tuning = [cutoff_w, snrlim_w, tbin_w, fbin_w, *cut_ws]
+    filters = [snr_w, chi2_w, single_w, xflag_w]
+
+    def config() -> XFlagConfig:
+        return XFlagConfig(cutoff=cutoff_w.value, snr_min=snrlim_w.value, teff_bin=tbin_w.value,
+                           feh_bin=fbin_w.value, giant_logg=default.giant_logg,
+                           chi2_cuts=tuple(w.value for w in cut_ws))
+
+    def keep() -> np.ndarray:
+        cfg = config()
+        flags = {}
+        q = tuner.qflag_chi2(cfg)
+        if q is not None:
+            flags["qflag_chi2"] = q
+        if xflag_w.value:
+            flags[f"{xflag_w.value}_flag"] = tuner.flag(xflag_w.value, cfg)
+        view = cat.assign(**flags) if flags else cat
+        return selection(view, snr_w.value, chi2_w.value, single_w.value, xflag_w.value or None)
+
+    # --- maps ----------------------------------------------------------------------------
+    state = {"keep": keep(), "bounds": None}
+
+    def points(xcol, ycol, version, selected_only=False):
+        mask = state["keep"]
+        if selected_only:
+            mask = mask & _in_bounds(cat, state["bounds"])
+        cols = [xcol, ycol] + ([color_w.value] if color_w.value != "density" else [])
+        return hv.Points(cat.loc[mask, list(dict.fromkeys(cols))], kdims=[xcol, ycol])
+
+    def aggregator():
+        return ds.count() if color_w.value == "density" else ds.mean(color_w.value)
+
+    def make_map(xcol, ycol, invert):
+        base = hv.DynamicMap(pn.bind(points, xcol, ycol, s.param.version))
+        sel = hv.DynamicMap(pn.bind(points, xcol, ycol, s.param.version, True))
+        img = rasterize(base, aggregator=aggregator()).opts(
+            cmap="viridis" if color_w.value != "density" else "Blues", xlabel=pretty(xcol),
+            ylabel=pretty(ycol), invert_xaxis=invert, invert_yaxis=invert,
+            xlim=_limits(cat[xcol]), ylim=_limits(cat[ycol]), **MAP_OPTS)
+        hi = dynspread(rasterize(sel, aggregator=ds.count())).opts(cmap=["#d62728"], alpha=0.8)
+        tap = hv.streams.Tap(source=img)
+        box = hv.streams.BoundsXY(source=img)
+        tap.add_subscriber(lambda x, y: _clicked(x, y, xcol, ycol))
+        box.add_subscriber(lambda bounds: _boxed(bounds, xcol, ycol))
+        return dynspread(img) * hi
+
+    def _clicked(x, y, xcol, ycol):
+        if x is None or y is None:
+            return
+        row = b.nearest_row(x, y, xcol, ycol, state["keep"])
+        s.click = (float(x), float(y), xcol, ycol)
+        if row is not None:
+            s.row = row
+
+    def _boxed(bounds, xcol, ycol):
+        state["bounds"] = (xcol, ycol, bounds) if bounds else None
+        s.selected = int((state["keep"] & _in_bounds(cat, state["bounds"])).sum()) if bounds else 0
+        s.version += 1
+
+    def maps(color, element):
+        return pn.Row(pn.pane.HoloViews(make_map("teff", "logg", True), css_classes=["kiel-map"]),
+                      pn.pane.HoloViews(make_map("feh", element, False), css_classes=["xfe-map"]))
+
+    def refresh(*_):
+        state["keep"] = keep()
+        s.version += 1
+
+    for w in filters + tuning:
+        w.param.watch(refresh, "value")
+
+    # --- counts and flag tuning views ----------------------------------------------------
+    def counts(version, selected):
+        k = state["keep"]
+        sel = f"; **{selected:,}** in the box selection" if state["bounds"] else ""
+        return pn.pane.Markdown(f"**{int(k.sum()):,}** of {len(cat):,} spectra shown{sel}",
+                                css_classes=["counts"])
+
+    def flag_table(version):
+        return pn.pane.DataFrame(flag_counts(tuner, config(), state["keep"]), index=False,
+                                 float_format="{:.3f}".format, css_classes=["flag-counts"],
+                                 height=330, sizing_mode="fixed", width=300)
+
+    def gradcorr_map(version, label):
+        cfg = config()
+        panes = []
+        for giant, name in ((False, "dwarfs"), (True, "giants")):
+            m = tuner.gradcorr_map(label, cfg, giant)
+            rects = hv.Rectangles(
+                (m["teff"] - cfg.teff_bin / 2, m["feh"] - cfg.feh_bin / 2,
+                 m["teff"] + cfg.teff_bin / 2, m["feh"] + cfg.feh_bin / 2, m["median"]),
+                vdims="median")
+            panes.append(pn.pane.HoloViews(rects.opts(
+                color="median", cmap="RdBu", clim=(-1, 1), colorbar=True, invert_xaxis=True,
+                width=360, height=280, line_color=None, tools=["hover"], xlabel="Teff",
+                ylabel="[Fe/H]", title=f"median {pretty(label)} gradcorr, {name}")))
+        return pn.Row(*panes)
+
+    def save_config(_):
+        path = save_flag_config(config(), save_path_w.value)
+        save_msg.object = (f"saved `{path}`; apply to the catalogue with "
+                           f"`ddpayne flag --catalog {b.directory / 'catalog.parquet'} --config {path} --reflag-only`")
+
+    save_w.on_click(save_config)
+
+    # --- star inspector and gradient spectra ---------------------------------------------
+    def inspector(row, click):
+        if row < 0:
+            return pn.pane.Markdown("Click a star on either map to inspect it.",
+                                    css_classes=["inspector"])
+        rec = cat.iloc[row]
+        where = (f"click at {pretty(click[2])} = {click[0]:.6g}, {pretty(click[3])} = {click[1]:.6g}"
+                 if click[2] else "")
+        head = pn.pane.Markdown(
+            f"### Star row {row}, specid {rec.get('specid', row)}\n{where}; S/N {rec['snr']:.1f}, "
+            f"chi2 {rec.get('chi2', np.nan):.1f} (reduced {rec.get('redchi2', np.nan):.2f}), "
+            f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star {rec.get('qflag_singlestar', '-')}",
+            css_classes=["inspector"])
+        table = pn.pane.DataFrame(label_table(b, row), index=False, css_classes=["label-table"],
+                                  float_format="{:.3f}".format)
+        if b.store is None:
+            return pn.Column(head, pn.pane.Markdown("(no spectra stored with this catalogue)"), table)
+        v = star_view(b, row)
+        spans = _mask_spans(v.wave, v.masked)
+        spec = (hv.Curve((v.wave, v.flux), "wavelength [A]", "normalized flux", label="observed")
+                * hv.Curve((v.wave, v.model), label="model").opts(color="red", line_width=1)
+                * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(
+            width=1050, height=260, legend_position="bottom_left", title="spectrum and model",
+            ylim=_limits(pd.Series(v.flux[~v.masked]), pad=0.2))
+        resid = (hv.Curve((v.wave, v.resid_sigma), "wavelength [A]", "(data - model) / error")
+                 * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(width=1050, height=180)
+        return pn.Column(head, pn.pane.HoloViews(spec, linked_axes=True),
+                         pn.pane.HoloViews(resid, linked_axes=True), table)
+
+    def gradients(row, label):
+        if row < 0:
+            return pn.pane.Markdown("")
+        try:
+            g = gradient_comparison(b, row, label)
+        except ValueError as exc:
+            return pn.pane.Markdown(str(exc))
+        ref = g.reference_labels
+        head = pn.pane.Markdown(
+            f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
+            f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
+            f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)",
+            css_classes=["gradient-head"])
+        def curve(lo, hi, **o):
+            w = (g.wave >= lo) & (g.wave <= hi)
+            return (hv.Curve((g.wave[w], g.ab_initio[w]), "wavelength [A]", "dF", label="ab initio")
+                    .opts(color="black", line_width=2)
+                    * hv.Curve((g.wave[w], g.emulator[w]), label="emulator").opts(color="#ff7f0e")
+                    ).opts(legend_position="bottom_left", **o)
+        zooms = [curve(lo, hi, width=340, height=220,
+                       title=f"{element_name(label)} feature at {(lo + hi) / 2:.0f} A")
+                 for lo, hi in g.windows]
+        return pn.Column(head, pn.pane.HoloViews(curve(g.wave[0], g.wave[-1], width=1050, height=240)),
+                         pn.Row(*[pn.pane.HoloViews(z) for z in zooms]))
+
+    # --- layout --------------------------------------------------------------------------
+    sidebar = pn.Column(
+        pn.pane.Markdown("### Filters"), *filters, pn.pane.Markdown("### Maps"), element_w, color_w,
+        pn.pane.Markdown("### Flag tuning"), cutoff_w, snrlim_w, tbin_w, fbin_w,
+        pn.pane.Markdown("chi2ratio cuts per S/N tier (<200, 200-300, 300-400, 400-500, >500)"),
+        pn.GridBox(*cut_ws, ncols=2), save_path_w, save_w, save_msg, width=320)
+    main = pn.Column(
+        pn.bind(counts, s.param.version, s.param.selected),
+        pn.bind(maps, color_w, element_w),
+        pn.pane.Markdown("Box-select on either map to highlight the same stars on both."),
+        pn.Row(pn.bind(flag_table, s.param.version), pn.bind(gradcorr_map, s.param.version, grad_label_w)),
+        grad_label_w,
+        pn.bind(inspector, s.param.row, s.param.click),
+        pn.bind(gradients, s.param.row, grad_label_w))
+    return pn.Column(pn.pane.Markdown("# ddpayne survey explorer  ·  [index](?)"), banner(b),
+                     pn.Row(sidebar, main))
+
+
+def _limits(values: pd.Series, pad: float = 0.03) -> tuple:
+    """Axis range covering the data (0.1-99.9 percentiles) with a little padding."""
+    lo, hi = np.nanpercentile(values.to_numpy(dtype=float), [0.1, 99.9])
+    return lo - pad * (hi - lo), hi + pad * (hi - lo)
+
+
+def _in_bounds(cat: pd.DataFrame, bounds) -> np.ndarray:
+    if not bounds:
+        return np.zeros(len(cat), dtype=bool)
+    xcol, ycol, (x0, y0, x1, y1) = bounds
+    x, y = cat[xcol].to_numpy(), cat[ycol].to_numpy()
+    return (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
+
+
+def _mask_spans(wave: np.ndarray, masked: np.ndarray) -> list:
+    """Contiguous masked pixel runs as (start, end) wavelengths."""
+    edges = np.diff(np.concatenate([[0], masked.astype(np.int8), [0]]))
+    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
+    return list(zip(wave[starts], wave[stops]))
+

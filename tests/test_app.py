@@ -1,0 +1,115 @@
+"""Browser tests of the Panel app: `panel serve apps/` on a small demo bundle, driven by
+Playwright in Debian's chromium (no browser download)."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ddpayne_core.explore import load_bundle, selection
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_bundle):
+    port = _free_port()
+    env = {**os.environ, "DDPAYNE_BUNDLE": str(demo_bundle[0])}
+    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/", "--port", str(port),
+                             "--address", "127.0.0.1", "--allow-websocket-origin",
+                             f"127.0.0.1:{port}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/apps"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"panel serve did not start: {proc.stdout.read().decode()[-2000:]}")
+            time.sleep(1)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def _open(page, url):
+    page.set_viewport_size({"width": 1500, "height": 2000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+
+
+def test_index_links_every_app_and_marks_synthetic_data(page, server):
+    _open(page, server)
+    page.get_by_text("SYNTHETIC SURVEY").first.wait_for()
+    page.get_by_role("link", name="Survey explorer").click()
+    page.get_by_text("spectra shown").wait_for()
+    page.locator(".kiel-map canvas").first.wait_for()
+    assert page.get_by_text("SYNTHETIC SURVEY").first.is_visible()
+    _open(page, server + "?page=retrain")
+    page.get_by_role("button", name="Start training").wait_for()
+    assert page.get_by_text("SYNTHETIC SURVEY").first.is_visible()
+
+
+def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
+    _open(page, server + "?page=explorer")
+    canvas = page.locator(".kiel-map canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(2000)
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + 0.65 * box["height"])
+    head = page.locator(".inspector").get_by_text(re.compile("Star row")).first
+    head.wait_for()
+    row = int(re.search(r"Star row (\d+)", head.inner_text()).group(1))
+    where = page.locator(".inspector").get_by_text(re.compile("click at")).first.inner_text()
+    x, y = (float(v) for v in re.search(r"Teff = ([-\d.e+]+), logg = ([-\d.e+]+)", where).groups())
+    bundle = load_bundle(demo_bundle[0])
+    assert row == bundle.nearest_row(x, y, "teff", "logg", selection(bundle.catalog))
+    teff = bundle.catalog["teff"].iloc[row]
+    page.locator(".label-table").get_by_text(f"{teff:.3f}").wait_for()
+    page.get_by_text("gradient spectra").first.wait_for()
+
+
+def test_gradcorr_slider_changes_the_flag_counts(page, server):
+    _open(page, server + "?page=explorer")
+    table = page.locator(".flag-counts table")
+    table.wait_for()
+    before = table.inner_text()
+    handle = page.locator(".gradcorr-cutoff .noUi-handle").first
+    handle.focus()
+    for _ in range(8):
+        handle.press("ArrowRight")
+    page.wait_for_function("([el, t]) => el.innerText !== t", arg=[table.element_handle(), before])
+    assert table.inner_text() != before
+
+
+def test_retraining_starts_and_cancels(page, server):
+    _open(page, server + "?page=retrain")
+    page.get_by_role("button", name="Start training").click()
+    status = page.locator(".training-status")
+    status.filter(has_text="running").wait_for()
+    page.get_by_role("button", name="Cancel").click()
+    status.filter(has_text="cancelled").wait_for(timeout=120_000)
+    assert page.get_by_role("button", name="Start training").is_enabled()

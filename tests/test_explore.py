@@ -1,0 +1,148 @@
+"""The science behind the app (ddpayne_core.explore and .retrain), checked without a browser."""
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddpayne_core.explore import (FlagTuner, feature_windows, flag_counts, gradient_comparison,
+                                  load_bundle, save_flag_config, selection, star_view)
+from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
+from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, start_training,
+                                  validation_scatter)
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_bundle):
+    return load_bundle(demo_bundle[0])
+
+
+def test_bundle_loads_catalogue_model_and_store(bundle):
+    assert bundle.synthetic and bundle.store is not None
+    assert len(bundle.catalog) == bundle.store.n_spec
+    assert "mg_fe" in bundle.abundance_labels and "teff" not in bundle.abundance_labels
+
+
+def test_missing_catalogue_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="catalog.parquet.*ddpayne demo"):
+        load_bundle(tmp_path)
+
+
+def test_nearest_row_matches_brute_force(bundle):
+    cat = bundle.catalog
+    allowed = selection(cat, snr_min=40)
+    x, y = cat["teff"].to_numpy(), cat["logg"].to_numpy()
+    for tx, ty in ((5000.0, 3.0), (6200.0, 4.3), (4300.0, 1.5)):
+        d2 = ((x - tx) / 3000.0) ** 2 + ((y - ty) / 5.0) ** 2
+        d2[~allowed | ~np.isfinite(d2)] = np.inf
+        assert bundle.nearest_row(tx, ty, "teff", "logg", allowed) == int(np.argmin(d2))
+    assert bundle.nearest_row(5000, 3, "teff", "logg", np.zeros(len(cat), bool)) is None
+
+
+def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
+    cat = bundle.catalog
+    tuner = FlagTuner(cat, bundle.model.labels)
+    for cfg in (XFlagConfig(), XFlagConfig(cutoff=0.8), XFlagConfig(cutoff=0.2, snr_min=10,
+                                                                      teff_bin=400, feh_bin=0.5)):
+        for lab in ("mg_fe", "cu_fe", "teff"):
+            expect = x_flag(cat[f"{lab}_gradcorr"], cat["teff"], cat["logg"], cat["feh"],
+                            cat["snr"], cfg)
+            assert np.array_equal(tuner.flag(lab, cfg), expect), (lab, cfg)
+    cuts = (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert np.array_equal(tuner.qflag_chi2(XFlagConfig(chi2_cuts=cuts)),
+                          qflag_chi2(cat["chi2ratio"], cat["snr"], cuts))
+    # A higher cutoff can only remove X_flag=1 stars.
+    keep = np.ones(len(cat), bool)
+    lo = flag_counts(tuner, XFlagConfig(cutoff=0.1), keep)["X_flag=1"].to_numpy()
+    hi = flag_counts(tuner, XFlagConfig(cutoff=0.9), keep)["X_flag=1"].to_numpy()
+    assert np.all(hi <= lo) and lo.sum() > hi.sum()
+
+
+def test_gradcorr_map_bins_are_the_flag_bins(bundle):
+    tuner = FlagTuner(bundle.catalog, bundle.model.labels)
+    cfg = XFlagConfig()
+    m = pd.concat([tuner.gradcorr_map("mg_fe", cfg, g) for g in (False, True)])
+    assert len(m) == len(tuner.bin_medians("mg_fe", cfg)[0])
+    assert np.all((m["teff"] / cfg.teff_bin - 0.5) % 1 < 1e-9)
+    assert m["median"].between(-1, 1).all()
+
+
+def test_gradient_comparison_is_the_catalogue_gradcorr(bundle):
+    cat = bundle.catalog
+    row = int(np.nonzero((cat["fit_status"] < 2).to_numpy())[0][0])
+    for lab in ("mg_fe", "teff"):
+        g = gradient_comparison(bundle, row, lab)
+        assert g.corr == pytest.approx(cat[f"{lab}_gradcorr"].iloc[row], abs=1e-4)
+        assert g.emulator.shape == g.ab_initio.shape == bundle.model.wave.shape
+        assert 1 <= len(g.windows) <= 3
+
+
+def test_feature_windows_find_the_strongest_features():
+    wave = np.linspace(4000, 5000, 1001)
+    d = np.zeros_like(wave)
+    d[100], d[500], d[505], d[900] = -0.3, 0.2, -0.25, 0.05
+    win = feature_windows(wave, d, n=2, half_width=10)
+    assert win == [(4090.0, 4110.0), (4495.0, 4515.0)]
+
+
+def test_star_view_model_and_residuals(bundle):
+    v = star_view(bundle, 3)
+    labels = bundle.catalog.iloc[3][list(bundle.model.labels)].to_numpy(dtype=float)
+    assert np.allclose(v.model, bundle.model.predict(labels[None])[0])
+    assert np.all(v.masked[~bundle.model.mask])
+    ok = ~v.masked
+    assert np.allclose(v.resid_sigma[ok], (v.flux[ok] - v.model[ok]) / v.error[ok])
+    assert list(v.labels["label"])[:3] == ["Teff", "logg", "vmic"]
+
+
+def test_flag_config_round_trip_and_cli_apply(bundle, tmp_path):
+    cfg = XFlagConfig(cutoff=0.95, snr_min=5.0, chi2_cuts=(2.0, 3.0, 4.0, 5.0, 6.0))
+    path = save_flag_config(cfg, tmp_path / "flags.json")
+    assert XFlagConfig.from_json(path.read_text()) == cfg
+    with pytest.raises(ValueError, match="unknown keys"):
+        XFlagConfig.from_json(json.dumps({"cutof": 0.3}))
+    cat_path = tmp_path / "catalog.parquet"
+    shutil.copy(bundle.directory / "catalog.parquet", cat_path)
+    subprocess.run([sys.executable, "-m", "ddpayne_core.cli", "flag", "--catalog", str(cat_path), "--config",
+                    str(path), "--reflag-only"], check=True, capture_output=True)
+    new = pd.read_parquet(cat_path)
+    tuner = FlagTuner(bundle.catalog, bundle.model.labels)
+    assert np.array_equal(new["mg_fe_flag"].to_numpy(), tuner.flag("mg_fe", cfg))
+    assert np.array_equal(new["qflag_chi2"].to_numpy(), tuner.qflag_chi2(cfg))
+
+
+def test_retraining_job_cancels_and_finishes(bundle, tmp_path):
+    fast = RetrainSettings(epochs=200, n_hidden=4, max_stars=60)
+    job = start_training(bundle, fast, tmp_path / "cancelled.pt")
+    job.cancel()
+    job.wait(120)
+    assert job.state == "cancelled" and not (tmp_path / "cancelled.pt").exists(), job.message
+    job = start_training(bundle, replace(fast, epochs=2, regularize=False), tmp_path / "new.pt")
+    job.wait(120)
+    assert job.state == "done", job.message
+    assert job.progress == 1.0 and len(job.history["epoch"]) == 2
+    assert job.model.config["regularize"] is False and job.model.net.n_hidden == 4
+    scatter = validation_scatter(bundle, {"current": bundle.model, "new": job.model}, n_stars=20)
+    assert list(scatter.columns) == ["current", "new"] and (scatter.to_numpy() > 0).all()
+    med = gradcorr_medians(bundle, job.model, n_stars=50)
+    assert med.between(-1, 1).all()
+
+
+def test_adopt_refits_and_keeps_the_previous_catalogue(demo_bundle, tmp_path):
+    src = demo_bundle[0]
+    d = tmp_path / "bundle"
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("*.parts"))
+    b = load_bundle(d)
+    shutil.copy(d / "model.pt", tmp_path / "candidate.pt")
+    adopt(b, tmp_path / "candidate.pt", XFlagConfig(cutoff=0.7), log=lambda *a: None)
+    assert (d / "catalog-previous.parquet").exists() and (d / "model-previous.pt").exists()
+    new = load_bundle(d)
+    assert len(new.catalog) == len(b.catalog)
+    assert new.metadata["synthetic"] is True
+    # The same model refitted: the same labels up to the optimizer's tolerance.
+    assert np.nanmedian(np.abs(new.catalog["teff"] - b.catalog["teff"])) < 1.0
+    assert new.metadata["flag_config"]["cutoff"] == 0.7
