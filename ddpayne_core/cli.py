@@ -186,6 +186,20 @@ def _demo(args):
              train_config=replace(TrainConfig(), epochs=args.epochs))
 
 
+def _report(args):
+    import pandas as pd
+
+    from .demo import report_demo
+    from .emulator import EmulatorModel
+    from .simulate import TRUTH_EMULATOR
+    from .store import open_store
+
+    d = Path(args.dir)
+    report_demo(d, pd.read_parquet(args.catalog or d / "catalog.parquet"),
+                open_store(args.store or d / "survey"), EmulatorModel.load(args.model or d / "model.pt"),
+                args.truth or TRUTH_EMULATOR)
+
+
 def _add_train_args(p):
     p.add_argument("--n-hidden", type=int, default=10, help="neurons per hidden layer")
     p.add_argument("--epochs", type=int, default=300)
@@ -292,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     ig.add_argument("--chunk", type=int, default=1000)
     ig.add_argument("--workers", type=int, default=2)
     ig.set_defaults(func=_ingest)
+
+    rp = sub.add_parser("report", help="validation report (PNG figures, summary.md, summary.json) "
+                        "of a fitted, flagged catalogue into DIR/report/")
+    rp.add_argument("--dir", default="data/demo", help="folder with catalog.parquet, model.pt, survey/")
+    rp.add_argument("--catalog")
+    rp.add_argument("--model")
+    rp.add_argument("--store")
+    rp.add_argument("--truth", help="truth emulator of a synthetic survey")
+    rp.set_defaults(func=_report)
 
     dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
     dm.add_argument("--n-stars", type=int, default=20000)

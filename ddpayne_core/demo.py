@@ -18,7 +18,7 @@ from .emulator import EmulatorModel
 from .flags import add_flags
 from .fit import FitConfig, cramer_rao_bound
 from .instrument import get_instrument
-from .io_utils import atomic_write_text
+from .report import write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, simulate_survey
 from .spectra import instrument_mask, preprocess_batch
 from .store import open_store
@@ -84,20 +84,35 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     meta = {"synthetic": True, "model": str(model_path), "model_config": model.config,
             "survey": store.info["provenance"]}
     write_catalog(results, out / "catalog.parquet", meta)
-    truth = store.meta(["specid"] + list(model.labels))
-    table = recovery_scatter(results, truth, model.labels)
-    log("label recovery against truth (SYNTHETIC survey): robust scatter [bias] at S/N 20, 50, 100")
-    for lab, row in table.iterrows():
-        log(f"  {lab:>7s}: " + "  ".join(f"S/N {s}: {row[f'scatter_{s}']:.3f} [{row[f'bias_{s}']:+.3f}]"
-                                          f" (n={int(row[f'n_{s}'])})" for s in (20, 50, 100)))
-    summary_crb = error_over_crb(results, store, model, truth_path, table)
-    log(f"measured error / Cramer-Rao bound at S/N 100: {summary_crb}")
-    summary = {"n_spectra": int(len(results)), "synthetic": True, "error_over_crb": summary_crb,
-               "failed_fits": int((results["fit_status"] == 2).sum()),
-               "recovery": json.loads(table.to_json(orient="index")),
-               **flag_fractions(results, model.labels,
-                                store.info["provenance"]["config"]["featureless"])}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return report_demo(out, results, store, model, truth_path, log=log)
+
+
+def report_demo(out: str | Path, results, store, model: EmulatorModel,
+                truth_path: str | Path = TRUTH_EMULATOR, log=print) -> dict:
+    """Label recovery against truth (S/N 20, 50, 100), flag fractions, error over the
+    Cramer-Rao bound (synthetic surveys only: they need the truth) and the validation report of
+    a fitted, flagged catalogue -> ``out/report/`` (summary.json, summary.md, figures)."""
+    summary = {"n_spectra": int(len(results)), "synthetic": bool(store.info.get("synthetic")),
+               "failed_fits": int((results["fit_status"] == 2).sum())}
+    if summary["synthetic"]:
+        truth = store.meta(["specid"] + list(model.labels))
+        table = recovery_scatter(results, truth, model.labels)
+        log("label recovery against truth (SYNTHETIC survey): robust scatter [bias] at S/N 20, 50, 100")
+        for lab, row in table.iterrows():
+            log(f"  {lab:>7s}: " + "  ".join(
+                f"S/N {s}: {row[f'scatter_{s}']:.3f} [{row[f'bias_{s}']:+.3f}] (n={int(row[f'n_{s}'])})"
+                for s in (20, 50, 100)))
+        summary["error_over_crb"] = error_over_crb(results, store, model, truth_path, table)
+        log(f"measured error / Cramer-Rao bound at S/N 100: {summary['error_over_crb']}")
+        summary["recovery"] = json.loads(table.to_json(orient="index"))
+        summary.update(flag_fractions(results, model.labels,
+                                      store.info["provenance"]["config"]["featureless"]))
+    ts = TrainingSetConfig.of_model(model)
+    meta = store.meta()
+    rows, _, _ = select_training(meta, ts)
+    summary = write_report(Path(out) / "report", results, meta, model.labels,
+                           meta["specid"].to_numpy()[rows], ts.survey, summary)
+    log(f"validation report -> {Path(out) / 'report'}")
     return summary
 
 

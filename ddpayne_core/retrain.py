@@ -47,16 +47,7 @@ class RetrainSettings:
 
     def training_set(self, model: EmulatorModel) -> TrainingSetConfig:
         """The current model's training-set rules with this stars cap."""
-        return replace(current_training_set(model), max_stars=self.max_stars)
-
-
-def current_training_set(model: EmulatorModel) -> TrainingSetConfig:
-    """The training-set configuration ``model`` was trained with (its labels if not recorded)."""
-    cfg = dict(model.config.get("training_set") or {})
-    label_set = cfg.pop("label_set", None)
-    if isinstance(label_set, list) or label_set is None:
-        label_set = tuple(label_set or model.labels)
-    return replace(TrainingSetConfig(), label_set=label_set, **cfg)
+        return replace(TrainingSetConfig.of_model(model), max_stars=self.max_stars)
 
 
 @dataclass
@@ -121,7 +112,7 @@ def validation_scatter(bundle: SurveyBundle, models: dict, n_stars: int = 200,
     (1.4826 MAD) of fitted minus high-resolution labels. Rows labels, one column per model."""
     meta = bundle.store.meta()
     labels = bundle.model.labels
-    rows, hires, _ = select_training(meta, current_training_set(bundle.model))
+    rows, hires, _ = select_training(meta, TrainingSetConfig.of_model(bundle.model))
     pick = np.sort(np.random.default_rng(seed).permutation(len(rows))[:n_stars])
     rows, hires = rows[pick], hires[pick]
     flux, ivar = bundle.store.read_rows(rows)

@@ -164,6 +164,10 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         best_val = state["best_val"]
         meta = json.loads(state["meta"])
         history, start_epoch, stale = meta["history"], meta["epoch"] + 1, meta["stale"]
+        # Re-plan the decay so the rate still ends at lr_end if the epoch budget changed (the
+        # same gamma as before when it did not).
+        lr_now = opt.param_groups[0]["lr"]
+        sched.gamma = (config.lr_end / lr_now) ** (1.0 / max(config.epochs - start_epoch - 1, 1))
         log(f"resuming training at epoch {start_epoch} from {ckpt}")
 
     gen = torch.Generator().manual_seed(config.seed + start_epoch)

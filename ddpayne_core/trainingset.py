@@ -35,6 +35,16 @@ class TrainingSetConfig:
     max_stars: int | None = None
     seed: int = 0
 
+    @classmethod
+    def of_model(cls, model) -> "TrainingSetConfig":
+        """The configuration an emulator was trained with (recorded in its config by
+        demo.train_from_store); its own labels from the APOGEE-like survey if not recorded."""
+        cfg = dict(model.config.get("training_set") or {})
+        label_set = cfg.pop("label_set", None)
+        if isinstance(label_set, list) or label_set is None:
+            label_set = tuple(label_set or model.labels)
+        return cls(label_set=label_set, **cfg)
+
 
 def crossmatch(survey: pd.DataFrame, hires: pd.DataFrame, radius_arcsec: float = 3.0) -> pd.DataFrame:
     """Attach to every survey row the nearest high-resolution row within ``radius_arcsec``

@@ -108,6 +108,17 @@ def test_training_resumes_from_checkpoint(training_data, truth_model, tmp_path):
     assert resumed.history["epoch"] == list(range(6))
 
 
+def test_resume_with_a_new_epoch_budget_replans_the_decay(training_data, truth_model, tmp_path):
+    ckpt = tmp_path / "m.ckpt"
+    with pytest.raises(TrainingCancelled):
+        _train(training_data, truth_model, False, epochs=50, checkpoint=ckpt,
+               should_stop=lambda: True)
+    resumed = _train(training_data, truth_model, False, epochs=4, checkpoint=ckpt)
+    assert resumed.history["epoch"] == [0, 1, 2, 3]
+    # The rate after the second-last epoch's step reaches lr_end, as in a fresh 4-epoch run.
+    assert resumed.history["lr"][-2] == pytest.approx(TrainConfig().lr_end, rel=1e-6)
+
+
 def test_fit_store_catalogue_and_resume(tiny_store, training_data, truth_model, tmp_path):
     model = _train(training_data, truth_model, True, epochs=40, batch_size=16)
     store = open_store(tiny_store)
@@ -170,8 +181,18 @@ def test_demo_runs_end_to_end(demo_bundle):
     assert set(summary["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}
     assert set(summary["error_over_crb"]) == set(TEST_LABELS) - {"cu_fe"}
     assert all(v > 0 for v in summary["error_over_crb"].values())
-    saved = json.loads((tmp_path / "summary.json").read_text())
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert saved["recovery"]["teff"]["n_50"] >= 0
+    assert set(saved["validation"]) == set(TEST_LABELS)
+    assert saved["validation"]["teff"]["self_n"] > 0
+    assert isinstance(saved["precision_vs_snr"], list)
+    rec = saved["injected_recovery"]
+    assert rec["bad_spectra"]["n_true"] > 0 and 0 <= rec["bad_spectra"]["completeness"] <= 1
+    assert rec["binaries"]["n_true"] > 0
+    for fig in ("validation", "precision_vs_snr", "gradcorr_maps", "label_correlations",
+                "density_maps", "error_over_crb"):
+        assert (tmp_path / "report" / f"{fig}.png").stat().st_size > 10_000, fig
+    assert "Self- and cross-validation" in (tmp_path / "report" / "summary.md").read_text()
     assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True
 
 

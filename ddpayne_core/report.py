@@ -1,0 +1,290 @@
+"""The validation report of a fitted, flagged catalogue (paper figures in parentheses):
+self- and cross-validation against the high-resolution labels (X19 Figs. 5-8), repeat-visit
+precision versus S/N (Figs. 9-11), gradient-correlation maps over Teff-[Fe/H] (Fig. 2), label
+covariances (Fig. 3), Kiel and [Fe/H]-[alpha/Fe] density maps (Fig. 14), and, on a synthetic
+survey, recovery of injected bad spectra and binaries and the error over the Cramer-Rao bound
+(Z24 Fig. 9). Writes PNG figures, summary.md and summary.json into one folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .catalog import alpha_fe  # noqa: E402
+from .explore import FlagTuner  # noqa: E402
+from .flags import XFlagConfig, repeat_precision  # noqa: E402
+from .io_utils import atomic_path, atomic_write_text  # noqa: E402
+from .labels import pretty  # noqa: E402
+
+SNR_BINS = (10, 20, 30, 50, 80, 120, 200, 400)
+
+
+def _robust(d: np.ndarray) -> tuple[float, float]:
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return np.nan, np.nan
+    med = float(np.median(d))
+    return med, float(1.4826 * np.median(np.abs(d - med)))
+
+
+def validation_table(catalog: pd.DataFrame, meta: pd.DataFrame, labels, training_ids,
+                     survey: str = "apogee") -> pd.DataFrame:
+    """Fitted minus high-resolution labels for the stars in common: 'self' = the training
+    stars, 'cross' = the others (not trained on). Rows labels; columns bias/scatter/n of each."""
+    hires = meta[["specid"] + [f"{survey}_{lab}" for lab in labels if f"{survey}_{lab}" in meta]]
+    m = catalog.merge(hires, on="specid")
+    good = (m["fit_status"] < 2).to_numpy()
+    trained = m["specid"].isin(set(training_ids)).to_numpy()
+    rows = {}
+    for lab in labels:
+        if f"{survey}_{lab}" not in m:
+            continue
+        d = (m[lab] - m[f"{survey}_{lab}"]).to_numpy()
+        row = {}
+        for name, sel in (("self", good & trained), ("cross", good & ~trained)):
+            row[f"{name}_bias"], row[f"{name}_scatter"] = _robust(d[sel])
+            row[f"{name}_n"] = int(np.isfinite(d[sel]).sum())
+        rows[lab] = row
+    return pd.DataFrame(rows).T
+
+
+def precision_vs_snr(catalog: pd.DataFrame, labels, bins=SNR_BINS) -> tuple[pd.DataFrame, dict]:
+    """Repeat-visit precision per S/N bin (median of |v1 - v2|/sqrt 2 over pairs, times 1.4826,
+    the sigma of a Gaussian whose absolute values have that median) and, per label, the
+    log-log slope of precision against S/N (-1 means precision ~ 1/(S/N))."""
+    ok = (catalog["fit_status"] < 2).to_numpy()
+    c = catalog[ok]
+    snr, disp = repeat_precision(c["star_id"].to_numpy(), c["mjd"].to_numpy(), c["snr"].to_numpy(),
+                                 c[list(labels)].to_numpy(dtype=np.float64))
+    idx = np.digitize(snr, bins)
+    rows, slopes = [], {}
+    for b in range(1, len(bins)):
+        sel = idx == b
+        if sel.sum() < 5:
+            continue
+        row = {"snr_lo": bins[b - 1], "snr_hi": bins[b], "snr_median": float(np.median(snr[sel])),
+               "n_pairs": int(sel.sum())}
+        for k, lab in enumerate(labels):
+            row[lab] = float(np.nanmedian(disp[sel, k]) * 1.4826)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["snr_lo", "snr_hi", "snr_median", "n_pairs", *labels])
+    for lab in labels:
+        if len(table) >= 3:
+            good = np.isfinite(table[lab]) & (table[lab] > 0)
+            slopes[lab] = float(np.polyfit(np.log10(table.loc[good, "snr_median"]),
+                                           np.log10(table.loc[good, lab]), 1)[0])
+    return table, slopes
+
+
+def recovery_of_injected(catalog: pd.DataFrame, meta: pd.DataFrame) -> dict:
+    """On a synthetic survey: completeness and contamination of qflag_chi2 for the injected bad
+    spectra and of qflag_singlestar for the binaries (where the flag is defined)."""
+    m = catalog.merge(meta[["specid", "injected_bad", "is_binary"]], on="specid")
+    out = {}
+    bad_flagged = (m["qflag_chi2"] == 1) | (m["fit_status"] == 2)
+    truth_bad = m["injected_bad"].astype(bool)
+    out["bad_spectra"] = _completeness(truth_bad.to_numpy(), bad_flagged.to_numpy())
+    if "qflag_singlestar" in m:
+        defined = (m["qflag_singlestar"] >= 0).to_numpy() & ~truth_bad.to_numpy()
+        out["binaries"] = _completeness(m["is_binary"].to_numpy(bool)[defined],
+                                        (m["qflag_singlestar"] == 0).to_numpy()[defined])
+        out["binaries"]["flag_defined_fraction"] = float(defined.mean())
+    return out
+
+
+def _completeness(truth: np.ndarray, flagged: np.ndarray) -> dict:
+    n_true, n_flag = int(truth.sum()), int(flagged.sum())
+    hit = int((truth & flagged).sum())
+    return {"n_true": n_true, "n_flagged": n_flag,
+            "completeness": hit / n_true if n_true else float("nan"),
+            "contamination": (n_flag - hit) / n_flag if n_flag else float("nan")}
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def _grid(n: int, size=2.6):
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.6, size * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def figure_validation(catalog, meta, labels, training_ids, survey, path):
+    hires = meta[["specid"] + [f"{survey}_{lab}" for lab in labels]]
+    m = catalog.merge(hires, on="specid")
+    m = m[m["fit_status"] < 2]
+    trained = m["specid"].isin(set(training_ids)).to_numpy()
+    fig, axes = _grid(len(labels))
+    for ax, lab in zip(axes, labels):
+        x, y = m[f"{survey}_{lab}"].to_numpy(), m[lab].to_numpy()
+        ax.scatter(x[~trained], y[~trained] - x[~trained], s=2, c="0.6", label="cross")
+        ax.scatter(x[trained], y[trained] - x[trained], s=2, c="C0", label="self")
+        ax.axhline(0, c="k", lw=0.8)
+        ax.set_xlabel(f"{survey.upper()}-like {pretty(lab)}", fontsize=8)
+        ax.set_ylabel(f"DD-Payne - {survey.upper()}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, markerscale=4)
+    fig.suptitle("Self- (training stars) and cross-validation against high-resolution labels")
+    _save(fig, path)
+
+
+def figure_precision(table, labels, path):
+    fig, axes = _grid(len(labels))
+    for ax, lab in zip(axes, labels):
+        ax.loglog(table["snr_median"], table[lab], "o-", ms=3)
+        if len(table):
+            ref = table[lab].iloc[0] * table["snr_median"].iloc[0] / table["snr_median"]
+            ax.loglog(table["snr_median"], ref, "k:", lw=0.8)
+        ax.set_title(pretty(lab), fontsize=8)
+        ax.set_xlabel("S/N", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Repeat-visit precision vs S/N (dotted: 1/(S/N))")
+    _save(fig, path)
+
+
+def figure_gradcorr_maps(catalog, labels, path, config=XFlagConfig()):
+    tuner = FlagTuner(catalog, labels)
+    fig, axes = _grid(len(labels))
+    for ax, lab in zip(axes, labels):
+        for giant, marker in ((False, "s"), (True, "o")):
+            g = tuner.gradcorr_map(lab, config, giant)
+            sc = ax.scatter(g["teff"], g["feh"], c=g["median"], cmap="RdBu", vmin=-1, vmax=1,
+                            marker=marker, s=14)
+        ax.invert_xaxis()
+        ax.set_title(f"{pretty(lab)} gradcorr", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(sc, ax=axes, shrink=0.6, label="bin median gradcorr")
+    fig.suptitle("Median gradient correlation over Teff-[Fe/H] (squares dwarfs, circles giants)")
+    _save(fig, path)
+
+
+def figure_covariance(catalog, labels, path, snr_min=50.0):
+    sel = (catalog["snr"] > snr_min) & (catalog["fit_status"] < 2)
+    corr = np.stack(catalog.loc[sel, "label_corr"].to_numpy()) if sel.any() else None
+    n = len(labels)
+    mat = np.eye(n)
+    if corr is not None:
+        iu = np.triu_indices(n, 1)
+        med = np.nanmedian(corr, axis=0)
+        mat[iu] = med
+        mat[(iu[1], iu[0])] = med
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(mat, cmap="RdBu", vmin=-1, vmax=1)
+    ax.set_xticks(range(n), [pretty(l) for l in labels], rotation=90, fontsize=7)
+    ax.set_yticks(range(n), [pretty(l) for l in labels], fontsize=7)
+    fig.colorbar(im, label="median fit correlation")
+    ax.set_title(f"Label correlations of the fits (S/N > {snr_min:.0f})")
+    _save(fig, path)
+
+
+def figure_density_maps(catalog, labels, path):
+    good = (catalog["fit_status"] < 2) & (catalog.get("qflag_chi2", 0) == 0)
+    c = catalog[good]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    a1.hist2d(c["teff"], c["logg"], bins=120, cmap="Blues", cmin=1)
+    a1.invert_xaxis()
+    a1.invert_yaxis()
+    a1.set_xlabel("Teff [K]")
+    a1.set_ylabel("logg")
+    values = {lab: c[lab].to_numpy() for lab in labels}
+    errors = {lab: c[f"{lab}_err"].to_numpy() for lab in labels}
+    alpha, _ = alpha_fe(values, errors)
+    a2.hist2d(c["feh"], alpha, bins=120, cmap="Blues", cmin=1, range=[[-2.5, 0.6], [-0.3, 0.5]])
+    a2.set_xlabel("[Fe/H]")
+    a2.set_ylabel("[alpha/Fe]")
+    fig.suptitle("Kiel and [Fe/H]-[alpha/Fe] density (qflag_chi2 = 0)")
+    _save(fig, path)
+
+
+def figure_crb(error_over_crb: dict, path):
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    labs = list(error_over_crb)
+    ax.bar(range(len(labs)), [error_over_crb[l] for l in labs])
+    ax.axhline(1, c="k", lw=0.8)
+    ax.axhline(1.5, c="C3", ls="--", lw=0.8, label="target 1.5")
+    ax.set_xticks(range(len(labs)), [pretty(l) for l in labs], rotation=60, fontsize=8)
+    ax.set_ylabel("measured error / CRB")
+    ax.set_title("Error over the Cramer-Rao bound at S/N 100")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_report(out: str | Path, catalog: pd.DataFrame, meta: pd.DataFrame, labels,
+                 training_ids, survey: str = "apogee", summary: dict | None = None) -> dict:
+    """Write the figures, summary.md and summary.json into ``out``; returns the summary.
+
+    catalog: flagged fits (columns specid, star_id, mjd, snr, labels, errors, gradcorr, flags,
+    label_corr); meta: the store's metadata (high-resolution labels <survey>_<label> and, on a
+    synthetic survey, injected_bad and is_binary); training_ids: specids trained on;
+    summary: numbers computed elsewhere (recovery, error_over_crb, flag fractions) to include.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(labels)
+    summary = dict(summary or {})
+    val = validation_table(catalog, meta, labels, training_ids, survey)
+    prec, slopes = precision_vs_snr(catalog, labels)
+    summary["validation"] = json.loads(val.to_json(orient="index"))
+    summary["precision_vs_snr"] = json.loads(prec.to_json(orient="records"))
+    summary["precision_snr_slope"] = slopes
+    if "injected_bad" in meta:
+        summary["injected_recovery"] = recovery_of_injected(catalog, meta)
+    figure_validation(catalog, meta, [l for l in labels if f"{survey}_{l}" in meta], training_ids,
+                      survey, out / "validation.png")
+    figure_precision(prec, labels, out / "precision_vs_snr.png")
+    figure_gradcorr_maps(catalog, labels, out / "gradcorr_maps.png")
+    figure_covariance(catalog, labels, out / "label_correlations.png")
+    figure_density_maps(catalog, labels, out / "density_maps.png")
+    if summary.get("error_over_crb"):
+        figure_crb(summary["error_over_crb"], out / "error_over_crb.png")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    atomic_write_text(out / "summary.md", summary_markdown(summary, val, prec, slopes))
+    return summary
+
+
+def markdown_table(df: pd.DataFrame, index: bool = True, fmt: str = "{:.3f}") -> str:
+    """A GitHub-flavoured markdown table of ``df`` (floats formatted with ``fmt``)."""
+    cell = lambda v: fmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+    head = ([""] if index else []) + [str(c) for c in df.columns]
+    rows = [([str(i)] if index else []) + [cell(v) for v in r] for i, r in zip(df.index, df.to_numpy())]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows])
+
+
+def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slopes: dict) -> str:
+    lines = ["# ddpayne validation report", ""]
+    if summary.get("synthetic"):
+        lines += ["**SYNTHETIC SURVEY**: simulated spectra with known truth, not observations.", ""]
+    if "recovery" in summary:
+        rec = pd.DataFrame(summary["recovery"]).T
+        cols = [c for c in rec.columns if c.startswith("scatter_")]
+        lines += ["## Label recovery against truth (robust scatter)", "",
+                  markdown_table(rec[cols]), ""]
+    lines += ["## Self- and cross-validation against the high-resolution labels", "",
+              markdown_table(val), "",
+              "## Repeat-visit precision versus S/N", "",
+              markdown_table(prec, index=False), "",
+              "log-log slope of precision against S/N (-1 = 1/(S/N)): "
+              + ", ".join(f"{pretty(k)} {v:.2f}" for k, v in slopes.items()), ""]
+    if "error_over_crb" in summary:
+        lines += ["## Measured error over the Cramer-Rao bound at S/N 100", "",
+                  ", ".join(f"{pretty(k)} {v:.2f}" for k, v in summary["error_over_crb"].items()), ""]
+    for key in ("featureless_flag0_fraction", "featured_flag1_fraction", "injected_recovery"):
+        if key in summary:
+            lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),
+                      "```", ""]
+    lines += ["Figures: validation.png, precision_vs_snr.png, gradcorr_maps.png, "
+              "label_correlations.png, density_maps.png, error_over_crb.png", ""]
+    return "\n".join(lines)
