@@ -3,6 +3,8 @@ click-to-inspect (spectrum, model, residual, labels), emulator-versus-ab-initio 
 spectra, and live flag tuning. Layout only: every number comes from ddpayne_core.explore."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import datashader as ds
 import holoviews as hv
 import numpy as np
@@ -11,7 +13,7 @@ import panel as pn
 import param
 from holoviews.operation.datashader import dynspread, rasterize
 
-from ddpayne_core.explore import (element_name, flag_counts, gradient_comparison, label_table,
+from ddpayne_core.explore import (flag_counts, gradient_comparison, label_table,
                                   save_flag_config, selection, star_view)
 from ddpayne_core.flags import XFlagConfig
 from ddpayne_core.labels import pretty
@@ -32,7 +34,12 @@ class ExplorerState(param.Parameterized):
 
 
 def explorer_page():
-    b, tuner = bundle()
+    return build_explorer(*bundle())[0]
+
+
+def build_explorer(b, tuner):
+    """The explorer layout and its controls (widgets, state, click handler) for scripting:
+    benchmarks drive the same objects a browser does."""
     cat = b.catalog
     s = ExplorerState()
     default = XFlagConfig()
@@ -138,31 +145,34 @@ def explorer_page():
         w.param.watch(refresh, "value")
 
     # --- counts and flag tuning views ----------------------------------------------------
-    def counts(version, selected):
+    # Panes and DynamicMaps are built once and updated in place: rebuilding Bokeh plots costs
+    # ~0.4 s each, updating their data a few ms.
+    counts_pane = pn.pane.Markdown(css_classes=["counts"])
+    flag_pane = pn.pane.DataFrame(index=False, float_format="{:.3f}".format,
+                                  css_classes=["flag-counts"], height=330, width=300)
+
+    def update_counts(*_):
         k = state["keep"]
-        sel = f"; **{selected:,}** in the box selection" if state["bounds"] else ""
-        return pn.pane.Markdown(f"**{int(k.sum()):,}** of {len(cat):,} spectra shown{sel}",
-                                css_classes=["counts"])
+        sel = f"; **{s.selected:,}** in the box selection" if state["bounds"] else ""
+        counts_pane.object = f"**{int(k.sum()):,}** of {len(cat):,} spectra shown{sel}"
+        flag_pane.object = flag_counts(tuner, config(), k)
 
-    def flag_table(version):
-        return pn.pane.DataFrame(flag_counts(tuner, config(), state["keep"]), index=False,
-                                 float_format="{:.3f}".format, css_classes=["flag-counts"],
-                                 height=330, sizing_mode="fixed", width=300)
+    s.param.watch(update_counts, ["version", "selected"])
+    update_counts()
 
-    def gradcorr_map(version, label):
+    def gradcorr_rects(version, label, giant):
         cfg = config()
-        panes = []
-        for giant, name in ((False, "dwarfs"), (True, "giants")):
-            m = tuner.gradcorr_map(label, cfg, giant)
-            rects = hv.Rectangles(
-                (m["teff"] - cfg.teff_bin / 2, m["feh"] - cfg.feh_bin / 2,
-                 m["teff"] + cfg.teff_bin / 2, m["feh"] + cfg.feh_bin / 2, m["median"]),
-                vdims="median")
-            panes.append(pn.pane.HoloViews(rects.opts(
-                color="median", cmap="RdBu", clim=(-1, 1), colorbar=True, invert_xaxis=True,
-                width=360, height=280, line_color=None, tools=["hover"], xlabel="Teff",
-                ylabel="[Fe/H]", title=f"median {pretty(label)} gradcorr, {name}")))
-        return pn.Row(*panes)
+        m = tuner.gradcorr_map(label, cfg, giant)
+        return hv.Rectangles((m["teff"] - cfg.teff_bin / 2, m["feh"] - cfg.feh_bin / 2,
+                              m["teff"] + cfg.teff_bin / 2, m["feh"] + cfg.feh_bin / 2,
+                              m["median"]), vdims="median")
+
+    gradcorr_maps = pn.Row(*[pn.pane.HoloViews(hv.DynamicMap(
+        pn.bind(gradcorr_rects, s.param.version, grad_label_w, giant)).opts(
+        color="median", cmap="RdBu", clim=(-1, 1), colorbar=True, invert_xaxis=True, width=360,
+        height=280, line_color=None, tools=["hover"], xlabel="Teff", ylabel="[Fe/H]",
+        framewise=True, title=f"median gradcorr, {name} (label below)"))
+        for giant, name in ((False, "dwarfs"), (True, "giants"))])
 
     def save_config(_):
         path = save_flag_config(config(), save_path_w.value)
@@ -172,58 +182,97 @@ def explorer_page():
     save_w.on_click(save_config)
 
     # --- star inspector and gradient spectra ---------------------------------------------
-    def inspector(row, click):
+    views = {}
+
+    def view_of(row):
+        if row < 0 or b.store is None:
+            return None
+        if row not in views:
+            views.clear()
+            views[row] = star_view(b, row)
+        return views[row]
+
+    def spectrum(row):
+        v = view_of(row)
+        wave, flux, model = (v.wave, v.flux, v.model) if v else ([], [], [])
+        spans = _mask_spans(v.wave, v.masked) if v else []
+        return (hv.Curve((wave, flux), "wavelength [A]", "normalized flux", label="observed")
+                * hv.Curve((wave, model), "wavelength [A]", "normalized flux", label="model")
+                .opts(color="red", line_width=1)
+                * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(
+            ylim=_limits(pd.Series(v.flux[~v.masked]), pad=0.2) if v else (0, 1.2))
+
+    def residual(row):
+        v = view_of(row)
+        return (hv.Curve((v.wave, v.resid_sigma) if v else ([], []), "wavelength [A]",
+                         "(data - model) / error")
+                * hv.VSpans(_mask_spans(v.wave, v.masked) if v else []).opts(color="grey", alpha=0.15))
+
+    def inspector_head(row, click):
         if row < 0:
-            return pn.pane.Markdown("Click a star on either map to inspect it.",
-                                    css_classes=["inspector"])
+            return "Click a star on either map to inspect it."
         rec = cat.iloc[row]
         where = (f"click at {pretty(click[2])} = {click[0]:.6g}, {pretty(click[3])} = {click[1]:.6g}"
                  if click[2] else "")
-        head = pn.pane.Markdown(
-            f"### Star row {row}, specid {rec.get('specid', row)}\n{where}; S/N {rec['snr']:.1f}, "
-            f"chi2 {rec.get('chi2', np.nan):.1f} (reduced {rec.get('redchi2', np.nan):.2f}), "
-            f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star {rec.get('qflag_singlestar', '-')}",
-            css_classes=["inspector"])
-        table = pn.pane.DataFrame(label_table(b, row), index=False, css_classes=["label-table"],
-                                  float_format="{:.3f}".format)
-        if b.store is None:
-            return pn.Column(head, pn.pane.Markdown("(no spectra stored with this catalogue)"), table)
-        v = star_view(b, row)
-        spans = _mask_spans(v.wave, v.masked)
-        spec = (hv.Curve((v.wave, v.flux), "wavelength [A]", "normalized flux", label="observed")
-                * hv.Curve((v.wave, v.model), label="model").opts(color="red", line_width=1)
-                * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(
-            width=1050, height=260, legend_position="bottom_left", title="spectrum and model",
-            ylim=_limits(pd.Series(v.flux[~v.masked]), pad=0.2))
-        resid = (hv.Curve((v.wave, v.resid_sigma), "wavelength [A]", "(data - model) / error")
-                 * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(width=1050, height=180)
-        return pn.Column(head, pn.pane.HoloViews(spec, linked_axes=True),
-                         pn.pane.HoloViews(resid, linked_axes=True), table)
+        extra = "" if b.store is not None else "\n\n(no spectra stored with this catalogue)"
+        return (f"### Star row {row}, specid {rec.get('specid', row)}\n\n{where}; S/N {rec['snr']:.1f}, "
+                f"chi2 {rec.get('chi2', np.nan):.1f} (reduced {rec.get('redchi2', np.nan):.2f}), "
+                f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star "
+                f"{rec.get('qflag_singlestar', '-')}{extra}")
 
-    def gradients(row, label):
+    spec_opts = dict(width=1050, framewise=True, legend_position="bottom_left")
+    inspector = pn.Column(
+        pn.pane.Markdown(pn.bind(inspector_head, s.param.row, s.param.click), css_classes=["inspector"]),
+        pn.pane.HoloViews(hv.DynamicMap(pn.bind(spectrum, s.param.row)).opts(
+            height=260, title="spectrum and model", **spec_opts), linked_axes=True),
+        pn.pane.HoloViews(hv.DynamicMap(pn.bind(residual, s.param.row)).opts(
+            height=180, **spec_opts), linked_axes=True),
+        pn.pane.DataFrame(pn.bind(lambda r: label_table(b, r) if r >= 0 else None, s.param.row),
+                          index=False, css_classes=["label-table"], float_format="{:.3f}".format))
+
+    grads = {}
+
+    def comparison(row, label):
         if row < 0:
-            return pn.pane.Markdown("")
-        try:
-            g = gradient_comparison(b, row, label)
-        except ValueError as exc:
-            return pn.pane.Markdown(str(exc))
+            return None
+        if (row, label) not in grads:
+            grads.clear()
+            try:
+                grads[(row, label)] = gradient_comparison(b, row, label)
+            except ValueError as exc:
+                grads[(row, label)] = str(exc)
+        return grads[(row, label)]
+
+    def gradient_head(row, label):
+        g = comparison(row, label)
+        if g is None or isinstance(g, str):
+            return g or ""
         ref = g.reference_labels
-        head = pn.pane.Markdown(
-            f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
-            f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
-            f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)",
-            css_classes=["gradient-head"])
-        def curve(lo, hi, **o):
+        return (f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
+                f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
+                f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)")
+
+    def gradient_curves(row, label, window=None):
+        g = comparison(row, label)
+        ok = g is not None and not isinstance(g, str) and (window is None or window < len(g.windows))
+        if ok:
+            lo, hi = g.windows[window] if window is not None else (g.wave[0], g.wave[-1])
             w = (g.wave >= lo) & (g.wave <= hi)
-            return (hv.Curve((g.wave[w], g.ab_initio[w]), "wavelength [A]", "dF", label="ab initio")
-                    .opts(color="black", line_width=2)
-                    * hv.Curve((g.wave[w], g.emulator[w]), label="emulator").opts(color="#ff7f0e")
-                    ).opts(legend_position="bottom_left", **o)
-        zooms = [curve(lo, hi, width=340, height=220,
-                       title=f"{element_name(label)} feature at {(lo + hi) / 2:.0f} A")
-                 for lo, hi in g.windows]
-        return pn.Column(head, pn.pane.HoloViews(curve(g.wave[0], g.wave[-1], width=1050, height=240)),
-                         pn.Row(*[pn.pane.HoloViews(z) for z in zooms]))
+            ab, emu, wave = g.ab_initio[w], g.emulator[w], g.wave[w]
+        else:
+            ab = emu = wave = []
+        return (hv.Curve((wave, ab), "wavelength [A]", "dF", label="ab initio").opts(
+                    color="black", line_width=2)
+                * hv.Curve((wave, emu), "wavelength [A]", "dF", label="emulator").opts(color="#ff7f0e"))
+
+    gradient_view = pn.Column(
+        pn.pane.Markdown(pn.bind(gradient_head, s.param.row, grad_label_w), css_classes=["gradient-head"]),
+        pn.pane.HoloViews(hv.DynamicMap(pn.bind(gradient_curves, s.param.row, grad_label_w)).opts(
+            width=1050, height=240, framewise=True, legend_position="bottom_left")),
+        pn.Row(*[pn.pane.HoloViews(hv.DynamicMap(pn.bind(gradient_curves, s.param.row, grad_label_w, i))
+                                   .opts(width=340, height=220, framewise=True, show_legend=False,
+                                         title=f"strongest feature {i + 1}"))
+                 for i in range(3)]))
 
     # --- layout --------------------------------------------------------------------------
     sidebar = pn.Column(
@@ -232,15 +281,15 @@ def explorer_page():
         pn.pane.Markdown("chi2ratio cuts per S/N tier (<200, 200-300, 300-400, 400-500, >500)"),
         pn.GridBox(*cut_ws, ncols=2), save_path_w, save_w, save_msg, width=320)
     main = pn.Column(
-        pn.bind(counts, s.param.version, s.param.selected),
+        counts_pane,
         pn.bind(maps, color_w, element_w),
         pn.pane.Markdown("Box-select on either map to highlight the same stars on both."),
-        pn.Row(pn.bind(flag_table, s.param.version), pn.bind(gradcorr_map, s.param.version, grad_label_w)),
-        grad_label_w,
-        pn.bind(inspector, s.param.row, s.param.click),
-        pn.bind(gradients, s.param.row, grad_label_w))
-    return pn.Column(pn.pane.Markdown("# ddpayne survey explorer  ·  [index](?)"), banner(b),
-                     pn.Row(sidebar, main))
+        grad_label_w, pn.Row(flag_pane, gradcorr_maps), inspector, gradient_view)
+    layout = pn.Column(pn.pane.Markdown("# ddpayne survey explorer  ·  [index](?)"), banner(b),
+                       pn.Row(sidebar, main))
+    controls = SimpleNamespace(state=s, click=_clicked, cutoff=cutoff_w, snr=snr_w,
+                               xflag=xflag_w, element=element_w)
+    return layout, controls
 
 
 def _limits(values: pd.Series, pad: float = 0.03) -> tuple:

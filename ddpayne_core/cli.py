@@ -200,6 +200,21 @@ def _report(args):
                 args.truth or TRUTH_EMULATOR)
 
 
+def _app(args):
+    """Serve apps/ with Panel, bound to localhost unless --address says otherwise."""
+    import subprocess
+
+    apps = Path(__file__).resolve().parents[1] / "apps"
+    cmd = [sys.executable, "-m", "panel", "serve", str(apps), "--address", args.address,
+           "--port", str(args.port), "--allow-websocket-origin", f"{args.address}:{args.port}",
+           "--num-threads", "2", "--args", "--bundle", str(Path(args.bundle).resolve())]
+    if args.address in ("127.0.0.1", "localhost"):
+        cmd[cmd.index("--args"):cmd.index("--args")] = ["--allow-websocket-origin",
+                                                        f"localhost:{args.port}"]
+    print(f"serving the ddpayne apps at http://{args.address}:{args.port}/apps (Ctrl-C stops)")
+    return subprocess.call(cmd)
+
+
 def _add_train_args(p):
     p.add_argument("--n-hidden", type=int, default=10, help="neurons per hidden layer")
     p.add_argument("--epochs", type=int, default=300)
@@ -307,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     ig.add_argument("--workers", type=int, default=2)
     ig.set_defaults(func=_ingest)
 
+    ap_ = sub.add_parser("app", help="serve the Panel apps (explorer, retraining) on a catalogue")
+    ap_.add_argument("--bundle", default="data/demo",
+                     help="folder with catalog.parquet, model.pt and survey/")
+    ap_.add_argument("--address", default="127.0.0.1", help="interface to bind (default localhost)")
+    ap_.add_argument("--port", type=int, default=5006)
+    ap_.set_defaults(func=_app)
+
     rp = sub.add_parser("report", help="validation report (PNG figures, summary.md, summary.json) "
                         "of a fitted, flagged catalogue into DIR/report/")
     rp.add_argument("--dir", default="data/demo", help="folder with catalog.parquet, model.pt, survey/")
@@ -319,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
     dm.add_argument("--n-stars", type=int, default=20000)
     dm.add_argument("--out", default="data/demo")
-    dm.add_argument("--epochs", type=int, default=600, help="training epochs when (re)training")
+    dm.add_argument("--epochs", type=int, default=420, help="training epochs when (re)training")
     dm.add_argument("--retrain", action="store_true")
     dm.set_defaults(func=_demo)
     return p
@@ -328,11 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"ddpayne {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -161,11 +161,14 @@ def label_table(bundle: SurveyBundle, row: int) -> pd.DataFrame:
 
 
 def star_view(bundle: SurveyBundle, row: int) -> StarView:
-    """Observed spectrum (normalized, rest frame), best-fit model and residual of one row."""
+    """Observed spectrum (normalized, rest frame), best-fit model and residual of one row
+    (the store's row ``store_row`` if the catalogue has that column, else the same row)."""
     if bundle.store is None:
         raise ValueError("this catalogue has no spectral store: spectra cannot be shown")
     model, rec = bundle.model, bundle.catalog.iloc[row]
-    flux, ivar = bundle.store.read(row, row + 1)
+    # A catalogue may be a subset or a resampling of its store: store_row says which spectrum.
+    srow = int(rec["store_row"]) if "store_row" in rec else row
+    flux, ivar = bundle.store.read(srow, srow + 1)
     rv = np.array([rec.get("rv", 0.0)], dtype=np.float64)
     norm, norm_ivar = preprocess_batch(flux, ivar, rv, get_instrument(bundle.store.info["instrument"]))
     labels = rec[list(model.labels)].to_numpy(dtype=np.float64)

@@ -1,6 +1,5 @@
 """Browser tests of the Panel app: `panel serve apps/` on a small demo bundle, driven by
 Playwright in Debian's chromium (no browser download)."""
-import os
 import re
 import socket
 import subprocess
@@ -34,10 +33,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(demo_bundle):
     port = _free_port()
-    env = {**os.environ, "DDPAYNE_BUNDLE": str(demo_bundle[0])}
-    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "apps/", "--port", str(port),
-                             "--address", "127.0.0.1", "--allow-websocket-origin",
-                             f"127.0.0.1:{port}"], cwd=REPO, env=env,
+    # `ddpayne app` is `panel serve apps/` bound to localhost with the bundle passed on.
+    proc = subprocess.Popen([sys.executable, "-m", "ddpayne_core.cli", "app", "--bundle",
+                             str(demo_bundle[0]), "--port", str(port)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/apps"
     deadline = time.time() + 120
