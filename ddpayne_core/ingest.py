@@ -25,6 +25,7 @@ def _header_row(path: Path) -> dict:
     try:
         header = fits.getheader(path, 0)
         row = lamost_header_meta(header, path)
+        row["synthetic"] = "SYNTHETIC" in str(header.get("COMMENT", ""))
         row["ingest_error"] = ""
     except Exception as exc:  # any unreadable file keeps its row, with the reason
         row = {"filename": path.name, "rv": np.nan, "ingest_error": f"{path}: {exc}"}
@@ -48,8 +49,11 @@ def ingest_lamost(files, out: str | Path, chunk: int = 1000, workers: int = 2,
         raise ValueError(f"no FITS files in {list(map(str, files))}")
     meta = pd.DataFrame([_header_row(p) for p in progress(paths, desc="headers")])
     meta.insert(0, "specid", np.arange(len(meta)))
+    # The survey S/N of X19 is the g-band S/N.
+    meta["snr"] = pd.to_numeric(meta.get("snr_g"), errors="coerce")
+    synthetic = bool(meta.get("synthetic", pd.Series([False])).fillna(False).astype(bool).any())
     store = create_store(out, get_instrument("lamost").wave, len(meta), meta, "lamost", chunk,
-                         synthetic=False, provenance={"ingested_from": sorted({str(p.parent) for p in paths})})
+                         synthetic=synthetic, provenance={"ingested_from": sorted({str(p.parent) for p in paths})})
     errors = list(meta["ingest_error"])
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for start, stop in progress(list(store.chunks()), desc="ingesting"):
