@@ -1,7 +1,7 @@
-"""High-resolution survey catalogues that supply training labels: APOGEE allStar (ASPCAP), the
-APOGEE-Payne catalogue (Ting et al. 2019) and GALAH DR2/DR3.
+"""Label catalogues: APOGEE allStar (ASPCAP) and GALAH DR2/DR3, which supply training labels,
+and the DESI MWS catalogue (RVSpecfit + FERRE), for comparison with DESI fits.
 
-Each reader returns a DataFrame with ra, dec [deg], an identifier, and for every label of the
+Each high-resolution reader returns a DataFrame with ra, dec [deg], an identifier, and for every label of the
 matching label set ``<survey>_<label>`` and ``<survey>_<label>_err`` (NaN where the survey
 flags the value as unreliable), in ddpayne label names (teff, logg, vmic, feh, <x>_fe).
 """
@@ -18,12 +18,14 @@ from .labels import LABEL_SETS
 from .spectra import SpectrumFormatError
 
 
-def _read_table(path: Path, hdu: int = 1) -> Table:
+def _read_table(path: Path, hdu: int | str = 1) -> Table:
     try:
         with fits.open(path, memmap=False) as hdul:
             return Table(hdul[hdu].data)
     except FileNotFoundError:
         raise SpectrumFormatError(f"{path}: no such file") from None
+    except KeyError:
+        raise SpectrumFormatError(f"{path}: no HDU {hdu!r}") from None
     except Exception as exc:
         raise SpectrumFormatError(f"{path}: not a readable FITS table ({exc})") from None
 
@@ -90,3 +92,38 @@ def read_galah(path: str | Path) -> pd.DataFrame:
         out[f"galah_{lab}"] = np.where(bad, np.nan, v)
         out[f"galah_{lab}_err"] = np.where(bad, np.nan, e)
     return pd.DataFrame(out)
+
+
+def read_desi_mws(path: str | Path, primary_only: bool = True) -> pd.DataFrame:
+    """DESI MWS catalogue (mwsAll layout, EDR/DR1): HDU RVTAB (RVSpecfit: VRAD, TEFF, LOGG,
+    FEH, ALPHAFE with _ERR, RVS_WARN, PRIMARY) and HDU SPTAB (FERRE, row-matched: TEFF, LOGG,
+    FEH, ALPHAFE, LOG10MICRO, SUCCESS). Returns targetid, ra, dec, rv, rv_err, rvs_<label>
+    (NaN where RVS_WARN != 0) and sp_<label> (NaN where SUCCESS == 0; vmic = 10**LOG10MICRO).
+    ``primary_only`` keeps the PRIMARY observation of each source."""
+    path = Path(path)
+    rv = _read_table(path, "RVTAB")
+    _require(rv, path, ["TARGETID", "TARGET_RA", "TARGET_DEC", "VRAD", "VRAD_ERR", "TEFF", "LOGG",
+                        "FEH", "RVS_WARN"])
+    sp = _read_table(path, "SPTAB")
+    _require(sp, path, ["TARGETID", "TEFF", "LOGG", "FEH", "SUCCESS"])
+    if len(sp) != len(rv) or np.any(np.asarray(sp["TARGETID"]) != np.asarray(rv["TARGETID"])):
+        raise SpectrumFormatError(f"{path}: SPTAB does not match RVTAB row by row")
+    warn = np.asarray(rv["RVS_WARN"]).astype(np.int64) != 0
+    fail = np.asarray(sp["SUCCESS"]).astype(np.int64) == 0
+    out = {"targetid": np.asarray(rv["TARGETID"]).astype(np.int64), "ra": np.asarray(rv["TARGET_RA"], float),
+           "dec": np.asarray(rv["TARGET_DEC"], float),
+           "rv": np.where(warn, np.nan, np.asarray(rv["VRAD"], float)),
+           "rv_err": np.where(warn, np.nan, np.asarray(rv["VRAD_ERR"], float))}
+    for lab, col in (("teff", "TEFF"), ("logg", "LOGG"), ("feh", "FEH"), ("alpha_fe", "ALPHAFE")):
+        if col in rv.colnames:
+            out[f"rvs_{lab}"] = np.where(warn, np.nan, np.asarray(rv[col], float))
+        if f"{col}_ERR" in rv.colnames:
+            out[f"rvs_{lab}_err"] = np.where(warn, np.nan, np.asarray(rv[f"{col}_ERR"], float))
+        if col in sp.colnames:
+            out[f"sp_{lab}"] = np.where(fail, np.nan, np.asarray(sp[col], float))
+    if "LOG10MICRO" in sp.colnames:
+        out["sp_vmic"] = np.where(fail, np.nan, 10 ** np.asarray(sp["LOG10MICRO"], float))
+    df = pd.DataFrame(out)
+    if primary_only and "PRIMARY" in rv.colnames:
+        df = df[np.asarray(rv["PRIMARY"]).astype(bool)].reset_index(drop=True)
+    return df

@@ -36,3 +36,38 @@ def test_galah_dr3_flags(tmp_path):
         read_galah(tmp_path / "other.fits")
     with pytest.raises(SpectrumFormatError, match="other.fits: missing column"):
         read_apogee_allstar(tmp_path / "other.fits")
+
+
+def _mws_file(path, mismatch=False):
+    """A DESI MWS catalogue in the mwsAll layout (RVTAB + row-matched SPTAB)."""
+    from astropy.io import fits
+
+    ids = np.array([101, 102, 103], np.int64)
+    rv = Table({"TARGETID": ids, "TARGET_RA": [10.0, 11.0, 12.0], "TARGET_DEC": [-5.0, -6.0, -7.0],
+                "VRAD": [12.5, -80.0, 3.0], "VRAD_ERR": [1.0, 2.0, 1.5], "TEFF": [5800.0, 4700.0, 6100.0],
+                "TEFF_ERR": [50.0, 60.0, 70.0], "LOGG": [4.3, 2.4, 4.1], "FEH": [-0.2, -1.1, 0.1],
+                "ALPHAFE": [0.05, 0.3, 0.0], "RVS_WARN": [0, 4, 0],
+                "PRIMARY": [True, True, False]})
+    sp = Table({"SUCCESS": [1, 1, 0], "TARGETID": ids[::-1] if mismatch else ids,
+                "TEFF": [5750.0, 4720.0, 6000.0], "LOGG": [4.4, 2.5, 4.0], "FEH": [-0.25, -1.0, 0.0],
+                "ALPHAFE": [0.04, 0.28, 0.01], "LOG10MICRO": [0.1, 0.3, 0.2]})
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(rv, name="RVTAB"),
+                  fits.BinTableHDU(sp, name="SPTAB")]).writeto(path)
+
+
+def test_desi_mws_catalogue(tmp_path):
+    from ddpayne_core.highres import read_desi_mws
+
+    _mws_file(tmp_path / "mwsAll.fits")
+    df = read_desi_mws(tmp_path / "mwsAll.fits")
+    assert df["targetid"].tolist() == [101, 102]                # PRIMARY only
+    assert df["rv"].iloc[0] == 12.5 and np.isnan(df["rv"].iloc[1])  # RVS_WARN set
+    assert df["sp_teff"].tolist() == [5750.0, 4720.0]
+    assert df["sp_vmic"].iloc[1] == pytest.approx(10 ** 0.3)
+    assert len(read_desi_mws(tmp_path / "mwsAll.fits", primary_only=False)) == 3
+    _mws_file(tmp_path / "bad.fits", mismatch=True)
+    with pytest.raises(SpectrumFormatError, match="bad.fits.*row by row"):
+        read_desi_mws(tmp_path / "bad.fits")
+    with pytest.raises(SpectrumFormatError, match="allStar.fits: no HDU 'RVTAB'"):
+        Table({"A": [1]}).write(tmp_path / "allStar.fits")
+        read_desi_mws(tmp_path / "allStar.fits")
