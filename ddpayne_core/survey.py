@@ -35,8 +35,10 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
 
 
 def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
-              config: FitConfig = FitConfig(), log=print) -> pd.DataFrame:
-    """Fit every spectrum of ``store``; parts go to ``<out>.parts/``; returns all results."""
+              config: FitConfig = FitConfig(), log=print, collect: bool = True) -> pd.DataFrame | None:
+    """Fit every spectrum of ``store``, one chunk in memory at a time; parts go to
+    ``<out>.parts/``. Returns all results, or None with ``collect=False`` (memory then stays
+    flat in survey size; read the parts later)."""
     out = Path(out)
     parts_dir = out.parent / f"{out.stem}.parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,9 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
         table = fit_chunk(model, store, start, stop, config)
         with atomic_path(parts_dir / f"part-{start:010d}.parquet") as tmp:
             table.to_parquet(tmp)
+        del table
+    if not collect:
+        return None
     return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
                      ignore_index=True)
 
