@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import ColumnDataSource, Range1d
+from bokeh.plotting import figure
 from holoviews.operation.datashader import dynspread, rasterize
 
 from ddpayne_core.explore import (flag_counts, gradient_comparison, label_table,
@@ -182,32 +184,8 @@ def build_explorer(b, tuner):
     save_w.on_click(save_config)
 
     # --- star inspector and gradient spectra ---------------------------------------------
-    views = {}
-
-    def view_of(row):
-        if row < 0 or b.store is None:
-            return None
-        if row not in views:
-            views.clear()
-            views[row] = star_view(b, row)
-        return views[row]
-
-    def spectrum(row):
-        v = view_of(row)
-        wave, flux, model = (v.wave, v.flux, v.model) if v else ([], [], [])
-        spans = _mask_spans(v.wave, v.masked) if v else []
-        return (hv.Curve((wave, flux), "wavelength [A]", "normalized flux", label="observed")
-                * hv.Curve((wave, model), "wavelength [A]", "normalized flux", label="model")
-                .opts(color="red", line_width=1)
-                * hv.VSpans(spans).opts(color="grey", alpha=0.15)).opts(
-            ylim=_limits(pd.Series(v.flux[~v.masked]), pad=0.2) if v else (0, 1.2))
-
-    def residual(row):
-        v = view_of(row)
-        return (hv.Curve((v.wave, v.resid_sigma) if v else ([], []), "wavelength [A]",
-                         "(data - model) / error")
-                * hv.VSpans(_mask_spans(v.wave, v.masked) if v else []).opts(color="grey", alpha=0.15))
-
+    # Plain Bokeh figures whose data sources are replaced on a click: far cheaper than
+    # rebuilding plots, and each figure keeps its own auto-ranging x axis.
     def inspector_head(row, click):
         if row < 0:
             return "Click a star on either map to inspect it."
@@ -220,59 +198,79 @@ def build_explorer(b, tuner):
                 f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star "
                 f"{rec.get('qflag_singlestar', '-')}{extra}")
 
-    spec_opts = dict(width=1050, framewise=True, legend_position="bottom_left")
+    # Explicit ranges: Bokeh cannot auto-range figures that start without data.
+    full = (float(b.model.wave[0]), float(b.model.wave[-1]))
+    spec = _figure("spectrum and model", "normalized flux", 1050, 260, x_range=Range1d(*full),
+                   y_range=Range1d(0, 1.2))
+    resid = _figure("", "(data - model) / error", 1050, 180, x_range=spec.x_range,
+                    y_range=Range1d(-6, 6))
+    spec_src = {k: ColumnDataSource({"x": [], "y": []}) for k in ("flux", "model", "resid")}
+    mask_src = ColumnDataSource({"left": [], "right": []})
+    for fig in (spec, resid):
+        fig.quad(left="left", right="right", bottom=-1e3, top=1e3, source=mask_src,
+                 color="grey", alpha=0.15, legend_label="masked")
+    spec.line("x", "y", source=spec_src["flux"], legend_label="observed")
+    spec.line("x", "y", source=spec_src["model"], color="red", legend_label="model")
+    resid.line("x", "y", source=spec_src["resid"])
+
+    grad_figs = [_figure("", "dF", 1050, 240, x_range=Range1d(*full), y_range=Range1d(-0.1, 0.1))] + \
+        [_figure(f"strongest feature {i + 1}", "dF", 340, 220, x_range=Range1d(*full),
+                 y_range=Range1d(-0.1, 0.1)) for i in range(3)]
+    grad_src = [(ColumnDataSource({"x": [], "y": []}), ColumnDataSource({"x": [], "y": []}))
+                for _ in grad_figs]
+    for fig, (ab_src, emu_src) in zip(grad_figs, grad_src):
+        fig.line("x", "y", source=ab_src, color="black", line_width=2, legend_label="ab initio")
+        fig.line("x", "y", source=emu_src, color="#ff7f0e", legend_label="emulator")
+    gradient_head = pn.pane.Markdown(css_classes=["gradient-head"])
+
+    def show_star(*_):
+        row = s.row
+        v = star_view(b, row) if row >= 0 and b.store is not None else None
+        if v is not None:
+            spans = _mask_spans(v.wave, v.masked)
+            mask_src.data = {"left": [a for a, _ in spans], "right": [c for _, c in spans]}
+            spec_src["flux"].data = {"x": v.wave, "y": v.flux}
+            spec_src["model"].data = {"x": v.wave, "y": v.model}
+            spec_src["resid"].data = {"x": v.wave, "y": v.resid_sigma}
+            spec.y_range.start, spec.y_range.end = _limits(pd.Series(v.flux[~v.masked]), pad=0.2)
+            lim = np.nanpercentile(np.abs(v.resid_sigma), 99.5) if np.isfinite(v.resid_sigma).any() else 5
+            resid.y_range.start, resid.y_range.end = -1.1 * lim, 1.1 * lim
+        show_gradients()
+
+    def show_gradients(*_):
+        row, label = s.row, grad_label_w.value
+        if row < 0:
+            return
+        try:
+            g = gradient_comparison(b, row, label)
+        except ValueError as exc:
+            gradient_head.object = str(exc)
+            return
+        ref = g.reference_labels
+        gradient_head.object = (
+            f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
+            f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
+            f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)")
+        windows = [(g.wave[0], g.wave[-1])] + list(g.windows)
+        for i, ((ab_src, emu_src), fig) in enumerate(zip(grad_src, grad_figs)):
+            lo, hi = windows[i] if i < len(windows) else (np.inf, -np.inf)
+            w = (g.wave >= lo) & (g.wave <= hi)
+            ab_src.data = {"x": g.wave[w], "y": g.ab_initio[w]}
+            emu_src.data = {"x": g.wave[w], "y": g.emulator[w]}
+            if w.any():
+                both = np.concatenate([g.ab_initio[w], g.emulator[w]])
+                fig.x_range.start, fig.x_range.end = float(lo), float(hi)
+                fig.y_range.start, fig.y_range.end = _limits(pd.Series(both), pad=0.1)
+
+    s.param.watch(lambda *_: _with_document_lock(show_star), "row")
+    grad_label_w.param.watch(lambda *_: _with_document_lock(show_gradients), "value")
     inspector = pn.Column(
         pn.pane.Markdown(pn.bind(inspector_head, s.param.row, s.param.click), css_classes=["inspector"]),
-        pn.pane.HoloViews(hv.DynamicMap(pn.bind(spectrum, s.param.row)).opts(
-            height=260, title="spectrum and model", **spec_opts), linked_axes=True),
-        pn.pane.HoloViews(hv.DynamicMap(pn.bind(residual, s.param.row)).opts(
-            height=180, **spec_opts), linked_axes=True),
+        pn.pane.Bokeh(spec), pn.pane.Bokeh(resid),
         pn.pane.DataFrame(pn.bind(lambda r: label_table(b, r) if r >= 0 else None, s.param.row),
                           index=False, css_classes=["label-table"], float_format="{:.3f}".format))
-
-    grads = {}
-
-    def comparison(row, label):
-        if row < 0:
-            return None
-        if (row, label) not in grads:
-            grads.clear()
-            try:
-                grads[(row, label)] = gradient_comparison(b, row, label)
-            except ValueError as exc:
-                grads[(row, label)] = str(exc)
-        return grads[(row, label)]
-
-    def gradient_head(row, label):
-        g = comparison(row, label)
-        if g is None or isinstance(g, str):
-            return g or ""
-        ref = g.reference_labels
-        return (f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
-                f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
-                f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)")
-
-    def gradient_curves(row, label, window=None):
-        g = comparison(row, label)
-        ok = g is not None and not isinstance(g, str) and (window is None or window < len(g.windows))
-        if ok:
-            lo, hi = g.windows[window] if window is not None else (g.wave[0], g.wave[-1])
-            w = (g.wave >= lo) & (g.wave <= hi)
-            ab, emu, wave = g.ab_initio[w], g.emulator[w], g.wave[w]
-        else:
-            ab = emu = wave = []
-        return (hv.Curve((wave, ab), "wavelength [A]", "dF", label="ab initio").opts(
-                    color="black", line_width=2)
-                * hv.Curve((wave, emu), "wavelength [A]", "dF", label="emulator").opts(color="#ff7f0e"))
-
-    gradient_view = pn.Column(
-        pn.pane.Markdown(pn.bind(gradient_head, s.param.row, grad_label_w), css_classes=["gradient-head"]),
-        pn.pane.HoloViews(hv.DynamicMap(pn.bind(gradient_curves, s.param.row, grad_label_w)).opts(
-            width=1050, height=240, framewise=True, legend_position="bottom_left")),
-        pn.Row(*[pn.pane.HoloViews(hv.DynamicMap(pn.bind(gradient_curves, s.param.row, grad_label_w, i))
-                                   .opts(width=340, height=220, framewise=True, show_legend=False,
-                                         title=f"strongest feature {i + 1}"))
-                 for i in range(3)]))
+    gradient_view = pn.Column(gradient_head, pn.pane.Bokeh(grad_figs[0]),
+                              pn.Row(*[pn.pane.Bokeh(f) for f in grad_figs[1:]]))
 
     # --- layout --------------------------------------------------------------------------
     sidebar = pn.Column(
@@ -290,6 +288,22 @@ def build_explorer(b, tuner):
     controls = SimpleNamespace(state=s, click=_clicked, cutoff=cutoff_w, snr=snr_w,
                                xflag=xflag_w, element=element_w)
     return layout, controls
+
+
+def _with_document_lock(fn) -> None:
+    """Run ``fn`` (which edits Bokeh models directly) under the session's document lock: a map
+    click arrives from a HoloViews stream outside it. Outside a server session, run it now."""
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        doc.add_next_tick_callback(fn)
+    else:
+        fn()
+
+
+def _figure(title: str, ylabel: str, width: int, height: int, **kw):
+    fig = figure(title=title, width=width, height=height, x_axis_label="wavelength [A]",
+                 y_axis_label=ylabel, tools="pan,xwheel_zoom,box_zoom,reset,save", **kw)
+    return fig
 
 
 def _limits(values: pd.Series, pad: float = 0.03) -> tuple:

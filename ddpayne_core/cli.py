@@ -202,7 +202,7 @@ def _report(args):
 
 def _app(args):
     """Serve apps/ with Panel, bound to localhost unless --address says otherwise."""
-    import subprocess
+    import os
 
     apps = Path(__file__).resolve().parents[1] / "apps"
     cmd = [sys.executable, "-m", "panel", "serve", str(apps), "--address", args.address,
@@ -211,8 +211,10 @@ def _app(args):
     if args.address in ("127.0.0.1", "localhost"):
         cmd[cmd.index("--args"):cmd.index("--args")] = ["--allow-websocket-origin",
                                                         f"localhost:{args.port}"]
-    print(f"serving the ddpayne apps at http://{args.address}:{args.port}/apps (Ctrl-C stops)")
-    return subprocess.call(cmd)
+    print(f"serving the ddpayne apps at http://{args.address}:{args.port}/apps (Ctrl-C stops)",
+          flush=True)
+    # Become the server process (no child left behind when this one is stopped).
+    os.execv(sys.executable, cmd)
 
 
 def _add_train_args(p):
