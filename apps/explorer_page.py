@@ -151,7 +151,7 @@ def build_explorer(b, tuner):
     # ~0.4 s each, updating their data a few ms.
     counts_pane = pn.pane.Markdown(css_classes=["counts"])
     flag_pane = pn.pane.DataFrame(index=False, float_format="{:.3f}".format,
-                                  css_classes=["flag-counts"], height=330, width=300)
+                                  css_classes=["flag-counts"], height=440, width=300)
 
     def update_counts(*_):
         k = state["keep"]
@@ -230,7 +230,8 @@ def build_explorer(b, tuner):
             spans = _mask_spans(v.wave, v.masked)
             mask_src.data = {"left": [a for a, _ in spans], "right": [c for _, c in spans]}
             spec_src["flux"].data = {"x": v.wave, "y": v.flux}
-            spec_src["model"].data = {"x": v.wave, "y": v.model}
+            # The emulator is not trained on masked pixels: show the model where it was fitted.
+            spec_src["model"].data = {"x": v.wave, "y": np.where(v.masked, np.nan, v.model)}
             spec_src["resid"].data = {"x": v.wave, "y": v.resid_sigma}
             spec.y_range.start, spec.y_range.end = _limits(pd.Series(v.flux[~v.masked]), pad=0.2)
             lim = np.nanpercentile(np.abs(v.resid_sigma), 99.5) if np.isfinite(v.resid_sigma).any() else 5
