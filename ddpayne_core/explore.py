@@ -255,6 +255,8 @@ class FlagTuner:
         self.chi2ratio = cols("chi2ratio") if "chi2ratio" in table else None
         self._medians: dict = {}
         self._keys: dict = {}
+        self._count_cache: dict = {}
+        self._count_hash = None
         cool_teff, cool_logg = C.XFLAG_COOL_DWARF
         self._outside = (self.teff > C.XFLAG_TEFF_MAX) | ((self.teff < cool_teff) & (self.logg > cool_logg))
 
@@ -277,17 +279,39 @@ class FlagTuner:
                 (np.zeros(0, np.int64), np.zeros(0))
         return self._medians[key]
 
+    def _lookup(self, label: str, config: XFlagConfig):
+        """Per row: its bin's median gradcorr (NaN if the bin has none) and whether the row can
+        carry X_flag = 1 at all (finite gradcorr, inside the Teff/logg limits). Cached."""
+        key = ("lookup", label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
+        if key not in self._medians:
+            uniq, med = self.bin_medians(label, config)
+            keys = self._bin_keys(config)
+            row_med = np.full(len(keys), np.nan)
+            if len(uniq):
+                pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+                hit = uniq[pos] == keys
+                row_med[hit] = med[pos[hit]]
+            self._medians[key] = (row_med, np.isfinite(self.gradcorr[label]) & ~self._outside)
+        return self._medians[key]
+
     def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
-        """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
-        uniq, med = self.bin_medians(label, config)
-        keys = self._bin_keys(config)
-        out = np.zeros(len(keys), dtype=np.int8)
-        if len(uniq):
-            pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
-            out[(uniq[pos] == keys) & (med[pos] > config.cutoff)
-                & np.isfinite(self.gradcorr[label])] = 1
-        out[self._outside] = 0
-        return out
+        """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag); a new
+        cutoff costs one comparison per row."""
+        row_med, eligible = self._lookup(label, config)
+        return ((row_med > config.cutoff) & eligible).astype(np.int8)
+
+    def count_flagged(self, label: str, config: XFlagConfig, keep: np.ndarray) -> int:
+        """Rows in ``keep`` with X_flag 1: from a sorted copy of their bin medians (cached while
+        ``keep`` is unchanged), so a cutoff change is a binary search."""
+        keep_hash = hash(np.packbits(keep).tobytes())
+        if keep_hash != self._count_hash:
+            self._count_cache, self._count_hash = {}, keep_hash
+        key = (label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
+        if key not in self._count_cache:
+            row_med, eligible = self._lookup(label, config)
+            self._count_cache[key] = np.sort(row_med[keep & eligible & np.isfinite(row_med)])
+        sorted_med = self._count_cache[key]
+        return int(len(sorted_med) - np.searchsorted(sorted_med, config.cutoff, side="right"))
 
     def qflag_chi2(self, config: XFlagConfig) -> np.ndarray | None:
         if self.chi2ratio is None:
@@ -311,7 +335,7 @@ def flag_counts(tuner: FlagTuner, config: XFlagConfig, keep: np.ndarray) -> pd.D
     rows = []
     n = int(keep.sum())
     for lab in tuner.labels:
-        k = int((tuner.flag(lab, config)[keep] == 1).sum())
+        k = tuner.count_flagged(lab, config, keep)
         rows.append({"label": pretty(lab), "X_flag=1": k, "fraction": k / n if n else np.nan})
     return pd.DataFrame(rows)
 

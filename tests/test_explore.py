@@ -60,6 +60,10 @@ def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
     lo = flag_counts(tuner, XFlagConfig(cutoff=0.1), keep)["X_flag=1"].to_numpy()
     hi = flag_counts(tuner, XFlagConfig(cutoff=0.9), keep)["X_flag=1"].to_numpy()
     assert np.all(hi <= lo) and lo.sum() > hi.sum()
+    some = selection(cat, snr_min=30)
+    counts = flag_counts(tuner, XFlagConfig(cutoff=0.4), some)["X_flag=1"].to_numpy()
+    assert list(counts) == [int((tuner.flag(lab, XFlagConfig(cutoff=0.4))[some] == 1).sum())
+                            for lab in bundle.model.labels]
 
 
 def test_gradcorr_map_bins_are_the_flag_bins(bundle):
