@@ -87,13 +87,12 @@ def build_explorer(b, tuner):
     def keep() -> np.ndarray:
         cfg = config()
         flags = {}
-        q = tuner.qflag_chi2(cfg)
-        if q is not None:
-            flags["qflag_chi2"] = q
+        if chi2_w.value and tuner.chi2ratio is not None:
+            flags["qflag_chi2"] = tuner.qflag_chi2(cfg)
         if xflag_w.value:
             flags[f"{xflag_w.value}_flag"] = tuner.flag(xflag_w.value, cfg)
-        view = cat.assign(**flags) if flags else cat
-        return selection(view, snr_w.value, chi2_w.value, single_w.value, xflag_w.value or None)
+        return selection(cat, snr_w.value, chi2_w.value, single_w.value, xflag_w.value or None,
+                         flags)
 
     # --- maps ----------------------------------------------------------------------------
     state = {"keep": keep(), "bounds": None}

@@ -118,16 +118,20 @@ def load_bundle(directory: str | Path = DEFAULT_BUNDLE, catalog: str | Path | No
 
 
 def selection(table: pd.DataFrame, snr_min: float = 0.0, good_chi2: bool = False,
-              single_only: bool = False, xflag_label: str | None = None) -> np.ndarray:
+              single_only: bool = False, xflag_label: str | None = None,
+              flags: dict | None = None) -> np.ndarray:
     """Rows passing the explorer's filters: (n_row,) bool. ``xflag_label``: keep only stars
-    whose <label>_flag is 1."""
+    whose <label>_flag is 1. ``flags``: column name -> (n_row,) array used instead of the
+    table's column (e.g. flags re-tuned in the app), so nothing is copied."""
+    flags = flags or {}
+    col = lambda c: flags[c] if c in flags else (table[c].to_numpy() if c in table else None)
     keep = table["snr"].to_numpy() >= snr_min
-    if good_chi2 and "qflag_chi2" in table:
-        keep &= table["qflag_chi2"].to_numpy() == 0
-    if single_only and "qflag_singlestar" in table:
-        keep &= table["qflag_singlestar"].to_numpy() == 1
+    if good_chi2 and col("qflag_chi2") is not None:
+        keep &= col("qflag_chi2") == 0
+    if single_only and col("qflag_singlestar") is not None:
+        keep &= col("qflag_singlestar") == 1
     if xflag_label:
-        keep &= table[f"{xflag_label}_flag"].to_numpy() == 1
+        keep &= col(f"{xflag_label}_flag") == 1
     return keep
 
 
@@ -261,10 +265,14 @@ class FlagTuner:
         self._outside = (self.teff > C.XFLAG_TEFF_MAX) | ((self.teff < cool_teff) & (self.logg > cool_logg))
 
     def _bin_keys(self, config: XFlagConfig):
+        """Bin key of every row and, once sorted, each row's index into the unique keys:
+        (unique keys (n_bins,), row bin index (n_row,)). Cached per bin configuration."""
         key = (config.teff_bin, config.feh_bin, config.giant_logg)
         if key not in self._keys:
-            self._keys = {key: _bin_index(np.nan_to_num(self.teff), np.nan_to_num(self.feh),
-                                          self.logg < config.giant_logg, config)}
+            keys = _bin_index(np.nan_to_num(self.teff), np.nan_to_num(self.feh),
+                              self.logg < config.giant_logg, config)
+            uniq, inv = np.unique(keys, return_inverse=True)
+            self._keys = {key: (keys, uniq, inv.astype(np.int32))}
         return self._keys[key]
 
     def bin_medians(self, label: str, config: XFlagConfig):
@@ -274,44 +282,43 @@ class FlagTuner:
             g = self.gradcorr[label]
             use = np.isfinite(g) & np.isfinite(self.teff) & np.isfinite(self.feh) \
                 & (self.snr > config.snr_min)
-            keys = self._bin_keys(config)
+            keys = self._bin_keys(config)[0]
             self._medians[key] = _group_medians(keys[use], g[use]) if use.any() else \
                 (np.zeros(0, np.int64), np.zeros(0))
         return self._medians[key]
 
     def _lookup(self, label: str, config: XFlagConfig):
-        """Per row: its bin's median gradcorr (NaN if the bin has none) and whether the row can
-        carry X_flag = 1 at all (finite gradcorr, inside the Teff/logg limits). Cached."""
+        """The median gradcorr of every bin of the catalogue (NaN where no star enters the
+        median): (n_bins,), the rows' bin index (n_row,), and whether a row can carry X_flag = 1
+        at all (finite gradcorr, inside the Teff/logg limits): (n_row,). Cached."""
         key = ("lookup", label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
         if key not in self._medians:
             uniq, med = self.bin_medians(label, config)
-            keys = self._bin_keys(config)
-            row_med = np.full(len(keys), np.nan)
+            _, all_bins, inv = self._bin_keys(config)
+            bin_med = np.full(len(all_bins), np.nan)
             if len(uniq):
-                pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
-                hit = uniq[pos] == keys
-                row_med[hit] = med[pos[hit]]
-            self._medians[key] = (row_med, np.isfinite(self.gradcorr[label]) & ~self._outside)
+                pos = np.clip(np.searchsorted(uniq, all_bins), 0, len(uniq) - 1)
+                hit = uniq[pos] == all_bins
+                bin_med[hit] = med[pos[hit]]
+            self._medians[key] = (bin_med, inv, np.isfinite(self.gradcorr[label]) & ~self._outside)
         return self._medians[key]
 
     def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
-        """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag); a new
-        cutoff costs one comparison per row."""
-        row_med, eligible = self._lookup(label, config)
-        return ((row_med > config.cutoff) & eligible).astype(np.int8)
+        """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
+        bin_med, inv, eligible = self._lookup(label, config)
+        return ((bin_med > config.cutoff)[inv] & eligible).astype(np.int8)
 
     def count_flagged(self, label: str, config: XFlagConfig, keep: np.ndarray) -> int:
-        """Rows in ``keep`` with X_flag 1: from a sorted copy of their bin medians (cached while
-        ``keep`` is unchanged), so a cutoff change is a binary search."""
+        """Rows in ``keep`` with X_flag 1, from per-bin counts of the kept rows (cached while
+        ``keep`` is unchanged): a cutoff change sums a few hundred bins."""
         keep_hash = hash(np.packbits(keep).tobytes())
         if keep_hash != self._count_hash:
             self._count_cache, self._count_hash = {}, keep_hash
+        bin_med, inv, eligible = self._lookup(label, config)
         key = (label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
         if key not in self._count_cache:
-            row_med, eligible = self._lookup(label, config)
-            self._count_cache[key] = np.sort(row_med[keep & eligible & np.isfinite(row_med)])
-        sorted_med = self._count_cache[key]
-        return int(len(sorted_med) - np.searchsorted(sorted_med, config.cutoff, side="right"))
+            self._count_cache[key] = np.bincount(inv[keep & eligible], minlength=len(bin_med))
+        return int(self._count_cache[key][bin_med > config.cutoff].sum())
 
     def qflag_chi2(self, config: XFlagConfig) -> np.ndarray | None:
         if self.chi2ratio is None:
