@@ -29,7 +29,8 @@ def retrain_page():
     dp_w = pn.widgets.FloatInput(label="D_scale: Teff, logg, vmic", value=default.d_scale_params, start=0)
     da_w = pn.widgets.FloatInput(label="D_scale: [Fe/H], [X/Fe]", value=default.d_scale_abund, start=0)
     nh_w = pn.widgets.IntSlider(label="neurons per hidden layer", start=4, end=40, value=default.n_hidden)
-    ep_w = pn.widgets.IntInput(label="epochs", value=default.epochs, start=1, end=5000)
+    ep_w = pn.widgets.IntInput(label="epochs", value=default.epochs, start=1, end=5000,
+                               css_classes=["epochs-input"])
     max_w = pn.widgets.IntInput(label="training stars at most (0 = all)", value=0, start=0)
     reg_w = pn.widgets.Checkbox(name="gradient-spectrum regularization", value=True)
     start_w = pn.widgets.Button(name="Start training", button_type="primary", css_classes=["start-training"])

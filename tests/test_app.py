@@ -105,9 +105,14 @@ def test_gradcorr_slider_changes_the_flag_counts(page, server):
 
 def test_retraining_starts_and_cancels(page, server):
     _open(page, server + "?page=retrain")
+    # Enough epochs that the run cannot finish before Cancel is clicked.
+    epochs = page.locator(".epochs-input input").first
+    epochs.fill("5000")
+    epochs.press("Enter")
+    page.wait_for_timeout(500)
     page.get_by_role("button", name="Start training").click()
     status = page.locator(".training-status")
-    status.filter(has_text="running").wait_for()
+    status.filter(has_text="/5000").wait_for()
     page.get_by_role("button", name="Cancel").click()
     status.filter(has_text="cancelled").wait_for(timeout=120_000)
     assert page.get_by_role("button", name="Start training").is_enabled()
