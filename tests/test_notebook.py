@@ -1,52 +1,39 @@
-"""The quickstart notebook runs end to end on a small synthetic survey."""
+"""The notebooks run end to end on small synthetic inputs, so they cannot rot."""
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from conftest import TEST_LABELS
+from ddpayne_core.catalog import read_catalog_metadata
 from ddpayne_core.theory.gradients import DATA_DIR
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+pytestmark = pytest.mark.skipif(not (DATA_DIR / "lamost-table1.npz").exists(),
+                                reason="reference gradients not assembled yet")
 
 
-@pytest.mark.skipif(not (DATA_DIR / "lamost-table1.npz").exists(),
-                    reason="reference gradients not assembled yet")
-def test_quickstart_notebook_executes(tmp_path, truth_path, monkeypatch):
-    from conftest import TEST_LABELS
-
-    monkeypatch.setenv("DDPAYNE_NB_STARS", "400")
-    monkeypatch.setenv("DDPAYNE_NB_TRUTH", str(truth_path))
-    monkeypatch.setenv("DDPAYNE_NB_LABELS", ",".join(TEST_LABELS))
-    monkeypatch.setenv("DDPAYNE_NB_EPOCHS", "5")
-    monkeypatch.setenv("DDPAYNE_NB_OUT", str(tmp_path))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def _execute(name: str, out: Path, truth_path, monkeypatch, **env) -> None:
+    """Run notebooks/<name> with DDPAYNE_NB_* settings (the test truth, the test labels)."""
+    settings = {"TRUTH": str(truth_path), "LABELS": ",".join(TEST_LABELS), "OUT": str(out), **env}
+    for key, value in settings.items():
+        monkeypatch.setenv(f"DDPAYNE_NB_{key}", str(value))
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+
+
+def test_quickstart_notebook_executes(tmp_path, truth_path, monkeypatch):
+    _execute("quickstart.ipynb", tmp_path, truth_path, monkeypatch, STARS=400, EPOCHS=5)
     assert (tmp_path / "catalog.parts").exists() and (tmp_path / "model.pt").exists()
 
 
-NEW_USER = NOTEBOOK.parent / "new_user.ipynb"
-
-
-@pytest.mark.skipif(not (DATA_DIR / "lamost-table1.npz").exists(),
-                    reason="reference gradients not assembled yet")
 def test_new_user_notebook_executes(tmp_path, truth_path, monkeypatch):
     """Folder of LAMOST-layout FITS + allStar table -> ingest -> cross-match -> training set ->
     model -> flagged catalogue, on synthetic stand-ins."""
-    import pandas as pd
-
-    from conftest import TEST_LABELS
-    from ddpayne_core.catalog import read_catalog_metadata
-
-    monkeypatch.setenv("DDPAYNE_NB_FILES", "300")
-    monkeypatch.setenv("DDPAYNE_NB_TRUTH", str(truth_path))
-    monkeypatch.setenv("DDPAYNE_NB_LABELS", ",".join(TEST_LABELS))
-    monkeypatch.setenv("DDPAYNE_NB_EPOCHS", "3")
-    monkeypatch.setenv("DDPAYNE_NB_OUT", str(tmp_path))
-    nb = nbformat.read(NEW_USER, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NEW_USER.parent)}}).execute()
+    _execute("new_user.ipynb", tmp_path, truth_path, monkeypatch, FILES=300, EPOCHS=3)
     cat = pd.read_parquet(tmp_path / "catalog.parquet")
     assert len(cat) == len(list((tmp_path / "lamost_fits").glob("*.fits")))
     assert {"teff", "mg_fe_err", "mg_fe_gradcorr", "mg_fe_flag", "qflag_chi2"} <= set(cat.columns)
