@@ -53,9 +53,10 @@ def retrain_page():
         if job is None:
             return
         progress.value = int(100 * job.progress)
-        status.object = f"**{job.state}**: {job.message}"
         h = job.history
-        if h.get("epoch"):
+        n_epochs = len(h.get("epoch", []))
+        if n_epochs and n_epochs != session.get("plotted"):   # redraw on a new epoch only
+            session["plotted"] = n_epochs
             history.object = (hv.Curve((h["epoch"], h["train_chi2"]), "epoch", "loss", label="chi2")
                               * hv.Curve((h["epoch"], h["train_prior"]), label="prior")).opts(
                 logy=True, width=500, height=250, legend_position="top_right")
@@ -66,6 +67,7 @@ def retrain_page():
             start_w.disabled, cancel_w.disabled = False, True
             done = job.state == "done"
             compare_w.disabled = adopt_w.disabled = discard_w.disabled = not done
+        status.object = f"**{job.state}**: {job.message}"
 
     def start(_):
         with _LOCK:

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from ddpayne_core.explore import load_bundle, selection
 
@@ -115,4 +116,4 @@ def test_retraining_starts_and_cancels(page, server):
     status.filter(has_text="/5000").wait_for()
     page.get_by_role("button", name="Cancel").click()
     status.filter(has_text="cancelled").wait_for(timeout=120_000)
-    assert page.get_by_role("button", name="Start training").is_enabled()
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled()
