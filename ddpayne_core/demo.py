@@ -64,6 +64,10 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
              survey_config: SurveyConfig = SurveyConfig(), log=print) -> dict:
     """Run the whole demo; returns a summary with label-recovery scatter against truth."""
     out = Path(out)
+    done = out / "report" / "summary.json"
+    if done.exists() and not retrain:
+        log(f"demo already complete in {out} (catalog.parquet, report/); delete {done} to redo it")
+        return json.loads(done.read_text())
     survey_cfg = replace(survey_config, n_stars=n_stars)
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)

@@ -193,6 +193,9 @@ def test_demo_runs_end_to_end(demo_bundle):
                 "density_maps", "error_over_crb"):
         assert (tmp_path / "report" / f"{fig}.png").stat().st_size > 10_000, fig
     assert "Self- and cross-validation" in (tmp_path / "report" / "summary.md").read_text()
+    # A second run finds the finished demo and returns at once with the same summary.
+    from ddpayne_core.demo import run_demo
+    assert run_demo(tmp_path, log=lambda *a: None) == saved
     assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True
 
 
