@@ -21,7 +21,7 @@ from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, nea
                     qflag_chi2)
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
-from .labels import element_of, pretty
+from .labels import pretty
 from .spectra import preprocess_batch
 from .store import SpectralStore, open_store
 from .theory.gradients import ReferenceGradients, load_reference_gradients
@@ -351,9 +351,3 @@ def save_flag_config(config: XFlagConfig, path: str | Path) -> Path:
     """Write a flag configuration that `ddpayne flag --config PATH --reflag-only` applies."""
     atomic_write_text(Path(path), config.to_json())
     return Path(path)
-
-
-def element_name(label: str) -> str:
-    """Display name of a label's element (e.g. mg_fe -> Mg)."""
-    return element_of(label) or pretty(label)
-
