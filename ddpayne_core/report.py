@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .catalog import alpha_fe  # noqa: E402
+from .catalog import SYNTHETIC_NOTE, alpha_fe  # noqa: E402
 from .explore import FlagTuner  # noqa: E402
 from .flags import XFlagConfig, repeat_precision  # noqa: E402
 from .io_utils import atomic_path, atomic_write_text  # noqa: E402
@@ -107,7 +107,9 @@ def _completeness(truth: np.ndarray, flagged: np.ndarray) -> dict:
             "contamination": (n_flag - hit) / n_flag if n_flag else float("nan")}
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, mark: str = "") -> None:
+    if mark:
+        fig.text(0.5, 0.005, mark, ha="center", va="bottom", color="C3", fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -122,7 +124,7 @@ def _grid(n: int, size=2.6):
     return fig, list(axes.flat[:n])
 
 
-def figure_validation(catalog, meta, labels, training_ids, survey, path):
+def figure_validation(catalog, meta, labels, training_ids, survey, path, mark=""):
     hires = meta[["specid"] + [f"{survey}_{lab}" for lab in labels]]
     m = catalog.merge(hires, on="specid")
     m = m[m["fit_status"] < 2]
@@ -138,10 +140,10 @@ def figure_validation(catalog, meta, labels, training_ids, survey, path):
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7, markerscale=4)
     fig.suptitle("Self- (training stars) and cross-validation against high-resolution labels")
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
-def figure_precision(table, labels, path):
+def figure_precision(table, labels, path, mark=""):
     fig, axes = _grid(len(labels))
     for ax, lab in zip(axes, labels):
         ax.loglog(table["snr_median"], table[lab], "o-", ms=3)
@@ -152,10 +154,10 @@ def figure_precision(table, labels, path):
         ax.set_xlabel("S/N", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle("Repeat-visit precision vs S/N (dotted: 1/(S/N))")
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
-def figure_gradcorr_maps(catalog, labels, path, config=XFlagConfig()):
+def figure_gradcorr_maps(catalog, labels, path, config=XFlagConfig(), mark=""):
     tuner = FlagTuner(catalog, labels)
     fig, axes = _grid(len(labels))
     for ax, lab in zip(axes, labels):
@@ -168,10 +170,10 @@ def figure_gradcorr_maps(catalog, labels, path, config=XFlagConfig()):
         ax.tick_params(labelsize=7)
     fig.colorbar(sc, ax=axes, shrink=0.6, label="bin median gradcorr")
     fig.suptitle("Median gradient correlation over Teff-[Fe/H] (squares dwarfs, circles giants)")
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
-def figure_covariance(catalog, labels, path, snr_min=50.0):
+def figure_covariance(catalog, labels, path, snr_min=50.0, mark=""):
     sel = (catalog["snr"] > snr_min) & (catalog["fit_status"] < 2)
     corr = np.stack(catalog.loc[sel, "label_corr"].to_numpy()) if sel.any() else None
     n = len(labels)
@@ -187,10 +189,10 @@ def figure_covariance(catalog, labels, path, snr_min=50.0):
     ax.set_yticks(range(n), [pretty(l) for l in labels], fontsize=7)
     fig.colorbar(im, label="median fit correlation")
     ax.set_title(f"Label correlations of the fits (S/N > {snr_min:.0f})")
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
-def figure_density_maps(catalog, labels, path):
+def figure_density_maps(catalog, labels, path, mark=""):
     good = (catalog["fit_status"] < 2) & (catalog.get("qflag_chi2", 0) == 0)
     c = catalog[good]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -206,10 +208,10 @@ def figure_density_maps(catalog, labels, path):
     a2.set_xlabel("[Fe/H]")
     a2.set_ylabel("[alpha/Fe]")
     fig.suptitle("Kiel and [Fe/H]-[alpha/Fe] density (qflag_chi2 = 0)")
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
-def figure_crb(error_over_crb: dict, path):
+def figure_crb(error_over_crb: dict, path, mark=""):
     fig, ax = plt.subplots(figsize=(8, 3.5))
     labs = list(error_over_crb)
     ax.bar(range(len(labs)), [error_over_crb[l] for l in labs])
@@ -219,7 +221,7 @@ def figure_crb(error_over_crb: dict, path):
     ax.set_ylabel("measured error / CRB")
     ax.set_title("Error over the Cramer-Rao bound at S/N 100")
     ax.legend()
-    _save(fig, path)
+    _save(fig, path, mark)
 
 
 def write_report(out: str | Path, catalog: pd.DataFrame, meta: pd.DataFrame, labels,
@@ -242,14 +244,15 @@ def write_report(out: str | Path, catalog: pd.DataFrame, meta: pd.DataFrame, lab
     summary["precision_snr_slope"] = slopes
     if "injected_bad" in meta:
         summary["injected_recovery"] = recovery_of_injected(catalog, meta)
+    mark = SYNTHETIC_NOTE if summary.get("synthetic") else ""
     figure_validation(catalog, meta, [l for l in labels if f"{survey}_{l}" in meta], training_ids,
-                      survey, out / "validation.png")
-    figure_precision(prec, labels, out / "precision_vs_snr.png")
-    figure_gradcorr_maps(catalog, labels, out / "gradcorr_maps.png")
-    figure_covariance(catalog, labels, out / "label_correlations.png")
-    figure_density_maps(catalog, labels, out / "density_maps.png")
+                      survey, out / "validation.png", mark)
+    figure_precision(prec, labels, out / "precision_vs_snr.png", mark)
+    figure_gradcorr_maps(catalog, labels, out / "gradcorr_maps.png", mark=mark)
+    figure_covariance(catalog, labels, out / "label_correlations.png", mark=mark)
+    figure_density_maps(catalog, labels, out / "density_maps.png", mark)
     if summary.get("error_over_crb"):
-        figure_crb(summary["error_over_crb"], out / "error_over_crb.png")
+        figure_crb(summary["error_over_crb"], out / "error_over_crb.png", mark)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
     atomic_write_text(out / "summary.md", summary_markdown(summary, val, prec, slopes))
     return summary
