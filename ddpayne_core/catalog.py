@@ -51,6 +51,17 @@ def read_catalog_metadata(path: str | Path) -> dict:
     return json.loads(meta.get(b"ddpayne", b"{}"))
 
 
+def robust_bias_scatter(d) -> tuple[float, float]:
+    """Median and robust scatter (1.4826 x median absolute deviation) of the finite values of
+    ``d``; NaN for none."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return np.nan, np.nan
+    med = float(np.median(d))
+    return med, float(1.4826 * np.median(np.abs(d - med)))
+
+
 def recovery_scatter(catalog: pd.DataFrame, truth: pd.DataFrame, labels, snr_targets=(20, 50, 100),
                      width: float = 0.2) -> pd.DataFrame:
     """Label recovery against truth in S/N bins (snr within +-width of each target):
@@ -63,8 +74,7 @@ def recovery_scatter(catalog: pd.DataFrame, truth: pd.DataFrame, labels, snr_tar
         for snr in snr_targets:
             sel = ok & (np.abs(merged["snr"] / snr - 1) < width)
             d = (merged.loc[sel, lab] - merged.loc[sel, f"{lab}_true"]).to_numpy()
-            row[f"bias_{snr}"] = float(np.median(d)) if d.size else np.nan
-            row[f"scatter_{snr}"] = float(1.4826 * np.median(np.abs(d - np.median(d)))) if d.size else np.nan
+            row[f"bias_{snr}"], row[f"scatter_{snr}"] = robust_bias_scatter(d)
             row[f"n_{snr}"] = int(d.size)
         rows[lab] = row
     return pd.DataFrame(rows).T

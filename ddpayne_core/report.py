@@ -17,21 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .catalog import SYNTHETIC_NOTE, alpha_fe  # noqa: E402
+from .catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter  # noqa: E402
 from .explore import FlagTuner  # noqa: E402
 from .flags import XFlagConfig, repeat_precision  # noqa: E402
 from .io_utils import atomic_path, atomic_write_text  # noqa: E402
 from .labels import pretty  # noqa: E402
 
 SNR_BINS = (10, 20, 30, 50, 80, 120, 200, 400)
-
-
-def _robust(d: np.ndarray) -> tuple[float, float]:
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return np.nan, np.nan
-    med = float(np.median(d))
-    return med, float(1.4826 * np.median(np.abs(d - med)))
 
 
 def validation_table(catalog: pd.DataFrame, meta: pd.DataFrame, labels, training_ids,
@@ -49,7 +41,7 @@ def validation_table(catalog: pd.DataFrame, meta: pd.DataFrame, labels, training
         d = (m[lab] - m[f"{survey}_{lab}"]).to_numpy()
         row = {}
         for name, sel in (("self", good & trained), ("cross", good & ~trained)):
-            row[f"{name}_bias"], row[f"{name}_scatter"] = _robust(d[sel])
+            row[f"{name}_bias"], row[f"{name}_scatter"] = robust_bias_scatter(d[sel])
             row[f"{name}_n"] = int(np.isfinite(d[sel]).sum())
         rows[lab] = row
     return pd.DataFrame(rows).T

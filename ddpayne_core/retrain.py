@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import write_catalog
+from .catalog import robust_bias_scatter, write_catalog
 from .demo import train_from_store
 from .emulator import EmulatorModel
 from .explore import SurveyBundle
@@ -121,9 +121,7 @@ def validation_scatter(bundle: SurveyBundle, models: dict, n_stars: int = 200,
     out = {}
     for name, model in models.items():
         fitted = fit_spectra(model, norm, niv, FitConfig()).labels
-        d = fitted - hires
-        med = np.nanmedian(d, axis=0)
-        out[name] = 1.4826 * np.nanmedian(np.abs(d - med), axis=0)
+        out[name] = [robust_bias_scatter(col)[1] for col in (fitted - hires).T]
     return pd.DataFrame(out, index=[pretty(lab) for lab in labels])
 
 
