@@ -50,6 +50,7 @@ class SurveyBundle:
     metadata: dict
     directory: Path
     _trees: dict = field(default_factory=dict, repr=False)
+    _ranges: dict = field(default_factory=dict, repr=False)
 
     @property
     def synthetic(self) -> bool:
@@ -78,6 +79,13 @@ class SurveyBundle:
                 return int(cand[0]) if len(cand) else None
             k *= 8
 
+    def axis_range(self, col: str) -> tuple[float, float]:
+        """A map axis covering ``col`` (robust_range of the whole catalogue), cached: a
+        percentile over millions of rows costs ~0.1 s, once per server."""
+        if col not in self._ranges:
+            self._ranges[col] = robust_range(self.catalog[col].to_numpy())
+        return self._ranges[col]
+
     def _tree(self, xcol: str, ycol: str):
         if (xcol, ycol) not in self._trees:
             xy = self.catalog[[xcol, ycol]].to_numpy(dtype=np.float64)
@@ -89,6 +97,58 @@ class SurveyBundle:
 
 def _scale(col: str) -> float:
     return CLICK_SCALES.get(col, CLICK_SCALES["xfe"])
+
+
+def robust_range(values: np.ndarray, pad: float = 0.03) -> tuple[float, float]:
+    """(lo, hi) covering the 0.1-99.9 percentiles of the finite ``values`` plus ``pad`` of that
+    span on each side: outliers do not squash a plot."""
+    lo, hi = np.nanpercentile(np.asarray(values, dtype=np.float64), [0.1, 99.9])
+    span = hi - lo if hi > lo else 1.0
+    return float(lo - pad * span), float(hi + pad * span)
+
+
+def density_map(x: np.ndarray, y: np.ndarray, keep: np.ndarray, x_range, y_range,
+                shape: tuple[int, int] = (420, 520), values: np.ndarray | None = None,
+                max_spread: int = 3) -> np.ndarray:
+    """Datashaded map of the rows in ``keep``: (ny, nx) float64 image over ``x_range`` x
+    ``y_range`` (each (lo, hi) in either order; row 0 at the low y), holding the number of rows
+    per pixel, or the mean of ``values`` (n_row,) when given; NaN where no row falls.
+
+    x, y, keep: (n_row,). Dropped rows get a NaN coordinate, which datashader skips, so no
+    catalogue column is copied. Isolated pixels are spread by up to ``max_spread`` pixels
+    (display only, as datashader's dynspread) so that sparse catalogues stay visible."""
+    import datashader as ds  # imported here: numba start-up is slow and only maps need it
+
+    cols = {"x": np.where(keep, x, np.nan), "y": y}
+    if values is not None:
+        cols["v"] = values
+    canvas = ds.Canvas(plot_width=shape[1], plot_height=shape[0],
+                       x_range=tuple(sorted(map(float, x_range))),
+                       y_range=tuple(sorted(map(float, y_range))))
+    agg = canvas.points(pd.DataFrame(cols, copy=False), "x", "y",
+                        ds.count() if values is None else ds.mean("v"))
+    if values is None:
+        agg = agg.where(agg > 0)
+    return _dynspread(agg, max_spread).to_numpy().astype(np.float64)
+
+
+def _dynspread(agg, max_px: int, threshold: float = 0.5):
+    """Spread by the smallest radius (0..max_px) at which at least ``threshold`` of the
+    non-empty pixels touch another non-empty pixel (datashader's dynspread rule)."""
+    import datashader.transfer_functions as tf
+
+    for px in range(max_px + 1):
+        out = tf.spread(agg, px=px, how="max") if px else agg
+        filled = np.isfinite(out.to_numpy())
+        n = filled.sum()
+        if n == 0:
+            return out
+        padded = np.pad(filled, 1)
+        neighbours = sum(np.roll(np.roll(padded, dy, 0), dx, 1)
+                         for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)[1:-1, 1:-1]
+        if (filled & (neighbours > 0)).sum() >= threshold * n:
+            return out
+    return out
 
 
 def load_bundle(directory: str | Path = DEFAULT_BUNDLE, catalog: str | Path | None = None,
@@ -289,8 +349,9 @@ class FlagTuner:
 
     def _lookup(self, label: str, config: XFlagConfig):
         """The median gradcorr of every bin of the catalogue (NaN where no star enters the
-        median): (n_bins,), the rows' bin index (n_row,), and whether a row can carry X_flag = 1
-        at all (finite gradcorr, inside the Teff/logg limits): (n_row,). Cached."""
+        median): (n_bins,), the rows' bin index (n_row,), whether a row can carry X_flag = 1
+        at all (finite gradcorr, inside the Teff/logg limits): (n_row,), and a hash of that
+        mask (labels of one star usually share it). Cached."""
         key = ("lookup", label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
         if key not in self._medians:
             uniq, med = self.bin_medians(label, config)
@@ -300,25 +361,30 @@ class FlagTuner:
                 pos = np.clip(np.searchsorted(uniq, all_bins), 0, len(uniq) - 1)
                 hit = uniq[pos] == all_bins
                 bin_med[hit] = med[pos[hit]]
-            self._medians[key] = (bin_med, inv, np.isfinite(self.gradcorr[label]) & ~self._outside)
+            eligible = np.isfinite(self.gradcorr[label]) & ~self._outside
+            self._medians[key] = (bin_med, inv, eligible, hash(np.packbits(eligible).tobytes()))
         return self._medians[key]
 
     def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
         """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
-        bin_med, inv, eligible = self._lookup(label, config)
+        bin_med, inv, eligible, _ = self._lookup(label, config)
         return ((bin_med > config.cutoff)[inv] & eligible).astype(np.int8)
 
-    def count_flagged(self, label: str, config: XFlagConfig, keep: np.ndarray) -> int:
-        """Rows in ``keep`` with X_flag 1, from per-bin counts of the kept rows (cached while
-        ``keep`` is unchanged): a cutoff change sums a few hundred bins."""
+    def count_flagged(self, config: XFlagConfig, keep: np.ndarray) -> dict:
+        """Per label, the rows in ``keep`` with X_flag 1, from per-bin counts of the kept,
+        eligible rows (cached while ``keep`` is unchanged and shared by the labels with the same
+        eligible rows): a cutoff change sums a few hundred bins per label."""
         keep_hash = hash(np.packbits(keep).tobytes())
         if keep_hash != self._count_hash:
             self._count_cache, self._count_hash = {}, keep_hash
-        bin_med, inv, eligible = self._lookup(label, config)
-        key = (label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
-        if key not in self._count_cache:
-            self._count_cache[key] = np.bincount(inv[keep & eligible], minlength=len(bin_med))
-        return int(self._count_cache[key][bin_med > config.cutoff].sum())
+        out = {}
+        for label in self.labels:
+            bin_med, inv, eligible, eligible_hash = self._lookup(label, config)
+            key = (eligible_hash, config.teff_bin, config.feh_bin, config.giant_logg)
+            if key not in self._count_cache:
+                self._count_cache[key] = np.bincount(inv[keep & eligible], minlength=len(bin_med))
+            out[label] = int(self._count_cache[key][bin_med > config.cutoff].sum())
+        return out
 
     def qflag_chi2(self, config: XFlagConfig) -> np.ndarray | None:
         if self.chi2ratio is None:
@@ -339,12 +405,9 @@ class FlagTuner:
 
 def flag_counts(tuner: FlagTuner, config: XFlagConfig, keep: np.ndarray) -> pd.DataFrame:
     """Per label: stars in ``keep`` with X_flag 1 and their fraction."""
-    rows = []
     n = int(keep.sum())
-    for lab in tuner.labels:
-        k = tuner.count_flagged(lab, config, keep)
-        rows.append({"label": pretty(lab), "X_flag=1": k, "fraction": k / n if n else np.nan})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"label": pretty(lab), "X_flag=1": k, "fraction": k / n if n else np.nan}
+                         for lab, k in tuner.count_flagged(config, keep).items()])
 
 
 def save_flag_config(config: XFlagConfig, path: str | Path) -> Path:

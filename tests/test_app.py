@@ -91,6 +91,23 @@ def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
     page.get_by_text("gradient spectra").first.wait_for()
 
 
+def test_box_selection_on_kiel_map_is_counted(page, server):
+    _open(page, server + "?page=explorer")
+    canvas = page.locator(".kiel-map canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(2000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.8 * box["height"], steps=8)
+    page.mouse.up()
+    counts = page.locator(".counts").get_by_text(re.compile("in the box selection"))
+    counts.wait_for()
+    selected = int(re.search(r"([\d,]+) in the box selection", counts.inner_text()).group(1)
+                   .replace(",", ""))
+    assert selected > 0
+
+
 def test_gradcorr_slider_changes_the_flag_counts(page, server):
     _open(page, server + "?page=explorer")
     table = page.locator(".flag-counts table")

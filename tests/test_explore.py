@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpayne_core.explore import (FlagTuner, feature_windows, flag_counts, gradient_comparison,
-                                  load_bundle, save_flag_config, selection, star_view)
+from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, flag_counts,
+                                  gradient_comparison, load_bundle, robust_range,
+                                  save_flag_config, selection, star_view)
 from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
 from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, start_training,
                                   validation_scatter)
@@ -64,6 +65,47 @@ def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
     counts = flag_counts(tuner, XFlagConfig(cutoff=0.4), some)["X_flag=1"].to_numpy()
     assert list(counts) == [int((tuner.flag(lab, XFlagConfig(cutoff=0.4))[some] == 1).sum())
                             for lab in bundle.model.labels]
+
+
+def test_flag_counts_with_labels_of_different_eligible_rows(bundle):
+    """Counts are cached per set of eligible rows: a label with NaN gradcorr in some rows must
+    not reuse another label's bin counts."""
+    cat = bundle.catalog.copy()
+    cat.loc[cat.index[::3], "mg_fe_gradcorr"] = np.nan
+    tuner = FlagTuner(cat, bundle.model.labels)
+    keep = selection(cat, snr_min=20)
+    for cut in (0.3, 0.6):
+        cfg = XFlagConfig(cutoff=cut)
+        counts = tuner.count_flagged(cfg, keep)
+        for lab in ("mg_fe", "ca_fe"):
+            assert counts[lab] == int((tuner.flag(lab, cfg)[keep] == 1).sum())
+    assert counts["mg_fe"] < counts["ca_fe"]
+
+
+def test_density_map_counts_and_means_the_kept_rows():
+    x = np.array([0.1, 0.1, 0.9, 0.6, 5.0])
+    y = np.array([0.1, 0.1, 0.9, 0.6, 0.5])
+    v = np.array([1.0, 3.0, 7.0, 100.0, 9.0])
+    keep = np.array([True, True, True, False, True])
+    # Axis order does not matter (inverted axes); row 0 is the low y; x = 5 is off the map.
+    counts = density_map(x, y, keep, (1, 0), (0, 1), shape=(2, 2), max_spread=0)
+    assert np.array_equal(np.nan_to_num(counts), [[2, 0], [0, 1]])
+    means = density_map(x, y, keep, (0, 1), (0, 1), shape=(2, 2), values=v, max_spread=0)
+    assert means[0, 0] == 2.0 and means[1, 1] == 7.0 and np.isnan(means[0, 1])
+    # A lone star is spread so that it stays visible; a dense map is not spread.
+    lone = density_map(np.array([0.5]), np.array([0.5]), np.array([True]), (0, 1), (0, 1),
+                       shape=(21, 21))
+    assert np.isfinite(lone).sum() > 1
+    rng = np.random.default_rng(0)
+    dense = density_map(rng.random(20_000), rng.random(20_000), np.ones(20_000, bool), (0, 1),
+                        (0, 1), shape=(20, 20))
+    assert np.nansum(dense) == 20_000
+
+
+def test_robust_range_ignores_outliers():
+    values = np.concatenate([np.linspace(0, 1, 10_000), [1e6, np.nan]])
+    lo, hi = robust_range(values, pad=0.0)
+    assert -0.01 < lo < 0.01 and 0.99 < hi < 1.01
 
 
 def test_gradcorr_map_bins_are_the_flag_bins(bundle):
