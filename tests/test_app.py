@@ -72,12 +72,17 @@ def test_index_links_every_app_and_marks_synthetic_data(page, server):
     assert page.get_by_text("SYNTHETIC SURVEY").first.is_visible()
 
 
-def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
+def _kiel_map_box(page, server) -> dict:
+    """Open the explorer and return the Kiel map canvas's bounding box once it is drawn."""
     _open(page, server + "?page=explorer")
     canvas = page.locator(".kiel-map canvas").first
     canvas.wait_for()
     page.wait_for_timeout(2000)
-    box = canvas.bounding_box()
+    return canvas.bounding_box()
+
+
+def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
+    box = _kiel_map_box(page, server)
     page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + 0.65 * box["height"])
     head = page.locator(".inspector").get_by_text(re.compile("Star row")).first
     head.wait_for()
@@ -92,11 +97,7 @@ def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
 
 
 def test_box_selection_on_kiel_map_is_counted(page, server):
-    _open(page, server + "?page=explorer")
-    canvas = page.locator(".kiel-map canvas").first
-    canvas.wait_for()
-    page.wait_for_timeout(2000)
-    box = canvas.bounding_box()
+    box = _kiel_map_box(page, server)
     page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
     page.mouse.down()
     page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.8 * box["height"], steps=8)
