@@ -60,19 +60,32 @@ class Emulator(torch.nn.Module):
         h2 = torch.sigmoid(torch.bmm(self.W2, h1) + self.b2[:, :, None])
         return h1, h2
 
+    def pixel_subset(self, pixels) -> "Emulator":
+        """The same networks for a subset of pixels (index or slice), sharing no storage."""
+        sub = Emulator(self.n_label, 1, self.n_hidden)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                setattr(sub, name, torch.nn.Parameter(p[pixels].clone()))
+        return sub
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n_spec, n_label) scaled labels -> (n_spec, n_pix) normalized flux."""
         _, h2 = self._hidden(x)
         return (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
 
-    def flux_and_jacobian(self, x: torch.Tensor):
-        """Flux (n_spec, n_pix) and analytic d flux / d x (n_spec, n_pix, n_label)."""
+    def flux_and_jacobian(self, x: torch.Tensor, weights: torch.Tensor | None = None):
+        """Flux (n_spec, n_pix) and the analytic d flux / d x (n_spec, n_pix, n_label), each
+        row of the latter multiplied by ``weights`` (n_spec, n_pix) when given: with weights
+        1/sigma a fit's normal equations are one product of it with itself."""
         h1, h2 = self._hidden(x)
         flux = (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
         # sigmoid' = h - h^2, fused into one op per layer
         g2 = torch.addcmul(h2, h2, h2, value=-1.0).mul_(self.w[:, :, None])    # (p, i, s)
         g1 = torch.bmm(self.W2.transpose(1, 2), g2).mul_(torch.addcmul(h1, h1, h1, value=-1.0))
-        return flux, torch.einsum("spj,pjk->spk", g1.permute(2, 0, 1), self.W1)
+        if weights is not None:
+            g1.mul_(weights.T[:, None, :])
+        # One (n_spec x n_hidden) @ (n_hidden x n_label) product per pixel, then spectrum-major.
+        return flux, torch.bmm(g1.transpose(1, 2), self.W1).transpose(0, 1).contiguous()
 
 
 @dataclass

@@ -74,51 +74,52 @@ def _best_candidates(net, flux, ivar, cand, n_keep):
     return cand[best.reshape(-1)]
 
 
-def _lm(net, flux, ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int):
+def _normal_equations(net, x, flux, sqrt_ivar):
+    """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
+    at scaled labels x (b, k); flux, sqrt_ivar: (b, p) float32. The Jacobian is formed already
+    weighted by 1/sigma and reduced at once: it is never stored."""
+    model, jw = net.flux_and_jacobian(x.float(), weights=sqrt_ivar)
+    rw = (flux - model).mul_(sqrt_ivar)
+    jt = jw.transpose(1, 2)
+    return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
+            torch.bmm(jt, rw[..., None])[..., 0].double())
+
+
+def _lm(net, flux, sqrt_ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int, state=None):
     """Bounded Levenberg-Marquardt on a batch, converged rows dropped from the work as they finish.
 
-    flux, ivar: (b, p) float32; x: (b, k) float64 starting points. Returns (x, chi2, n_iter,
-    converged, jac) with jac (b, p, k) the Jacobian at x; rows keep their order.
+    flux, sqrt_ivar: (b, p) float32; x: (b, k) float64 starting points; state: their
+    (chi2, A, g) from _normal_equations if already known. Returns (x, n_iter, converged,
+    (chi2, A, g) at x); rows keep their order.
     """
     b, k = x.shape
     x = x.clone()
-    chi2 = torch.full((b,), float("inf"), dtype=torch.float64)
+    chi2, a_mat, grad = state if state is not None else _normal_equations(net, x, flux, sqrt_ivar)
     lam = torch.full((b,), cfg.lambda0, dtype=torch.float64)
     done = torch.zeros(b, dtype=torch.bool)
     n_iter = torch.zeros(b, dtype=torch.int64)
     eye = torch.eye(k, dtype=torch.float64)
     act = torch.arange(b)
-    model, jac = net.flux_and_jacobian(x.float())
-    jac_out = jac.clone()
-    resid = flux - model
-    chi2 = (resid * resid * ivar).sum(1, dtype=torch.float64)
     for _ in range(n_iter_max):
         if act.numel() == 0:
             break
-        f_a, iv_a, j_a, r_a = flux[act], ivar[act], jac, resid
-        jw = j_a * iv_a[..., None]
-        a = torch.bmm(jw.transpose(1, 2), j_a).double()
-        g = torch.bmm(jw.transpose(1, 2), r_a[..., None])[..., 0].double()
-        diag = torch.diagonal(a, dim1=1, dim2=2).clamp_min(1e-12)
-        damped = a + lam[act, None, None] * (diag[:, :, None] * eye)
-        step = torch.linalg.solve(damped, g)
+        a_act = a_mat[act]
+        diag = torch.diagonal(a_act, dim1=1, dim2=2).clamp_min(1e-12)
+        step = torch.linalg.solve(a_act + lam[act, None, None] * (diag[:, :, None] * eye), grad[act])
         x_new = torch.minimum(torch.maximum(x[act] + step, lo), hi)
-        m_new, j_new = net.flux_and_jacobian(x_new.float())
-        r_new = f_a - m_new
-        chi2_new = (r_new * r_new * iv_a).sum(1, dtype=torch.float64)
+        chi2_new, a_new, g_new = _normal_equations(net, x_new, flux[act], sqrt_ivar[act])
         better = chi2_new < chi2[act]
         rel = (chi2[act] - chi2_new) / chi2[act].clamp_min(1e-30)
         x[act] = torch.where(better[:, None], x_new, x[act])
         chi2[act] = torch.where(better, chi2_new, chi2[act])
+        a_mat[act] = torch.where(better[:, None, None], a_new, a_act)
+        grad[act] = torch.where(better[:, None], g_new, grad[act])
         lam[act] = torch.where(better, lam[act] * 0.3, lam[act] * 10.0).clamp(1e-8, 1e8)
         n_iter[act] += 1
         finished = (better & (rel < cfg.tol)) | (~better & (lam[act] >= 1e8))
         done[act] = finished
-        keep = ~finished
-        j_a[better], r_a[better] = j_new[better], r_new[better]
-        jac_out[act] = j_a
-        jac, resid, act = j_a[keep], r_a[keep], act[keep]
-    return x, chi2, n_iter, done, jac_out
+        act = act[~finished]
+    return x, n_iter, done, (chi2, a_mat, grad)
 
 
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
@@ -153,30 +154,32 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     n_s = min(config.n_starts, config.n_candidates)
     lo = torch.full((n_lab,), -0.5 - config.margin, dtype=torch.float64)
     hi = torch.full((n_lab,), 0.5 + config.margin, dtype=torch.float64)
-    f_all = torch.as_tensor(flux[ok], dtype=torch.float32)
-    iv_all = torch.as_tensor(ivar[ok], dtype=torch.float32)
+    used = np.nonzero(model.mask)[0]
+    f_all = torch.as_tensor(flux[ok][:, used], dtype=torch.float32)
+    sq_all = torch.as_tensor(np.sqrt(ivar[ok][:, used]), dtype=torch.float32)
     m = int(ok.sum())
     x_best = torch.empty(m, n_lab, dtype=torch.float64)
     chi2_best = torch.empty(m, dtype=torch.float64)
     n_iter_best = torch.empty(m, dtype=torch.int64)
     done_best = torch.empty(m, dtype=torch.bool)
     cov = np.empty((m, n_lab, n_lab))
+    # Pixels outside the model's mask never enter chi^2: the fit runs on the others only.
+    net = model.net.pixel_subset(used)
     with torch.no_grad():
         for a in range(0, m, config.batch):
             sl = slice(a, min(a + config.batch, m))
             nb = sl.stop - sl.start
             # Explore from every start for a few iterations, then polish the best one.
-            f_t = f_all[sl].repeat_interleave(n_s, 0)
-            iv_t = iv_all[sl].repeat_interleave(n_s, 0)
-            starts = _best_candidates(model.net, f_all[sl], iv_all[sl], cand, n_s)
-            x, chi2, it, _, _ = _lm(model.net, f_t, iv_t, starts, lo, hi, config,
-                                    config.explore_iter)
+            starts = _best_candidates(net, f_all[sl], sq_all[sl] ** 2, cand, n_s)
+            x, it, _, (chi2, a_mat, grad) = _lm(
+                net, f_all[sl].repeat_interleave(n_s, 0), sq_all[sl].repeat_interleave(n_s, 0),
+                starts, lo, hi, config, config.explore_iter)
             pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
-            x, chi2, it2, done, jb = _lm(model.net, f_all[sl], iv_all[sl], x[pick], lo, hi,
-                                         config, config.max_iter)
+            x, it2, done, (chi2, a_mat, _) = _lm(
+                net, f_all[sl], sq_all[sl], x[pick], lo, hi, config, config.max_iter,
+                state=(chi2[pick], a_mat[pick], grad[pick]))
             x_best[sl], chi2_best[sl], n_iter_best[sl], done_best[sl] = x, chi2, it[pick] + it2, done
             # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
-            a_mat = torch.bmm((jb * iv_all[sl][..., None]).transpose(1, 2), jb).double()
             cov[sl] = torch.linalg.pinv(a_mat).numpy()
     span = model.scaler.span
     var = np.diagonal(cov, axis1=1, axis2=2)
@@ -235,10 +238,9 @@ def cramer_rao_bound(model: EmulatorModel, labels: np.ndarray, ivar: np.ndarray,
         for a in range(0, len(ok), batch):
             r = ok[a:a + batch]
             x = torch.as_tensor(model.scaler.scale(labels[r]), dtype=torch.float32)
-            _, jac = model.net.flux_and_jacobian(x)
-            jac = jac[:, :, cols]
-            w = torch.as_tensor(iv[r], dtype=torch.float32)
-            fisher = torch.bmm((jac * w[..., None]).transpose(1, 2), jac).double()
+            w = torch.as_tensor(np.sqrt(iv[r]), dtype=torch.float32)
+            jw = model.net.flux_and_jacobian(x, weights=w)[1][:, :, cols]
+            fisher = torch.bmm(jw.transpose(1, 2), jw).double()
             cov = torch.linalg.pinv(fisher).numpy()
             out[r] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None)) \
                 * model.scaler.span[cols]

@@ -62,3 +62,18 @@ def test_load_rejects_foreign_file(tmp_path):
         EmulatorModel.load(bad)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         EmulatorModel.load(tmp_path / "missing.pt")
+
+
+def test_pixel_subset_and_weighted_jacobian():
+    """A pixel subset is the same networks; weights scale each row of the Jacobian (the fit's
+    1/sigma-weighted normal equations rely on both)."""
+    net = Emulator(5, 50, 10, seed=2)
+    x = torch.rand(6, 5) - 0.5
+    pix = torch.tensor([0, 3, 17, 49])
+    flux, jac = net.flux_and_jacobian(x)
+    sub_flux, sub_jac = net.pixel_subset(pix).flux_and_jacobian(x)
+    torch.testing.assert_close(sub_flux, flux[:, pix])
+    torch.testing.assert_close(sub_jac, jac[:, pix])
+    w = torch.rand(6, 50)
+    _, wjac = net.flux_and_jacobian(x, weights=w)
+    torch.testing.assert_close(wjac, jac * w[..., None])
