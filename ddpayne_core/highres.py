@@ -1,5 +1,6 @@
-"""Label catalogues: APOGEE allStar (ASPCAP) and GALAH DR2/DR3, which supply training labels,
-and the DESI MWS catalogue (RVSpecfit + FERRE), for comparison with DESI fits.
+"""Label catalogues: APOGEE allStar (ASPCAP), The Payne's APOGEE catalogue and GALAH DR2/DR3,
+which supply training labels, and the DESI MWS catalogue (RVSpecfit + FERRE), for comparison
+with DESI fits.
 
 Each high-resolution reader returns a DataFrame with ra, dec [deg], an identifier, and for every label of the
 matching label set ``<survey>_<label>`` and ``<survey>_<label>_err`` (NaN where the survey
@@ -58,6 +59,55 @@ def read_apogee_allstar(path: str | Path, max_aspcapflag_bits: int = 0) -> pd.Da
         bad = ~np.isfinite(v) | (v < -9000) | (star_bad == 1)
         if f"{col}_FLAG" in t.colnames:
             bad |= np.asarray(t[f"{col}_FLAG"]).astype(np.int64) != 0
+        out[f"apogee_{lab}"] = np.where(bad, np.nan, v)
+        out[f"apogee_{lab}_err"] = np.where(bad, np.nan, e)
+    return pd.DataFrame(out)
+
+
+def read_payne_apogee(path: str | Path, hdu: int | str | None = None,
+                      drop_warnings: bool = False) -> pd.DataFrame:
+    """The Payne's APOGEE catalogue (Ting et al. 2019, the labels X19 trained on) in the layout
+    SDSS releases it (Astra ``astraAllStarThePayne``): lowercase ra, dec, teff, logg, v_turb and
+    [X/H] columns <x>_h, each with e_<name>, and result_flags (bit 0 fitting failure; bits 1-4
+    warnings on Teff, logg, [Fe/H] range and S/N < 70). ``hdu``: default the first table HDU
+    with a teff column (the APOGEE one).
+
+    Returns apogee_<label> and apogee_<label>_err in the lamost-apogee label set, so the
+    training-set builder treats it like allStar: [X/Fe] = [X/H] - [Fe/H], errors added in
+    quadrature (correlations unknown). A failed fit, or with ``drop_warnings`` any set bit,
+    leaves the star without labels."""
+    path = Path(path)
+    if hdu is None:
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                hdu = next((i for i, h in enumerate(hdul) if isinstance(h, fits.BinTableHDU)
+                            and "teff" in [c.lower() for c in h.columns.names]), 1)
+        except FileNotFoundError:
+            raise SpectrumFormatError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise SpectrumFormatError(f"{path}: not a readable FITS file ({exc})") from None
+    t = _read_table(path, hdu)
+    _require(t, path, ["ra", "dec", "teff", "logg", "fe_h", "result_flags"])
+    ident = next((c for c in ("sdss4_apogee_id", "apogee_id", "sdss_id") if c in t.colnames), None)
+    flags = np.asarray(t["result_flags"]).astype(np.int64)
+    bad_star = (flags != 0) if drop_warnings else (flags & 1).astype(bool)
+    out = {"apogee_id": np.asarray(t[ident]).astype(str) if ident else np.arange(len(t)).astype(str),
+           "ra": np.asarray(t["ra"], float), "dec": np.asarray(t["dec"], float)}
+    col = lambda name: np.asarray(t[name], np.float64) if name in t.colnames else np.full(len(t), np.nan)
+    fe, e_fe = col("fe_h"), col("e_fe_h")
+    direct = {"teff": "teff", "logg": "logg", "vmic": "v_turb", "feh": "fe_h"}
+    for lab in LABEL_SETS["lamost-apogee"]:
+        if lab in direct:
+            name = direct[lab]
+            if name not in t.colnames:
+                continue
+            v, e = col(name), col(f"e_{name}")
+        else:
+            name = lab.replace("_fe", "_h")
+            if name not in t.colnames:
+                continue
+            v, e = col(name) - fe, np.hypot(col(f"e_{name}"), e_fe)
+        bad = bad_star | ~np.isfinite(v)
         out[f"apogee_{lab}"] = np.where(bad, np.nan, v)
         out[f"apogee_{lab}_err"] = np.where(bad, np.nan, e)
     return pd.DataFrame(out)

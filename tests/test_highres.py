@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from ddpayne_core.highres import read_apogee_allstar, read_galah
+from ddpayne_core.highres import read_apogee_allstar, read_galah, read_payne_apogee
 from ddpayne_core.spectra import SpectrumFormatError
 
 
@@ -20,6 +20,34 @@ def test_apogee_allstar_flags_and_sentinels(tmp_path):
     assert np.isnan(df["apogee_mg_fe"][1])              # element flag set
     assert df[["apogee_teff", "apogee_feh", "apogee_mg_fe"]].iloc[2].isna().all()  # STAR_BAD
     assert df["apogee_mg_fe_err"][0] == 0.03 and "apogee_c_fe" not in df
+
+
+def test_payne_apogee_catalogue_in_the_astra_layout(tmp_path):
+    """astraAllStarThePayne: an empty BOSS table first, APOGEE results in the second HDU."""
+    from astropy.io import fits
+
+    t = Table({"sdss_id": [11, 12, 13], "sdss4_apogee_id": ["2M1", "2M2", "2M3"],
+               "ra": [1.0, 2.0, 3.0], "dec": [-1.0, -2.0, -3.0], "teff": [4800.0, 5200.0, 6000.0],
+               "e_teff": [30.0, 40.0, 50.0], "logg": [2.4, 3.1, 4.2], "e_logg": [0.05, 0.05, 0.06],
+               "v_turb": [1.5, 1.2, 1.1], "fe_h": [-0.5, 0.1, -1.2], "e_fe_h": [0.03, 0.04, 0.05],
+               "mg_h": [-0.2, 0.15, -0.9], "e_mg_h": [0.04, 0.03, 0.05],
+               "result_flags": [0, 1, 16]})
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({"sdss_id": [1]}), name="BOSS"),
+                  fits.BinTableHDU(t, name="APOGEE")]).writeto(tmp_path / "payne.fits")
+    df = read_payne_apogee(tmp_path / "payne.fits")
+    assert df["apogee_id"].tolist() == ["2M1", "2M2", "2M3"]
+    assert df["apogee_mg_fe"][0] == pytest.approx(0.3)          # [Mg/H] - [Fe/H]
+    assert df["apogee_mg_fe_err"][0] == pytest.approx(0.05)     # 0.04 (+) 0.03
+    assert df["apogee_vmic"][0] == 1.5 and "apogee_c_fe" not in df
+    assert df.iloc[1][["apogee_teff", "apogee_feh"]].isna().all()   # fitting failure
+    assert df["apogee_teff"][2] == 6000.0                             # a warning only
+    assert np.isnan(read_payne_apogee(tmp_path / "payne.fits", drop_warnings=True)["apogee_teff"][2])
+    Table({"teff": [1.0]}).write(tmp_path / "other.fits")
+    with pytest.raises(SpectrumFormatError, match="other.fits: missing column.*result_flags"):
+        read_payne_apogee(tmp_path / "other.fits")
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "payne.fits").read_bytes()[:4000])
+    with pytest.raises(SpectrumFormatError, match="cut.fits"):
+        read_payne_apogee(tmp_path / "cut.fits")
 
 
 def test_galah_dr3_flags(tmp_path):
