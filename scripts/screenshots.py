@@ -5,6 +5,7 @@ map and starts a short retraining.
 Usage: .venv/bin/python scripts/screenshots.py [--bundle data/demo]
 """
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -54,8 +55,9 @@ def main():
             page.set_viewport_size({"width": 1500, "height": 1100})
             page.goto(url + "?page=retrain")
             page.get_by_role("button", name="Start training").click()
-            page.locator(".training-status").filter(has_text="epoch").wait_for()
-            page.wait_for_timeout(4000)
+            # A few epochs, so that the loss curves have something to show.
+            page.locator(".training-status").filter(has_text=re.compile(r"epoch ([4-9]|\d\d)/")).wait_for()
+            page.wait_for_timeout(1000)
             page.screenshot(path=str(out / "retrain.png"))
             page.get_by_role("button", name="Cancel").click()
             page.locator(".training-status").filter(has_text="cancelled").wait_for()
