@@ -124,7 +124,7 @@ def _flag(args):
 
     from .catalog import read_catalog_metadata, write_catalog
     from .emulator import EmulatorModel
-    from .flags import XFlagConfig, add_flags, reflag
+    from .flags import XFlagConfig, add_flags, calibrate_errors, reflag
     from .theory.gradients import load_reference_gradients
 
     cfg = XFlagConfig()
@@ -138,6 +138,8 @@ def _flag(args):
     else:
         model = EmulatorModel.load(args.model)
         add_flags(table, model, load_reference_gradients(args.reference), cfg)
+        if {"star_id", "mjd"} <= set(table.columns):
+            meta["error_scale"] = calibrate_errors(table, model.labels)
     meta["flag_config"] = asdict(cfg)
     write_catalog(table, args.catalog, meta)
     print(f"flagged {len(table)} rows of {args.catalog} with {asdict(cfg)}")

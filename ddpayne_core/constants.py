@@ -91,6 +91,8 @@ GRADCORR_CUTOFF = 0.5  # X19 sec. 5.4.2: bin median gradcorr > 0.5 -> X_flag 1
 GRADCORR_MIN_SNR = 30.0  # X19 sec. 5.4.2: only S/N > 30 stars enter the bin medians
 XFLAG_TEFF_MAX = 7500.0  # X19 sec. 5.4.2: Teff > 7500 K -> X_flag 0
 XFLAG_COOL_DWARF = (4500.0, 3.8)  # X19 sec. 5.4.2: Teff < 4500 K and logg > 3.8 -> X_flag 0
+# Ours: at least ~5 repeat pairs per term of the 20-term error-scale polynomial before it is fitted.
+ERROR_SCALE_MIN_PAIRS = 100
 GIANT_LOGG = 3.8  # dwarfs/giants split (X19 uses logg 3.8 for cool dwarfs, sec. 5.4.2)
 CHI2_DWARF_TEFF_RANGE = (4500.0, 7500.0)  # X19 sec. 5.4.1: dwarfs fitted on this Teff range
 # X19 sec. 5.4.1: qflag_chi2 bad where chi2ratio exceeds the cut of the S/N tier (S/N upper

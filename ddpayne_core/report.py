@@ -276,6 +276,12 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
     if "error_over_crb" in summary:
         lines += ["## Measured error over the Cramer-Rao bound at S/N 100", "",
                   ", ".join(f"{pretty(k)} {v:.2f}" for k, v in summary["error_over_crb"].items()), ""]
+    if "error_calibration" in summary:
+        cal = pd.DataFrame(summary["error_calibration"]).T
+        lines += ["## Formal errors scaled to the repeat-visit scatter", "",
+                  "median_scale: factor applied (third-order polynomial of S/N, Teff, [Fe/H], dwarfs "
+                  "and giants apart); pull_*: robust scatter of (fitted - true) / error (1 = "
+                  "errors describe the actual error).", "", markdown_table(cal), ""]
     for key in ("featureless_flag0_fraction", "featured_flag1_fraction", "injected_recovery"):
         if key in summary:
             lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),

@@ -145,6 +145,35 @@ def test_error_scale_model_recovers_snr_dependent_underestimate():
         assert abs(scale(np.array([s]), np.array([5500.0]), np.array([0.0]))[0] / expected - 1) < 0.1
 
 
+def test_calibrate_errors_scales_to_repeat_scatter_per_group():
+    """Dwarfs whose repeats scatter 3x their formal errors get errors 3x larger; giants with
+    too few pairs keep the formal ones; a second call starts again from the formal errors."""
+    import pandas as pd
+
+    from ddpayne_core.flags import calibrate_errors
+
+    rng = np.random.default_rng(3)
+    n_dwarf, n_giant = 3000, 20                 # stars, two visits each on different nights
+    n = n_dwarf + n_giant
+    snr = np.repeat(rng.uniform(20, 200, n), 2) + np.tile([0.0, 1.0], n)
+    formal = 1.0 / snr
+    true = np.repeat(rng.normal(0, 0.2, n), 2)
+    value = true + rng.normal(0, 1, 2 * n) * 3.0 * formal
+    giant = np.repeat(np.arange(n) >= n_dwarf, 2)
+    table = pd.DataFrame({"star_id": np.repeat(np.arange(n), 2), "mjd": np.tile([100.0, 200.0], n),
+                          "snr": snr, "teff": np.repeat(rng.uniform(4800, 6500, n), 2),
+                          "logg": np.where(giant, 2.5, 4.4), "feh": np.repeat(rng.uniform(-1, 0.3, n), 2),
+                          "mg_fe": value, "mg_fe_err": formal})
+    report = calibrate_errors(table, ["mg_fe"])
+    assert report["mg_fe"]["dwarfs"] == n_dwarf and report["mg_fe"]["giants"] == n_giant
+    ratio = table["mg_fe_err"] / table["mg_fe_err_formal"]
+    assert abs(np.median(ratio[~giant]) / 3.0 - 1) < 0.1
+    assert np.all(ratio[giant] == 1.0)
+    again = table.copy()
+    calibrate_errors(again, ["mg_fe"])
+    np.testing.assert_allclose(again["mg_fe_err"], table["mg_fe_err"])
+
+
 def test_desi_chi2_variant_uses_median_and_mad_per_snr_bin():
     from ddpayne_core.flags import chi2ratio_desi, qflag_chi2_desi
 

@@ -193,6 +193,12 @@ def test_demo_runs_end_to_end(demo_bundle):
                 "density_maps", "error_over_crb"):
         assert (tmp_path / "report" / f"{fig}.png").stat().st_size > 10_000, fig
     assert "Self- and cross-validation" in (tmp_path / "report" / "summary.md").read_text()
+    # Errors are scaled to the repeat-visit scatter, never made smaller than the formal ones.
+    cal = saved["error_calibration"]
+    assert set(cal) == set(TEST_LABELS) and all(c["median_scale"] >= 1 for c in cal.values())
+    cat = pd.read_parquet(tmp_path / "catalog.parquet")
+    ok = cat["teff_err_formal"].notna()
+    assert ok.any() and (cat.loc[ok, "teff_err"] >= cat.loc[ok, "teff_err_formal"] - 1e-9).all()
     # A second run finds the finished demo and returns at once with the same summary.
     from ddpayne_core.demo import run_demo
     assert run_demo(tmp_path, log=lambda *a: None) == saved
