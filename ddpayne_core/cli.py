@@ -197,9 +197,11 @@ def _report(args):
     from .store import open_store
 
     d = Path(args.dir)
+    blended = d / "catalog_blended.parquet"
     report_demo(d, pd.read_parquet(args.catalog or d / "catalog.parquet"),
                 open_store(args.store or d / "survey"), EmulatorModel.load(args.model or d / "model.pt"),
-                args.truth or TRUTH_EMULATOR)
+                args.truth or TRUTH_EMULATOR,
+                blended=pd.read_parquet(blended) if blended.exists() and not args.catalog else None)
 
 
 def _app(args):

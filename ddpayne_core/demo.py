@@ -12,8 +12,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .catalog import recovery_scatter, robust_bias_scatter, write_catalog
+from . import constants as C
+from .catalog import blend_metal_poor, recovery_scatter, robust_bias_scatter, write_catalog
 from .emulator import EmulatorModel
 from .flags import add_flags, calibrate_errors
 from .fit import FitConfig, cramer_rao_bound
@@ -30,6 +32,7 @@ from .trainingset import TrainingSetConfig, select_training
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "data" / "demo"
 COMMITTED_MODEL = REPO / "data" / "models" / "demo_emulator.pt"
+COMMITTED_MP_MODEL = REPO / "data" / "models" / "demo_emulator_mp.pt"
 
 
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
@@ -72,30 +75,81 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)
     store = open_store(store_path)
-    model_path = out / "model.pt"
-    if not model_path.exists():
-        committed = _matching_committed_model(survey_cfg, train_config)
-        if committed and not retrain:
-            log(f"using the committed model {committed} (trained on this survey configuration; "
-                "`ddpayne demo --retrain` trains anew)")
-            shutil.copyfile(committed, model_path)
-        else:
-            train_from_store(store_path, model_path, training_set, train_config, log=log)
-    model = EmulatorModel.load(model_path)
-    results = fit_store(model, store, out / "catalog.parquet", fit_config, log=log)
-    log("flagging: gradient correlations against the ab initio reference stars")
-    add_flags(results, model, load_reference_gradients(train_config.reference))
-    error_scale = calibrate_errors(results, model.labels)
-    log("formal errors scaled to the repeat-visit scatter; median factor per label: "
-        + ", ".join(f"{lab} {r['median_scale']:.2f}" for lab, r in error_scale.items()))
-    meta = {"synthetic": True, "model": str(model_path), "model_config": model.config,
-            "survey": store.info["provenance"], "error_scale": error_scale}
+    reference = load_reference_gradients(train_config.reference)
+    models = {}
+    for name, ts, committed in (("model", training_set, COMMITTED_MODEL),
+                                ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL)):
+        path = out / f"{name}.pt"
+        if not path.exists():
+            if not retrain and _matches(committed, survey_cfg, train_config, ts):
+                log(f"using the committed model {committed} (trained on this survey configuration; "
+                    "`ddpayne demo --retrain` trains anew)")
+                shutil.copyfile(committed, path)
+            else:
+                try:
+                    train_from_store(store_path, path, ts, train_config, log=log)
+                except ValueError as exc:  # too few training stars: only the optional one may go
+                    if name == "model":
+                        raise
+                    log(f"no metal-poor model: {exc}")
+                    continue
+        models[name] = EmulatorModel.load(path)
+    model = models["model"]
+    results = flagged_fits(model, store, out / "catalog.parquet", fit_config, reference, log=log)
+    meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
+            "survey": store.info["provenance"], "error_scale": results.attrs.pop("error_scale")}
     write_catalog(results, out / "catalog.parquet", meta)
-    return report_demo(out, results, store, model, truth_path, log=log)
+    if "model_mp" not in models:
+        return report_demo(out, results, store, model, truth_path, log=log)
+    # The metal-poor model only matters where the blend gives it weight: overall [Fe/H] < -0.6.
+    poor = (results["feh"] < C.METAL_POOR_BLEND_FEH[1]).to_numpy()
+    log(f"metal-poor model: fitting the {poor.sum()} spectra with overall [Fe/H] < "
+        f"{C.METAL_POOR_BLEND_FEH[1]}")
+    mp = flagged_fits(models["model_mp"], store, out / "catalog_mp.parquet", fit_config, reference,
+                      rows=poor, log=log)
+    write_catalog(mp, out / "catalog_mp.parquet",
+                  {**meta, "model": str(out / "model_mp.pt"), "model_config": models["model_mp"].config,
+                   "error_scale": mp.attrs["error_scale"],
+                   "rows": f"spectra with overall [Fe/H] < {C.METAL_POOR_BLEND_FEH[1]}"})
+    blended = blend_subset(results, mp, poor, model.labels)
+    write_catalog(blended, out / "catalog_blended.parquet",
+                  {**meta, "model_mp": str(out / "model_mp.pt"), "error_scale_mp": mp.attrs["error_scale"],
+                   "blend": f"metal-poor model below [Fe/H] {C.METAL_POOR_BLEND_FEH[0]}, overall "
+                            f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (SPEC sec. 9)"})
+    return report_demo(out, results, store, model, truth_path, blended=blended, log=log)
+
+
+def flagged_fits(model: EmulatorModel, store, out, fit_config: FitConfig, reference,
+                 rows=None, log=print) -> pd.DataFrame:
+    """Fit (resumably) the store's spectra (or ``rows``), add every flag and scale the errors to
+    the repeat-visit scatter; the scale report is left in ``table.attrs["error_scale"]``."""
+    results = fit_store(model, store, out, fit_config, log=log, rows=rows)
+    log("flagging: gradient correlations against the ab initio reference stars")
+    add_flags(results, model, reference)
+    scale = calibrate_errors(results, model.labels)
+    log("formal errors scaled to the repeat-visit scatter; median factor per label: "
+        + ", ".join(f"{lab} {r['median_scale']:.2f}" for lab, r in scale.items()))
+    results.attrs["error_scale"] = scale
+    return results
+
+
+def blend_subset(overall: pd.DataFrame, metal_poor: pd.DataFrame, rows: np.ndarray, labels) -> pd.DataFrame:
+    """The overall catalogue with the rows ``rows`` (n,) bool replaced by their blend with the
+    metal-poor model's fits of those rows (catalog.blend_metal_poor); metal_poor_weight column."""
+    out = overall.copy()
+    out["metal_poor_weight"] = 0.0
+    idx = np.nonzero(rows)[0]
+    if len(idx):
+        mixed = blend_metal_poor(overall.iloc[idx].reset_index(drop=True), metal_poor, labels)
+        for col in mixed.columns:
+            values = out[col].to_numpy().copy()
+            values[idx] = mixed[col].to_numpy()
+            out[col] = values
+    return out
 
 
 def report_demo(out: str | Path, results, store, model: EmulatorModel,
-                truth_path: str | Path = TRUTH_EMULATOR, log=print) -> dict:
+                truth_path: str | Path = TRUTH_EMULATOR, blended=None, log=print) -> dict:
     """Label recovery against truth (S/N 20, 50, 100), flag fractions, error over the
     Cramer-Rao bound (synthetic surveys only: they need the truth) and the validation report of
     a fitted, flagged catalogue -> ``out/report/`` (summary.json, summary.md, figures)."""
@@ -113,6 +167,11 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
         log(f"measured error / Cramer-Rao bound at S/N 100: {summary['error_over_crb']}")
         summary["recovery"] = json.loads(table.to_json(orient="index"))
         summary["error_calibration"] = error_calibration(results, truth, model.labels)
+        if blended is not None:
+            summary["metal_poor_blend"] = blend_recovery(results, blended, truth, model.labels)
+            log("metal-poor stars, robust scatter against truth, overall -> blended: "
+                + ", ".join(f"{lab} {r['overall']:.3f} -> {r['blended']:.3f}"
+                            for lab, r in summary["metal_poor_blend"]["scatter"].items()))
         summary.update(flag_fractions(results, model.labels,
                                       store.info["provenance"]["config"]["featureless"]))
     ts = TrainingSetConfig.of_model(model)
@@ -145,6 +204,20 @@ def error_over_crb(results, store, model: EmulatorModel, truth_path, recovery,
     crb = cramer_rao_bound(truth, true_labels, norm_ivar, fitted=fitted)
     scatter = recovery[f"scatter_{int(snr)}"]
     return {lab: float(scatter[lab] / np.nanmedian(crb[:, k])) for k, lab in enumerate(fitted)}
+
+
+def blend_recovery(overall, blended, truth, labels, feh_max: float = C.METAL_POOR_BLEND_FEH[0],
+                   snr_min: float = 30.0) -> dict:
+    """Robust scatter against truth of the overall model and of the metal-poor blend, for stars
+    with true [Fe/H] < ``feh_max`` and S/N > ``snr_min`` (good fits)."""
+    out = {"n_stars": 0, "scatter": {}}
+    for name, table in (("overall", overall), ("blended", blended)):
+        m = table.merge(truth, on="specid", suffixes=("", "_true"))
+        m = m[(m["feh_true"] < feh_max) & (m["snr"] > snr_min) & (m["fit_status"] != 2)]
+        out["n_stars"] = int(len(m))
+        for lab in labels:
+            out["scatter"].setdefault(lab, {})[name] = robust_bias_scatter(m[lab] - m[f"{lab}_true"])[1]
+    return out
 
 
 def error_calibration(results, truth, labels) -> dict:
@@ -183,11 +256,13 @@ def flag_fractions(results, labels, featureless) -> dict:
     return out
 
 
-def _matching_committed_model(survey_cfg: SurveyConfig, train_config: TrainConfig):
-    if not COMMITTED_MODEL.exists():
-        return None
-    cfg = EmulatorModel.load(COMMITTED_MODEL).config
-    same = cfg.get("survey_config") == json.loads(json.dumps(asdict(survey_cfg))) \
+def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfig,
+             ts: TrainingSetConfig) -> bool:
+    """Whether a committed model was trained on this survey configuration with these settings."""
+    if not committed.exists():
+        return False
+    cfg = EmulatorModel.load(committed).config
+    return cfg.get("survey_config") == json.loads(json.dumps(asdict(survey_cfg))) \
         and cfg.get("n_hidden") == train_config.n_hidden \
-        and cfg.get("regularize") == train_config.regularize
-    return COMMITTED_MODEL if same else None
+        and cfg.get("regularize") == train_config.regularize \
+        and cfg.get("training_set", {}).get("metal_poor", False) == ts.metal_poor

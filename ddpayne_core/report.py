@@ -282,6 +282,13 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "median_scale: factor applied (third-order polynomial of S/N, Teff, [Fe/H], dwarfs "
                   "and giants apart); pull_*: robust scatter of (fitted - true) / error (1 = "
                   "errors describe the actual error).", "", markdown_table(cal), ""]
+    if "metal_poor_blend" in summary:
+        mp = summary["metal_poor_blend"]
+        lines += ["## Metal-poor model blend", "",
+                  f"Robust scatter against truth for the {mp['n_stars']} stars with true [Fe/H] < -1 "
+                  "and S/N > 30: the overall model alone and blended with the metal-poor model "
+                  "(metal-poor below [Fe/H] -1.0, overall above -0.6, linear between).", "",
+                  markdown_table(pd.DataFrame(mp["scatter"]).T), ""]
     for key in ("featureless_flag0_fraction", "featured_flag1_fraction", "injected_recovery"):
         if key in summary:
             lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),

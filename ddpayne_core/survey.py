@@ -21,11 +21,16 @@ META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", 
 
 
 def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
-              config: FitConfig) -> pd.DataFrame:
-    """Fit rows [start, stop) of a store: a table of fit results joined to their metadata."""
+              config: FitConfig, subset: np.ndarray | None = None) -> pd.DataFrame:
+    """Fit rows [start, stop) of a store (only those at the offsets ``subset`` when given): a
+    table of fit results joined to their metadata."""
     inst = get_instrument(store.info["instrument"])
     meta = store.meta().iloc[start:stop].reset_index(drop=True)
     flux, ivar = store.read(start, stop)
+    if subset is not None:
+        if len(subset) == 0:
+            return pd.DataFrame()
+        meta, flux, ivar = meta.iloc[subset].reset_index(drop=True), flux[subset], ivar[subset]
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), inst)
     result = fit_spectra(model, norm, norm_ivar, config)
     table = fit_result_table(model, result)
@@ -35,10 +40,12 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
 
 
 def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
-              config: FitConfig = FitConfig(), log=print, collect: bool = True) -> pd.DataFrame | None:
-    """Fit every spectrum of ``store``, one chunk in memory at a time; parts go to
-    ``<out>.parts/``. Returns all results, or None with ``collect=False`` (memory then stays
-    flat in survey size; read the parts later)."""
+              config: FitConfig = FitConfig(), log=print, collect: bool = True,
+              rows: np.ndarray | None = None) -> pd.DataFrame | None:
+    """Fit every spectrum of ``store`` (or those where ``rows`` (n_spec,) bool is True), one
+    chunk in memory at a time; parts go to ``<out>.parts/``. Returns the results in store
+    order, or None with ``collect=False`` (memory then stays flat in survey size; read the
+    parts later)."""
     out = Path(out)
     parts_dir = out.parent / f"{out.stem}.parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +54,8 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
     if len(todo) < len(chunks):
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
     for start, stop in progress(todo, desc="fitting"):
-        table = fit_chunk(model, store, start, stop, config)
+        subset = None if rows is None else np.nonzero(rows[start:stop])[0]
+        table = fit_chunk(model, store, start, stop, config, subset)
         with atomic_path(parts_dir / f"part-{start:010d}.parquet") as tmp:
             table.to_parquet(tmp)
         del table

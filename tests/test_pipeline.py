@@ -197,6 +197,14 @@ def test_demo_runs_end_to_end(demo_bundle):
     cal = saved["error_calibration"]
     assert set(cal) == set(TEST_LABELS) and all(c["median_scale"] >= 1 for c in cal.values())
     cat = pd.read_parquet(tmp_path / "catalog.parquet")
+    # The metal-poor model refits the stars the blend weighs; the blended catalogue holds them.
+    blended = pd.read_parquet(tmp_path / "catalog_blended.parquet")
+    w = blended["metal_poor_weight"].to_numpy()
+    assert np.all((w >= 0) & (w <= 1)) and np.all(w[cat["feh"] > -0.6] == 0)
+    assert (w > 0).any() and saved["metal_poor_blend"]["n_stars"] >= 0
+    mixed = w == 1
+    mp = pd.read_parquet(tmp_path / "catalog_mp.parquet").set_index("specid")
+    np.testing.assert_allclose(blended.loc[mixed, "feh"], mp.loc[blended.loc[mixed, "specid"], "feh"])
     ok = cat["teff_err_formal"].notna()
     assert ok.any() and (cat.loc[ok, "teff_err"] >= cat.loc[ok, "teff_err_formal"] - 1e-9).all()
     # A second run finds the finished demo and returns at once with the same summary.
