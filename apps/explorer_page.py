@@ -123,9 +123,9 @@ def build_explorer(b, tuner):
     def change_element(event):
         xfe.set_y(event.new, b.axis_range(event.new))
         if state["bounds"] and state["bounds"][1] == event.old:
-            state["bounds"] = None
-            s.selected = 0
-        draw(xfe)
+            _boxed(None, "feh", event.new)   # that box no longer exists: clear it on both maps
+        else:
+            draw(xfe)
 
     def _clicked(x, y, xcol, ycol):
         if x is None or y is None:
