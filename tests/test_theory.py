@@ -103,6 +103,21 @@ def test_reference_gradients_load_with_documented_shapes():
     assert ref.stars["teff"][0] == 5778 and ref.stars["d_logg"][0] == -0.25
 
 
+def test_truth_physics_gradients_are_alike_but_not_equal():
+    """lamost-table1-truth: the same 16 stars and steps with the synthetic survey's perturbed
+    physics (log gf errors): every label of both label sets, gradients that correlate closely
+    with the regularizing physics' (same lines) without being equal to them."""
+    truth = load_reference_gradients("lamost-table1-truth")
+    reg = load_reference_gradients("lamost-table1")
+    assert truth.dflux.shape[:2] == (16, 25) and {"na_fe", "ba_fe", "mg_fe"} <= set(truth.labels)
+    use = (truth.wavelength > 3900) & (truth.wavelength < 8880)
+    for lab in ("mg_fe", "ca_fe", "teff"):
+        a = truth.dflux[:, truth.labels.index(lab)][:, use]
+        b = reg.dflux[:, reg.labels.index(lab)][:, use]
+        corr = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]
+        assert min(corr) > 0.9 and np.abs(a - b).max() > 1e-3, lab
+
+
 @needs_table1
 def test_mg_and_ca_gradients_peak_at_their_lines():
     ref = load_reference_gradients("lamost-table1")
