@@ -52,7 +52,9 @@ def _theory_gradients(args):
 def _theory_truth_emulator(args):
     from .theory.truth_emulator import train_truth_emulator
 
-    train_truth_emulator(n_hidden=args.n_hidden, epochs=args.epochs)
+    from .simulate import TRUTH_EMULATOR
+
+    train_truth_emulator(args.out or TRUTH_EMULATOR, n_hidden=args.n_hidden, epochs=args.epochs)
 
 
 def _theory_figures(args):
@@ -197,11 +199,15 @@ def _report(args):
     from .store import open_store
 
     d = Path(args.dir)
-    blended = d / "catalog_blended.parquet"
+    blended, galah = d / "catalog_blended.parquet", d / "catalog_galah.parquet"
+    demo_layout = not args.catalog  # the demo's companion catalogues only beside its own
     report_demo(d, pd.read_parquet(args.catalog or d / "catalog.parquet"),
                 open_store(args.store or d / "survey"), EmulatorModel.load(args.model or d / "model.pt"),
                 args.truth or TRUTH_EMULATOR,
-                blended=pd.read_parquet(blended) if blended.exists() and not args.catalog else None)
+                blended=pd.read_parquet(blended) if demo_layout and blended.exists() else None,
+                galah=pd.read_parquet(galah) if demo_layout and galah.exists() else None,
+                galah_model=EmulatorModel.load(d / "model_galah.pt") if demo_layout and galah.exists()
+                else None)
 
 
 def _app(args):
@@ -266,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     te = tsub.add_parser("truth-emulator", help="train the synthetic survey's truth emulator on "
                          "the computed truth grid (held-out accuracy reported)")
-    te.add_argument("--n-hidden", type=int, default=10)
-    te.add_argument("--epochs", type=int, default=400)
+    te.add_argument("--n-hidden", type=int, default=20)
+    te.add_argument("--epochs", type=int, default=700)
+    te.add_argument("--out", help="model file (default data/models/truth_emulator.pt)")
     te.set_defaults(func=_theory_truth_emulator)
 
     f = tsub.add_parser("figures", help="PNG of gradient spectra per reference star and label")

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from . import constants as C
-from .catalog import blend_metal_poor, recovery_scatter, robust_bias_scatter, write_catalog
+from .catalog import (blend_metal_poor, recommended, recovery_scatter, robust_bias_scatter, table3,
+                      write_catalog)
 from .emulator import EmulatorModel
 from .flags import add_flags, calibrate_errors
 from .fit import FitConfig, cramer_rao_bound
 from .instrument import get_instrument
+from .io_utils import file_digest
 from .report import write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, simulate_survey
 from .spectra import instrument_mask, preprocess_batch
@@ -33,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "data" / "demo"
 COMMITTED_MODEL = REPO / "data" / "models" / "demo_emulator.pt"
 COMMITTED_MP_MODEL = REPO / "data" / "models" / "demo_emulator_mp.pt"
+COMMITTED_GALAH_MODEL = REPO / "data" / "models" / "demo_emulator_galah.pt"
+GALAH_TRAINING_SET = TrainingSetConfig(survey="galah", label_set="lamost-galah")
 
 
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
@@ -54,7 +58,8 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
                            reference, checkpoint=model_path.with_suffix(".ckpt"), log=log, **hooks)
     model.config.update(training_set=asdict(ts_config), store=str(store_path),
                         synthetic=bool(store.info.get("synthetic")),
-                        survey_config=store.info["provenance"].get("config"))
+                        survey_config=store.info["provenance"].get("config"),
+                        truth_emulator_sha256=store.info["provenance"].get("truth_emulator_sha256"))
     model.save(model_path)
     model_path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model
@@ -64,8 +69,12 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
              train_config: TrainConfig = TrainConfig(), fit_config: FitConfig = FitConfig(),
              truth_path: str | Path = TRUTH_EMULATOR,
              training_set: TrainingSetConfig = TrainingSetConfig(),
+             galah_training_set: TrainingSetConfig = GALAH_TRAINING_SET,
              survey_config: SurveyConfig = SurveyConfig(), log=print) -> dict:
-    """Run the whole demo; returns a summary with label-recovery scatter against truth."""
+    """Run the whole demo; returns a summary with label-recovery scatter against truth.
+
+    Three models: the APOGEE-label overall and metal-poor ones (blended) and the GALAH-label one;
+    the recommended catalogue takes each label from the training set X19 Table 4 names."""
     out = Path(out)
     done = out / "report" / "summary.json"
     if done.exists() and not retrain:
@@ -78,20 +87,21 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     reference = load_reference_gradients(train_config.reference)
     models = {}
     for name, ts, committed in (("model", training_set, COMMITTED_MODEL),
-                                ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL)):
+                                ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL),
+                                ("model_galah", galah_training_set, COMMITTED_GALAH_MODEL)):
         path = out / f"{name}.pt"
         if not path.exists():
-            if not retrain and _matches(committed, survey_cfg, train_config, ts):
+            if not retrain and _matches(committed, survey_cfg, train_config, ts, truth_path):
                 log(f"using the committed model {committed} (trained on this survey configuration; "
                     "`ddpayne demo --retrain` trains anew)")
                 shutil.copyfile(committed, path)
             else:
                 try:
                     train_from_store(store_path, path, ts, train_config, log=log)
-                except ValueError as exc:  # too few training stars: only the optional one may go
+                except ValueError as exc:  # too few training stars: only the optional ones may go
                     if name == "model":
                         raise
-                    log(f"no metal-poor model: {exc}")
+                    log(f"no {name}: {exc}")
                     continue
         models[name] = EmulatorModel.load(path)
     model = models["model"]
@@ -99,24 +109,45 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
             "survey": store.info["provenance"], "error_scale": results.attrs.pop("error_scale")}
     write_catalog(results, out / "catalog.parquet", meta)
-    if "model_mp" not in models:
-        return report_demo(out, results, store, model, truth_path, log=log)
-    # The metal-poor model only matters where the blend gives it weight: overall [Fe/H] < -0.6.
+    apogee = blended = galah = None
+    if "model_mp" in models:
+        apogee = blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config,
+                                            reference, meta, log)
+    if "model_galah" in models:
+        galah = flagged_fits(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
+                             reference, log=log)
+        write_catalog(galah, out / "catalog_galah.parquet",
+                      {**meta, "model": str(out / "model_galah.pt"), "training_set": "galah",
+                       "model_config": models["model_galah"].config,
+                       "error_scale": galah.attrs.pop("error_scale")})
+        rec = table3(recommended(results if apogee is None else apogee, galah), store.meta())
+        write_catalog(rec, out / "catalog_recommended.parquet",
+                      {**meta, "recommended": "X19 Table 4", "model_galah": str(out / "model_galah.pt"),
+                       "apogee_catalog": "catalog.parquet" if apogee is None else "catalog_blended.parquet"})
+        log(f"recommended catalogue (X19 Table 4) -> {out / 'catalog_recommended.parquet'}")
+    return report_demo(out, results, store, model, truth_path, blended=blended, galah=galah,
+                       galah_model=models.get("model_galah"), log=log)
+
+
+def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out: Path,
+                     fit_config: FitConfig, reference, meta: dict, log=print) -> pd.DataFrame:
+    """Refit with the metal-poor model the spectra the blend gives it weight (overall [Fe/H] <
+    -0.6), write catalog_mp.parquet and catalog_blended.parquet; returns the blended table."""
     poor = (results["feh"] < C.METAL_POOR_BLEND_FEH[1]).to_numpy()
     log(f"metal-poor model: fitting the {poor.sum()} spectra with overall [Fe/H] < "
         f"{C.METAL_POOR_BLEND_FEH[1]}")
-    mp = flagged_fits(models["model_mp"], store, out / "catalog_mp.parquet", fit_config, reference,
+    mp = flagged_fits(model_mp, store, out / "catalog_mp.parquet", fit_config, reference,
                       rows=poor, log=log)
     write_catalog(mp, out / "catalog_mp.parquet",
-                  {**meta, "model": str(out / "model_mp.pt"), "model_config": models["model_mp"].config,
+                  {**meta, "model": str(out / "model_mp.pt"), "model_config": model_mp.config,
                    "error_scale": mp.attrs["error_scale"],
                    "rows": f"spectra with overall [Fe/H] < {C.METAL_POOR_BLEND_FEH[1]}"})
-    blended = blend_subset(results, mp, poor, model.labels)
+    blended = blend_subset(results, mp, poor, model_mp.labels)
     write_catalog(blended, out / "catalog_blended.parquet",
                   {**meta, "model_mp": str(out / "model_mp.pt"), "error_scale_mp": mp.attrs["error_scale"],
                    "blend": f"metal-poor model below [Fe/H] {C.METAL_POOR_BLEND_FEH[0]}, overall "
                             f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (SPEC sec. 9)"})
-    return report_demo(out, results, store, model, truth_path, blended=blended, log=log)
+    return blended
 
 
 def flagged_fits(model: EmulatorModel, store, out, fit_config: FitConfig, reference,
@@ -149,10 +180,12 @@ def blend_subset(overall: pd.DataFrame, metal_poor: pd.DataFrame, rows: np.ndarr
 
 
 def report_demo(out: str | Path, results, store, model: EmulatorModel,
-                truth_path: str | Path = TRUTH_EMULATOR, blended=None, log=print) -> dict:
+                truth_path: str | Path = TRUTH_EMULATOR, blended=None, galah=None,
+                galah_model: EmulatorModel | None = None, log=print) -> dict:
     """Label recovery against truth (S/N 20, 50, 100), flag fractions, error over the
     Cramer-Rao bound (synthetic surveys only: they need the truth) and the validation report of
-    a fitted, flagged catalogue -> ``out/report/`` (summary.json, summary.md, figures)."""
+    a fitted, flagged catalogue -> ``out/report/`` (summary.json, summary.md, figures). With the
+    GALAH-label model's catalogue ``galah``, its recovery and flag fractions too."""
     summary = {"n_spectra": int(len(results)), "synthetic": bool(store.info.get("synthetic")),
                "failed_fits": int((results["fit_status"] == 2).sum())}
     if summary["synthetic"]:
@@ -172,8 +205,12 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
             log("metal-poor stars, robust scatter against truth, overall -> blended: "
                 + ", ".join(f"{lab} {r['overall']:.3f} -> {r['blended']:.3f}"
                             for lab, r in summary["metal_poor_blend"]["scatter"].items()))
-        summary.update(flag_fractions(results, model.labels,
-                                      store.info["provenance"]["config"]["featureless"]))
+        featureless = store.info["provenance"]["config"]["featureless"]
+        summary.update(flag_fractions(results, model.labels, featureless))
+        if galah is not None:
+            summary["galah"] = galah_recovery(galah, store, galah_model.labels, featureless)
+            log("GALAH-label model, robust scatter against truth at S/N 50: " + ", ".join(
+                f"{lab} {r['scatter_50']:.3f}" for lab, r in summary["galah"]["recovery"].items()))
     ts = TrainingSetConfig.of_model(model)
     meta = store.meta()
     rows, _, _ = select_training(meta, ts)
@@ -204,6 +241,15 @@ def error_over_crb(results, store, model: EmulatorModel, truth_path, recovery,
     crb = cramer_rao_bound(truth, true_labels, norm_ivar, fitted=fitted)
     scatter = recovery[f"scatter_{int(snr)}"]
     return {lab: float(scatter[lab] / np.nanmedian(crb[:, k])) for k, lab in enumerate(fitted)}
+
+
+def galah_recovery(galah: pd.DataFrame, store, labels, featureless) -> dict:
+    """The GALAH-label model's recovery against truth (robust scatter and bias at S/N 20, 50,
+    100) and its flag fractions (as for the APOGEE-label model)."""
+    truth = store.meta(["specid"] + list(labels))
+    table = recovery_scatter(galah, truth, labels)
+    return {"recovery": json.loads(table.to_json(orient="index")),
+            **flag_fractions(galah, labels, featureless)}
 
 
 def blend_recovery(overall, blended, truth, labels, feh_max: float = C.METAL_POOR_BLEND_FEH[0],
@@ -257,12 +303,14 @@ def flag_fractions(results, labels, featureless) -> dict:
 
 
 def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfig,
-             ts: TrainingSetConfig) -> bool:
-    """Whether a committed model was trained on this survey configuration with these settings."""
+             ts: TrainingSetConfig, truth_path: str | Path) -> bool:
+    """Whether a committed model was trained on this survey configuration, simulated from this
+    truth emulator, with these settings."""
     if not committed.exists():
         return False
     cfg = EmulatorModel.load(committed).config
     return cfg.get("survey_config") == json.loads(json.dumps(asdict(survey_cfg))) \
+        and cfg.get("truth_emulator_sha256") == file_digest(truth_path) \
         and cfg.get("n_hidden") == train_config.n_hidden \
         and cfg.get("regularize") == train_config.regularize \
-        and cfg.get("training_set", {}).get("metal_poor", False) == ts.metal_poor
+        and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

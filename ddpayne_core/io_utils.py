@@ -1,7 +1,9 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename."""
+"""File output and identity: atomic writes (temporary file in the same folder, then rename) and
+content digests."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -37,3 +39,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return Path(path)
+
+
+def file_digest(path: str | Path, n_hex: int = 16) -> str:
+    """First ``n_hex`` hex digits of a file's SHA-256: identifies a model file's exact content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n_hex]

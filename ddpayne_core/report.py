@@ -289,6 +289,14 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "and S/N > 30: the overall model alone and blended with the metal-poor model "
                   "(metal-poor below [Fe/H] -1.0, overall above -0.6, linear between).", "",
                   markdown_table(pd.DataFrame(mp["scatter"]).T), ""]
+    if "galah" in summary:
+        rec = pd.DataFrame(summary["galah"]["recovery"]).T
+        lines += ["## GALAH-label model: recovery against truth (robust scatter)", "",
+                  "The recommended catalogue (catalog_recommended.parquet) takes each label from "
+                  "the training set X19 Table 4 names.", "",
+                  markdown_table(rec[[c for c in rec.columns if c.startswith("scatter_")]]), "",
+                  "featured_flag1_fraction: " + json.dumps(summary["galah"]["featured_flag1_fraction"],
+                                                           default=float), ""]
     for key in ("featureless_flag0_fraction", "featured_flag1_fraction", "injected_recovery"):
         if key in summary:
             lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),

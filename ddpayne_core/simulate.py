@@ -29,6 +29,7 @@ import pandas as pd
 from .constants import C_KMS, TELLURIC_BANDS_AA
 from .emulator import EmulatorModel
 from .instrument import get_instrument
+from .io_utils import file_digest
 from .labels import LABEL_SETS
 from .progress import progress
 from .spectra import shift_to_rest
@@ -233,6 +234,7 @@ def simulate_survey(out: str | Path, config: SurveyConfig = SurveyConfig(),
     store = create_store(out, inst.wave, len(meta), meta, "lamost", config.chunk, synthetic=True,
                          provenance={"generator": "ddpayne.simulate", "config": asdict(config),
                                      "truth_emulator": str(Path(truth_path).name),
+                                     "truth_emulator_sha256": file_digest(truth_path),
                                      "truth_physics": truth.config.get("physics", "truth-moog")})
     log(f"synthetic survey: {config.n_stars} stars, {len(meta)} spectra -> {out}")
     labels = list(truth.labels)

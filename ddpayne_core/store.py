@@ -82,9 +82,12 @@ def create_store(path: str | Path, wave: np.ndarray, n_spec: int, meta: pd.DataF
     info_path = path / "store.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
-        if info["n_spec"] == n_spec and info["n_pix"] == len(wave):
-            return SpectralStore(path)
-        raise ValueError(f"{path} holds a different store ({info['n_spec']} spectra); remove it")
+        if info["n_spec"] != n_spec or info["n_pix"] != len(wave):
+            raise ValueError(f"{path} holds a different store ({info['n_spec']} spectra); remove it")
+        if info["provenance"] != json.loads(json.dumps(provenance or {})):
+            raise ValueError(f"{path} was made from other inputs (store.json provenance "
+                             f"{info['provenance']}); remove it to make this one")
+        return SpectralStore(path)
     path.mkdir(parents=True, exist_ok=True)
     g = zarr.open_group(str(path / "spectra.zarr"), mode="w")
     for name in ("flux", "ivar"):

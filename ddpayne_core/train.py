@@ -23,6 +23,7 @@ from .emulator import Emulator, EmulatorModel, config_dict
 from .io_utils import atomic_path
 from .labels import Scaler
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale
+from .progress import progress
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         log(f"resuming training at epoch {start_epoch} from {ckpt}")
 
     gen = torch.Generator().manual_seed(config.seed + start_epoch)
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in progress(range(start_epoch, config.epochs), desc="training epochs"):
         t0 = time.perf_counter()
         perm = tr_t[torch.randperm(len(tr_t), generator=gen)]
         chi_sum, prior_sum, n_batches = 0.0, 0.0, 0

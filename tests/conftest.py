@@ -12,6 +12,8 @@ from ddpayne_core.normalize import normalize
 from ddpayne_core.theory.gradients import ReferenceGradients
 
 TEST_LABELS = ("teff", "logg", "vmic", "feh", "mg_fe", "ca_fe", "cu_fe")
+# The GALAH-like labels of the test world (GALAH gives no vmic, X19 Table 4).
+GALAH_TEST_LABELS = ("teff", "logg", "feh", "mg_fe", "ca_fe", "cu_fe")
 LO = np.array([4000.0, 0.5, 0.5, -2.5, -0.4, -0.4, -0.4])
 HI = np.array([7000.0, 5.0, 3.0, 0.5, 0.4, 0.4, 0.4])
 
@@ -109,6 +111,8 @@ def demo_bundle(tmp_path_factory, truth_path):
                        train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
                        fit_config=replace(FitConfig(), n_candidates=8),
                        training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
+                       galah_training_set=TrainingSetConfig(survey="galah", label_set=GALAH_TEST_LABELS,
+                                                            min_snr=20),
                        survey_config=replace(SurveyConfig(), apogee_fraction=0.5,
                                              featureless=("cu_fe",)), log=lambda *a: None)
     return out, summary

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TEST_LABELS, reference_from
+from conftest import GALAH_TEST_LABELS, TEST_LABELS, make_truth, reference_from
 from ddpayne_core.catalog import read_catalog_metadata, write_catalog
 from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig
@@ -207,10 +207,60 @@ def test_demo_runs_end_to_end(demo_bundle):
     np.testing.assert_allclose(blended.loc[mixed, "feh"], mp.loc[blended.loc[mixed, "specid"], "feh"])
     ok = cat["teff_err_formal"].notna()
     assert ok.any() and (cat.loc[ok, "teff_err"] >= cat.loc[ok, "teff_err_formal"] - 1e-9).all()
+    # The GALAH-label model fits every spectrum; the recommended catalogue takes [Mg/Fe] from it
+    # and [Ca/Fe] from the APOGEE-label blend (X19 Table 4), -999 where X_flag is 0.
+    galah = pd.read_parquet(tmp_path / "catalog_galah.parquet")
+    assert np.array_equal(galah["specid"], cat["specid"]) and "vmic" not in galah
+    assert set(saved["galah"]["recovery"]) == set(GALAH_TEST_LABELS)
+    rec = pd.read_parquet(tmp_path / "catalog_recommended.parquet").set_index("specid")
+    kept = rec["mg_fe_flag"] == 1
+    np.testing.assert_allclose(rec.loc[kept, "mg_fe"],
+                               galah.set_index("specid").loc[rec.index[kept], "mg_fe"])
+    kept = rec["ca_fe_flag"] == 1
+    np.testing.assert_allclose(rec.loc[kept, "ca_fe"],
+                               blended.set_index("specid").loc[rec.index[kept], "ca_fe"])
+    assert (rec.loc[rec["ca_fe_flag"] == 0, "ca_fe"] == -999).all()
     # A second run finds the finished demo and returns at once with the same summary.
     from ddpayne_core.demo import run_demo
     assert run_demo(tmp_path, log=lambda *a: None) == saved
     assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True
+
+
+def test_report_cli_remakes_the_demo_report(demo_bundle, truth_path, tmp_path):
+    import json
+    import shutil
+
+    from ddpayne_core.cli import main
+
+    out, summary = demo_bundle
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "report")
+    main(["report", "--dir", str(copy), "--truth", str(truth_path)])
+    remade = json.loads((copy / "report" / "summary.json").read_text())
+    assert remade["galah"] == summary["galah"]
+    assert remade["metal_poor_blend"] == summary["metal_poor_blend"]
+    assert remade["error_over_crb"] == pytest.approx(summary["error_over_crb"])
+
+
+def test_models_and_stores_are_tied_to_their_truth_emulator(demo_bundle, truth_path, tmp_path):
+    """A model trained on a survey from one truth emulator is not reused for another, and a
+    half-made store is not resumed with a different truth."""
+    from ddpayne_core.demo import _matches
+    from ddpayne_core.simulate import SurveyConfig, simulate_survey
+    from ddpayne_core.train import TrainConfig
+    from ddpayne_core.trainingset import TrainingSetConfig
+
+    out, _ = demo_bundle
+    survey = replace(SurveyConfig(), n_stars=400, apogee_fraction=0.5, featureless=("cu_fe",))
+    train = replace(TrainConfig(), epochs=3, n_hidden=6)
+    ts = TrainingSetConfig(label_set=TEST_LABELS, min_snr=20)
+    assert _matches(out / "model.pt", survey, train, ts, truth_path)
+    assert not _matches(out / "model.pt", replace(survey, seed=survey.seed + 1), train, ts, truth_path)
+    other = make_truth(seed=8).save(tmp_path / "other_truth.pt")
+    assert not _matches(out / "model.pt", survey, train, ts, other)
+    with pytest.raises(ValueError, match="made from other inputs"):
+        simulate_survey(out / "survey", survey, other, log=lambda *a: None)
 
 
 def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_path):

@@ -30,8 +30,8 @@ def computed_grid(name: str = "truth-grid"):
     return np.array([p for p, _ in have]), np.stack([np.load(f) for _, f in have]).astype(np.float64)
 
 
-def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 10, epochs: int = 400,
-                         holdout: int = 50, seed: int = 0, log=print) -> EmulatorModel:
+def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 20, epochs: int = 700,
+                         holdout: int = 100, seed: int = 0, log=print) -> EmulatorModel:
     """Train on the computed truth grid minus ``holdout`` spectra; report held-out accuracy."""
     points, flux = computed_grid("truth-grid")
     rng = np.random.default_rng(seed)
@@ -39,13 +39,17 @@ def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 10, e
     test, train = perm[:holdout], perm[holdout:]
     inst = get_instrument("lamost")
     ivar = np.full_like(flux[train], GRID_NOISE ** -2)
+    # Pure Adam: the exact output-layer solve made the training chi2 of these noiseless spectra
+    # (weighted as sigma = 1e-3, no prior) jump by orders of magnitude between epochs.
     cfg = replace(TrainConfig(), n_hidden=n_hidden, epochs=epochs, regularize=False,
-                  batch_size=128, patience=60, seed=seed)
+                  batch_size=128, patience=60, seed=seed, solve_output_every=0)
     model = train_emulator(flux[train], ivar, points[train], REFERENCE_LABELS, inst.wave,
                            np.ones(inst.wave.size, bool), cfg, log=log)
     resid = model.predict(points[test]) - flux[test]
     use = (inst.wave > 3900) & (inst.wave < 8880)
-    accuracy = {"n_train": int(len(train)), "n_holdout": int(len(test)),
+    accuracy = {"n_train": int(len(train)), "n_holdout": int(len(test)), "n_hidden": n_hidden,
+                "epochs_run": len(model.history["epoch"]),
+                "training_wall_hours": round(sum(model.history["seconds"]) / 3600, 2),
                 "median_abs_residual": float(np.median(np.abs(resid[:, use]))),
                 "rms_residual": float(np.sqrt(np.mean(resid[:, use] ** 2))),
                 "p99_abs_residual": float(np.percentile(np.abs(resid[:, use]), 99)),

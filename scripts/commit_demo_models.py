@@ -1,0 +1,57 @@
+"""Copy the three demo models that `ddpayne demo --retrain --out DIR` trained into data/models/,
+each with a provenance JSON (training set size, epochs, wall time, validation chi2, the truth
+emulator the survey came from), so that `ddpayne demo` reuses them.
+
+Usage: python scripts/commit_demo_models.py DIR --made-by "ddpayne demo --retrain --out DIR"
+"""
+import argparse
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+from ddpayne_core.demo import COMMITTED_GALAH_MODEL, COMMITTED_MODEL, COMMITTED_MP_MODEL
+from ddpayne_core.emulator import EmulatorModel
+from ddpayne_core.io_utils import atomic_path, atomic_write_text
+
+MODELS = {
+    "model": (COMMITTED_MODEL, "DD-Payne emulator of the embedded default SYNTHETIC survey "
+                               "(LAMOST-APOGEE labels)"),
+    "model_mp": (COMMITTED_MP_MODEL, "DD-Payne metal-poor emulator of the embedded default SYNTHETIC "
+                                     "survey (LAMOST-APOGEE labels, training stars with APOGEE-like "
+                                     "[Fe/H] < -0.5); blended with the overall model (SPEC sec. 9)"),
+    "model_galah": (COMMITTED_GALAH_MODEL, "DD-Payne emulator of the embedded default SYNTHETIC "
+                                           "survey (LAMOST-GALAH labels)"),
+}
+
+
+def provenance(model: EmulatorModel, what: str, made_by: str, machine: str) -> dict:
+    h = model.history
+    return {"what": what, "made_by": made_by, "date": datetime.date.today().isoformat(),
+            "machine": machine, "training_wall_hours": round(sum(h["seconds"]) / 3600, 2),
+            "n_train": model.config["n_train"], "n_valid": model.config["n_valid"],
+            "labels": list(model.labels), "epochs_planned": model.config["epochs"],
+            "epochs_run": len(h["epoch"]),
+            # chi2 per spectrum and used pixel (masked pixels excluded): 1 = the training noise
+            "valid_chi2_per_used_pixel_best": round(h["valid_chi2_best"] / int(model.mask.sum()), 3),
+            "truth_emulator_sha256": model.config.get("truth_emulator_sha256"),
+            "synthetic": True}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--made-by", required=True)
+    ap.add_argument("--machine", default="2 CPU cores")
+    args = ap.parse_args()
+    for name, (dest, what) in MODELS.items():
+        model = EmulatorModel.load(args.dir / f"{name}.pt")
+        info = provenance(model, what, args.made_by, args.machine)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(args.dir / f"{name}.pt", tmp)
+        atomic_write_text(dest.with_suffix(".json"), json.dumps(info, indent=2))
+        print(f"{dest}: {info}")
+
+
+if __name__ == "__main__":
+    main()
