@@ -46,11 +46,7 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
     chunk in memory at a time; parts go to ``<out>.parts/``. Returns the results in store
     order, or None with ``collect=False`` (memory then stays flat in survey size; read the
     parts later)."""
-    out = Path(out)
-    parts_dir = out.parent / f"{out.stem}.parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    chunks = list(store.chunks())
-    todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
+    parts_dir, chunks, todo = _parts(out, store)
     if len(todo) < len(chunks):
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
     for start, stop in progress(todo, desc="fitting"):
@@ -59,8 +55,20 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
         with atomic_path(parts_dir / f"part-{start:010d}.parquet") as tmp:
             table.to_parquet(tmp)
         del table
-    if not collect:
-        return None
+    return _collect(parts_dir, chunks) if collect else None
+
+
+def _parts(out, store: SpectralStore):
+    """The parts folder of catalogue ``out``, the store's chunks and those not yet fitted."""
+    out = Path(out)
+    parts_dir = out.parent / f"{out.stem}.parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    chunks = list(store.chunks())
+    todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
+    return parts_dir, chunks, todo
+
+
+def _collect(parts_dir: Path, chunks) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
                      ignore_index=True)
 
@@ -141,18 +149,14 @@ def _fit_part(model_path: str, store_path: str, start: int, stop: int, parts_dir
 
 
 def fit_store_dask(model_path, store: SpectralStore, out, client=None, n_workers: int = 2,
-                   config: FitConfig = FitConfig(), log=print) -> pd.DataFrame:
+                   config: FitConfig = FitConfig(), log=print, collect: bool = True) -> pd.DataFrame | None:
     """Fit a store on a Dask cluster: a LocalCluster of ``n_workers`` single-threaded workers by
     default, or ``client`` (e.g. ``Client("tcp://scheduler:8786")`` for a real cluster). Chunks
     already fitted (parts present) are skipped, so a killed run resumes; results equal the
-    in-process ``fit_store``."""
+    in-process ``fit_store`` (None with ``collect=False``: the parts stay on disk)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    out = Path(out)
-    parts_dir = out.parent / f"{out.stem}.parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    chunks = list(store.chunks())
-    todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
+    parts_dir, chunks, todo = _parts(out, store)
     own = client is None
     if own:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -168,5 +172,4 @@ def fit_store_dask(model_path, store: SpectralStore, out, client=None, n_workers
         if own:
             client.close()
             cluster.close()
-    return pd.concat([pd.read_parquet(parts_dir / f"part-{a:010d}.parquet") for a, _ in chunks],
-                     ignore_index=True)
+    return _collect(parts_dir, chunks) if collect else None

@@ -100,6 +100,8 @@ def test_reference_gradients_load_with_documented_shapes():
     n_star, n_lab, n_pix = ref.dflux.shape
     assert n_star == 16 and n_pix == ref.wavelength.size == ref.flux.shape[1]
     assert n_lab == len(ref.labels) and len(ref.stars) == 16
+    from ddpayne_core.labels import LABEL_SETS
+    assert set(LABEL_SETS["lamost-apogee"]) | set(LABEL_SETS["lamost-galah"]) <= set(ref.labels)
     assert ref.stars["teff"][0] == 5778 and ref.stars["d_logg"][0] == -0.25
 
 
@@ -130,6 +132,19 @@ def test_mg_and_ca_gradients_peak_at_their_lines():
     peaks = _peak_wavelengths(wave, ca, n=4)
     near = lambda lines: np.any([np.abs(peaks - l).min() < 15 for l in lines])
     assert near((3934.8, 3969.6)) or near((8500.4, 8544.4, 8664.5)) or near((4227.9,))
+
+
+@needs_table1
+def test_galah_only_gradients_peak_at_their_lines():
+    """The GALAH-only labels of the regularizing grid (vacuum wavelengths): [Na/Fe] at Na D
+    (5891.6, 5897.6 A), [Li/Fe] at Li I 6709.7 A, [Ba/Fe] at Ba II 4555.3 A (strongest line of
+    reference star 1, the Sun)."""
+    ref = load_reference_gradients("lamost-table1")
+    wave = ref.wavelength
+    use = (wave > 3900) & (wave < 8880)
+    for lab, lines in (("na_fe", (5891.6, 5897.6)), ("li_fe", (6709.7,)), ("ba_fe", (4555.3,))):
+        peak = _peak_wavelengths(wave, ref.dflux[0, ref.labels.index(lab)] * use, n=1)[0]
+        assert min(abs(peak - l) for l in lines) < 5, (lab, peak)
 
 
 @needs_table1
