@@ -109,9 +109,9 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
             "survey": store.info["provenance"], "error_scale": results.attrs.pop("error_scale")}
     write_catalog(results, out / "catalog.parquet", meta)
-    apogee = blended = galah = None
+    blended = galah = None
     if "model_mp" in models:
-        apogee = blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config,
+        blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config,
                                             reference, meta, log)
     if "model_galah" in models:
         galah = flagged_fits(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
@@ -120,10 +120,10 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                       {**meta, "model": str(out / "model_galah.pt"), "training_set": "galah",
                        "model_config": models["model_galah"].config,
                        "error_scale": galah.attrs.pop("error_scale")})
-        rec = table3(recommended(results if apogee is None else apogee, galah), store.meta())
+        rec = table3(recommended(results if blended is None else blended, galah), store.meta())
         write_catalog(rec, out / "catalog_recommended.parquet",
                       {**meta, "recommended": "X19 Table 4", "model_galah": str(out / "model_galah.pt"),
-                       "apogee_catalog": "catalog.parquet" if apogee is None else "catalog_blended.parquet"})
+                       "apogee_catalog": "catalog.parquet" if blended is None else "catalog_blended.parquet"})
         log(f"recommended catalogue (X19 Table 4) -> {out / 'catalog_recommended.parquet'}")
     return report_demo(out, results, store, model, truth_path, blended=blended, galah=galah,
                        galah_model=models.get("model_galah"), log=log)
