@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import constants as C  # noqa: E402
 from .catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter  # noqa: E402
 from .explore import FlagTuner  # noqa: E402
-from .flags import XFlagConfig, repeat_precision  # noqa: E402
+from .flags import XFlagConfig, repeat_precision, spectroscopic_parallax  # noqa: E402
 from .io_utils import atomic_path, atomic_write_text  # noqa: E402
 from .labels import pretty  # noqa: E402
 
@@ -78,7 +79,8 @@ def precision_vs_snr(catalog: pd.DataFrame, labels, bins=SNR_BINS) -> tuple[pd.D
 def recovery_of_injected(catalog: pd.DataFrame, meta: pd.DataFrame) -> dict:
     """On a synthetic survey: completeness and contamination of qflag_chi2 for the injected bad
     spectra and of qflag_singlestar for the binaries (where the flag is defined)."""
-    m = catalog.merge(meta[["specid", "injected_bad", "is_binary"]], on="specid")
+    m = catalog.merge(meta[[c for c in ("specid", "injected_bad", "is_binary", "binary_dmag")
+                            if c in meta]], on="specid")
     out = {}
     bad_flagged = (m["qflag_chi2"] == 1) | (m["fit_status"] == 2)
     truth_bad = m["injected_bad"].astype(bool)
@@ -88,7 +90,35 @@ def recovery_of_injected(catalog: pd.DataFrame, meta: pd.DataFrame) -> dict:
         out["binaries"] = _completeness(m["is_binary"].to_numpy(bool)[defined],
                                         (m["qflag_singlestar"] == 0).to_numpy()[defined])
         out["binaries"]["flag_defined_fraction"] = float(defined.mean())
+        if "binary_dmag" in m:
+            out["binaries"]["detectability"] = binary_detectability(m[defined])
     return out
+
+
+def binary_detectability(m: pd.DataFrame, cut: float = C.BINARY_DPARALLAX_CUT) -> dict:
+    """Why binaries are or are not found, on a synthetic survey: a companion adding dmag of light
+    (truth column binary_dmag) raises the spectroscopic parallax by 10^(dmag/5), so the
+    snr_dparallax it is expected to cause is w_sp (1 - 10^(-dmag/5)) / sqrt(s_sp^2 + s_Gaia^2).
+    m: catalogue rows (labels, astrometry, qflag_singlestar) merged with is_binary, binary_dmag.
+    Returns the fraction of binaries expected above ``cut``, the completeness among those and
+    below, and the completeness per tertile of dmag."""
+    w_sp, s_sp = spectroscopic_parallax(m["teff"], m["logg"], m["feh"], m["phot_g_mean_mag"],
+                                        m["a_g"], m["parallax"], m["parallax_error"])
+    b = m["is_binary"].to_numpy(bool)
+    dmag = m["binary_dmag"].to_numpy()[b]
+    expected = w_sp[b] * (1 - 10 ** (-dmag / 5)) / np.sqrt(s_sp[b] ** 2
+                                                          + m["parallax_error"].to_numpy()[b] ** 2)
+    found = (m["qflag_singlestar"] == 0).to_numpy()[b]
+    above = expected > cut
+    edges = np.unique(np.quantile(dmag, [0, 1 / 3, 2 / 3, 1]))
+    groups = pd.cut(dmag, edges, include_lowest=True) if len(edges) > 1 \
+        else pd.Categorical(np.full(len(dmag), pd.Interval(edges[0], edges[0], closed="both")))
+    return {"expected_snr_dparallax_median": float(np.median(expected)),
+            "expected_above_cut_fraction": float(above.mean()),
+            "completeness_expected_above_cut": float(found[above].mean()) if above.any() else None,
+            "completeness_expected_below_cut": float(found[~above].mean()) if (~above).any() else None,
+            "completeness_by_dmag": {f"{iv.left:.2f}-{iv.right:.2f} mag": float(found[groups == iv].mean())
+                                     for iv in groups.categories}}
 
 
 def _completeness(truth: np.ndarray, flagged: np.ndarray) -> dict:
@@ -258,6 +288,12 @@ def markdown_table(df: pd.DataFrame, index: bool = True, fmt: str = "{:.3f}") ->
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows])
 
 
+def _flag_ceiling_table(summary: dict) -> pd.DataFrame:
+    """Labels as columns; rows: measured X_flag 1 fraction and the perfect emulator's."""
+    return pd.DataFrame({"measured": summary["featured_flag1_fraction"],
+                         "perfect emulator": summary["featured_flag1_fraction_perfect_emulator"]}).T
+
+
 def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slopes: dict) -> str:
     lines = ["# ddpayne validation report", ""]
     if summary.get("synthetic"):
@@ -282,6 +318,13 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "median_scale: factor applied (third-order polynomial of S/N, Teff, [Fe/H], dwarfs "
                   "and giants apart); pull_*: robust scatter of (fitted - true) / error (1 = "
                   "errors describe the actual error).", "", markdown_table(cal), ""]
+    if "featured_flag1_fraction_perfect_emulator" in summary:
+        lines += ["## X_flag 1 fraction: measured and with a perfect emulator", "",
+                  "Stars inside the training coverage whose X_flag is 1, for each label with a "
+                  "spectral signature: measured, and had the emulator learned the survey perfectly "
+                  "(the truth emulator's gradients at the true labels, flagged the same way). "
+                  "Below the second the emulator costs X_flag; the second itself is where features "
+                  "fade (physics).", "", markdown_table(_flag_ceiling_table(summary)), ""]
     if "metal_poor_blend" in summary:
         mp = summary["metal_poor_blend"]
         lines += ["## Metal-poor model blend", "",
@@ -297,6 +340,9 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   markdown_table(rec[[c for c in rec.columns if c.startswith("scatter_")]]), "",
                   "featured_flag1_fraction: " + json.dumps(summary["galah"]["featured_flag1_fraction"],
                                                            default=float), ""]
+        if "featured_flag1_fraction_perfect_emulator" in summary["galah"]:
+            lines += ["X_flag 1 fraction, measured and with a perfect emulator (as above):", "",
+                      markdown_table(_flag_ceiling_table(summary["galah"])), ""]
     for key in ("featureless_flag0_fraction", "featured_flag1_fraction", "injected_recovery"):
         if key in summary:
             lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),

@@ -189,6 +189,12 @@ def test_demo_runs_end_to_end(demo_bundle):
     rec = saved["injected_recovery"]
     assert rec["bad_spectra"]["n_true"] > 0 and 0 <= rec["bad_spectra"]["completeness"] <= 1
     assert rec["binaries"]["n_true"] > 0
+    assert 0 <= rec["binaries"]["detectability"]["expected_above_cut_fraction"] <= 1
+    # The ceiling a perfect emulator would reach, for the same labels, beside the measured one.
+    ceiling = saved["featured_flag1_fraction_perfect_emulator"]
+    assert set(ceiling) == set(saved["featured_flag1_fraction"])
+    assert all(0 <= v <= 1 for v in ceiling.values())
+    assert "with a perfect emulator" in (tmp_path / "report" / "summary.md").read_text()
     for fig in ("validation", "precision_vs_snr", "gradcorr_maps", "label_correlations",
                 "density_maps", "error_over_crb"):
         assert (tmp_path / "report" / f"{fig}.png").stat().st_size > 10_000, fig
