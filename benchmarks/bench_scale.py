@@ -14,7 +14,6 @@ large store's throughput then counts only the spectra fitted in this run.
 Usage: python benchmarks/bench_scale.py [--n 1000000] [--base 20000] [--dir /tmp/ddpayne-scale]
 """
 import argparse
-import resource
 import sys
 import time
 from dataclasses import replace
@@ -33,7 +32,12 @@ LAMOST_DR5 = 8_000_000
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory [MB]: VmHWM of its own address space. (ru_maxrss is
+    wrong here: a spawned worker inherits the high-water mark of the parent it forked from.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def fit_on_cluster(model_path, store, out, n_workers: int) -> tuple[float, int, list[float]]:

@@ -18,7 +18,7 @@ from .instrument import get_instrument
 from .progress import progress
 from .io_utils import atomic_path
 from .spectra import SpectrumFormatError, fits_files, lamost_header_meta, read_lamost, to_grid
-from .store import SpectralStore, chunk_done, create_store, write_chunk
+from .store import SpectralStore, chunk_done, create_store, write_chunk, write_meta
 
 
 def _header_row(path: Path) -> dict:
@@ -69,8 +69,7 @@ def ingest_lamost(files, out: str | Path, chunk: int = 1000, workers: int = 2,
     skipped = meta[meta["ingest_error"] != ""]
     with atomic_path(Path(out) / "ingest_report.csv") as tmp:
         skipped[["specid", "filename", "ingest_error"]].to_csv(tmp, index=False)
-    with atomic_path(Path(out) / "meta.parquet") as tmp:
-        meta.to_parquet(tmp)
+    write_meta(out, meta, store.chunk)
     log(f"ingested {len(meta) - len(skipped)} spectra into {out}; {len(skipped)} skipped "
         f"(see ingest_report.csv)")
     return store

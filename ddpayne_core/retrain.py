@@ -139,7 +139,7 @@ def gradcorr_medians(bundle: SurveyBundle, model: EmulatorModel, n_stars: int = 
 def star_residuals(bundle: SurveyBundle, row: int, models: dict) -> dict:
     """Fit one store row with each model: name -> (labels (n_label,), (flux - model) * sqrt(ivar)
     (n_pix,) with NaN where unusable)."""
-    meta = bundle.store.meta().iloc[[row]]
+    meta = bundle.store.meta_rows(row, row + 1, ["rv"])
     flux, ivar = bundle.store.read(row, row + 1)
     norm, niv = preprocess_batch(flux, ivar, meta["rv"].to_numpy(),
                                  get_instrument(bundle.store.info["instrument"]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import zarr
 
 from .io_utils import atomic_path, atomic_write_text
@@ -48,6 +49,19 @@ class SpectralStore:
 
     def meta(self, columns=None) -> pd.DataFrame:
         return pd.read_parquet(self.path / "meta.parquet", columns=columns)
+
+    def meta_rows(self, start: int, stop: int, columns=None) -> pd.DataFrame:
+        """Metadata rows [start, stop) (of ``columns`` that exist, all when None), reading only
+        the Parquet row groups that hold them: one per chunk in stores written by
+        ``write_meta``, so a worker's memory does not grow with the survey."""
+        f = pq.ParquetFile(self.path / "meta.parquet")
+        if columns is not None:
+            columns = [c for c in columns if c in f.schema_arrow.names]
+        ends = np.cumsum([f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)])
+        first, last = np.searchsorted(ends, start, side="right"), np.searchsorted(ends, stop - 1, side="right")
+        table = f.read_row_groups(list(range(first, last + 1)), columns=columns)
+        offset = int(ends[first - 1]) if first else 0
+        return table.slice(start - offset, stop - start).to_pandas()
 
     def read(self, start: int, stop: int):
         """Rows [start, stop): (flux, ivar) float64 arrays (n, n_pix)."""
@@ -94,13 +108,19 @@ def create_store(path: str | Path, wave: np.ndarray, n_spec: int, meta: pd.DataF
         g.create_array(name, shape=(n_spec, len(wave)), chunks=(chunk, len(wave)), dtype="f4",
                        fill_value=0.0)
     g.create_array("wave", shape=(len(wave),), dtype="f8")[:] = wave
-    with atomic_path(path / "meta.parquet") as tmp:
-        meta.to_parquet(tmp)
+    write_meta(path, meta, chunk)
     info = {"instrument": instrument, "n_spec": int(n_spec), "n_pix": int(len(wave)),
             "chunk": int(chunk), "synthetic": bool(synthetic), "done_chunks": [],
             "provenance": provenance or {}}
     atomic_write_text(info_path, json.dumps(info, indent=2))
     return SpectralStore(path)
+
+
+def write_meta(path: str | Path, meta: pd.DataFrame, chunk: int) -> None:
+    """Write a store's meta.parquet atomically, one row group per chunk of rows (see
+    ``SpectralStore.meta_rows``)."""
+    with atomic_path(Path(path) / "meta.parquet") as tmp:
+        meta.to_parquet(tmp, row_group_size=int(chunk))
 
 
 def write_chunk(store: SpectralStore, start: int, flux: np.ndarray, ivar: np.ndarray) -> None:

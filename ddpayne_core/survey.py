@@ -25,7 +25,7 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
     """Fit rows [start, stop) of a store (only those at the offsets ``subset`` when given): a
     table of fit results joined to their metadata."""
     inst = get_instrument(store.info["instrument"])
-    meta = store.meta().iloc[start:stop].reset_index(drop=True)
+    meta = store.meta_rows(start, stop, META_COLUMNS)
     flux, ivar = store.read(start, stop)
     if subset is not None:
         if len(subset) == 0:

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.io import fits
 
@@ -162,3 +163,22 @@ def test_ingest_folder_into_store_and_fit(tmp_path, truth_model):
                             log=lambda *a: None)
     assert table["fit_status"].tolist()[2] == 2 and table["fit_status"].max() == 2
     assert (table["fit_status"][:2] < 2).all() and info["synthetic"] is False
+
+
+def test_store_metadata_rows_read_only_their_row_groups(tmp_path):
+    import pyarrow.parquet as pq
+
+    from ddpayne_core.store import create_store, write_meta
+
+    meta = pd.DataFrame({"specid": np.arange(35), "rv": np.arange(35) * 0.5,
+                         "name": [f"s{i}" for i in range(35)]})
+    store = create_store(tmp_path / "s", np.linspace(4000, 5000, 8), 35, meta, "lamost", chunk=10)
+    assert pq.ParquetFile(store.path / "meta.parquet").num_row_groups == 4   # one per chunk
+    for start, stop in ((0, 10), (8, 23), (30, 35), (34, 35)):
+        got = store.meta_rows(start, stop, ["specid", "rv", "not_a_column"])
+        pd.testing.assert_frame_equal(got, meta[["specid", "rv"]].iloc[start:stop].reset_index(drop=True))
+    # Stores written before row groups (one group) give the same rows.
+    meta.to_parquet(store.path / "meta.parquet")
+    pd.testing.assert_frame_equal(store.meta_rows(8, 23), meta.iloc[8:23].reset_index(drop=True))
+    write_meta(store.path, meta, 7)
+    pd.testing.assert_frame_equal(store.meta_rows(13, 29), meta.iloc[13:29].reset_index(drop=True))
