@@ -13,8 +13,8 @@ from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, flag_
                                   gradient_comparison, load_bundle, robust_range,
                                   save_flag_config, selection, star_view)
 from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
-from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, start_training,
-                                  validation_scatter)
+from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, star_residuals,
+                                  start_training, validation_scatter)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,16 @@ def test_star_view_model_and_residuals(bundle):
     ok = ~v.masked
     assert np.allclose(v.resid_sigma[ok], (v.flux[ok] - v.model[ok]) / v.error[ok])
     assert list(v.labels["label"])[:3] == ["Teff", "logg", "vmic"]
+
+
+def test_star_residuals_refit_the_catalogue_row(bundle):
+    # The retrain page's comparison refits one store row: same labels as the catalogue's fit.
+    row = 5
+    labels, resid = star_residuals(bundle, row, {"current": bundle.model})["current"]
+    expect = bundle.catalog.iloc[row][list(bundle.model.labels)].to_numpy(dtype=float)
+    assert np.allclose(labels, expect, rtol=1e-4, atol=1e-4)
+    assert resid.shape == bundle.model.wave.shape
+    assert np.all(np.isnan(resid[~bundle.model.mask])) and np.isfinite(resid[bundle.model.mask]).mean() > 0.9
 
 
 def test_flag_config_round_trip_and_cli_apply(bundle, tmp_path):
