@@ -99,7 +99,7 @@ def _train(args):
 
 
 def _fit(args):
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from .catalog import write_catalog
     from .emulator import EmulatorModel
@@ -111,7 +111,8 @@ def _fit(args):
     dask = {"model_path": args.model, "scheduler": args.scheduler, "n_workers": args.workers} \
         if (args.dask or args.scheduler) else None
     table, info = fit_paths(model, args.inputs, args.out, cfg, dask=dask)
-    write_catalog(table, args.out, {"model": str(args.model), "model_config": model.config, **info})
+    write_catalog(table, args.out, {"model": str(args.model), "model_config": model.config,
+                                    "fit_config": asdict(cfg), **info})
     print(f"wrote {args.out}: {len(table)} spectra, {info.get('n_skipped', 0)} skipped")
     if len(table) <= 20:
         cols = ["filename"] + [c for lab in model.labels for c in (lab, f"{lab}_err")] + \
@@ -193,21 +194,26 @@ def _demo(args):
 def _report(args):
     import pandas as pd
 
+    from .catalog import read_catalog_metadata
     from .demo import report_demo
     from .emulator import EmulatorModel
+    from .fit import FitConfig
     from .simulate import TRUTH_EMULATOR
     from .store import open_store
 
     d = Path(args.dir)
     blended, galah = d / "catalog_blended.parquet", d / "catalog_galah.parquet"
     demo_layout = not args.catalog  # the demo's companion catalogues only beside its own
-    report_demo(d, pd.read_parquet(args.catalog or d / "catalog.parquet"),
+    catalog = args.catalog or d / "catalog.parquet"
+    # The S/N 100 experiment refits spectra: with the settings the catalogue was fitted with.
+    fit_config = FitConfig(**read_catalog_metadata(catalog).get("fit_config", {}))
+    report_demo(d, pd.read_parquet(catalog),
                 open_store(args.store or d / "survey"), EmulatorModel.load(args.model or d / "model.pt"),
                 args.truth or TRUTH_EMULATOR,
                 blended=pd.read_parquet(blended) if demo_layout and blended.exists() else None,
                 galah=pd.read_parquet(galah) if demo_layout and galah.exists() else None,
                 galah_model=EmulatorModel.load(d / "model_galah.pt") if demo_layout and galah.exists()
-                else None)
+                else None, fit_config=fit_config)
 
 
 def _app(args):

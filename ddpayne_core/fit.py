@@ -240,8 +240,13 @@ def cramer_rao_bound(model: EmulatorModel, labels: np.ndarray, ivar: np.ndarray,
             x = torch.as_tensor(model.scaler.scale(labels[r]), dtype=torch.float32)
             w = torch.as_tensor(np.sqrt(iv[r]), dtype=torch.float32)
             jw = model.net.flux_and_jacobian(x, weights=w)[1][:, :, cols]
-            fisher = torch.bmm(jw.transpose(1, 2), jw).double()
-            cov = torch.linalg.pinv(fisher).numpy()
-            out[r] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None)) \
-                * model.scaler.span[cols]
+            out[r] = bound_from_jacobian(jw.double().numpy()) * model.scaler.span[cols]
     return out
+
+
+def bound_from_jacobian(jac_w: np.ndarray) -> np.ndarray:
+    """Cramer-Rao bound sqrt(diag((J^T C^-1 J)^-1)): jac_w (n, n_pix, n_label) is the Jacobian
+    with every pixel row times sqrt(ivar) -> (n, n_label) in the Jacobian's label units."""
+    jw = torch.as_tensor(jac_w, dtype=torch.float64)
+    cov = torch.linalg.pinv(torch.bmm(jw.transpose(1, 2), jw)).numpy()
+    return np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))

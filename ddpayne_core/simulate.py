@@ -28,11 +28,12 @@ import pandas as pd
 
 from .constants import C_KMS, TELLURIC_BANDS_AA
 from .emulator import EmulatorModel
+from .fit import bound_from_jacobian
 from .instrument import get_instrument
 from .io_utils import file_digest
 from .labels import LABEL_SETS
 from .progress import progress
-from .spectra import shift_to_rest
+from .spectra import preprocess_batch, shift_to_rest
 from .store import SpectralStore, chunk_done, create_store, write_chunk
 
 TRUTH_EMULATOR = Path(__file__).resolve().parents[1] / "data" / "models" / "truth_emulator.pt"
@@ -130,6 +131,60 @@ def to_velocity(wave, flux, ivar, v):
     return shift_to_rest(wave, flux, ivar, C_KMS * (1.0 / (1.0 + np.asarray(v) / C_KMS) - 1.0))
 
 
+def _continuum(wave: np.ndarray, teff: np.ndarray, wiggle=1.0) -> np.ndarray:
+    """Observed continuum (n, n_pix): a blackbody-like slope times throughput times ``wiggle``
+    (flux calibration)."""
+    planck = 1.0 / (wave[None, :] / 5000.0) ** 5 / np.expm1(1.4388e8 / (wave[None, :] * teff[:, None]))
+    throughput = np.exp(-0.5 * ((wave - 6000.0) / 1800.0) ** 2)[None, :]
+    return planck / planck.mean(1, keepdims=True) * throughput * wiggle * 1000.0
+
+
+def _noise_sigma(flux: np.ndarray, cont: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """Photon-like noise (n, n_pix) of S/N ``snr`` (n,) in the continuum."""
+    return cont * np.sqrt(np.clip(flux / cont, 0.05, None)) / snr[:, None]
+
+
+def expected_observation(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame) -> tuple:
+    """Noise-free rest-frame spectra (n, n_pix) of visits ``meta`` (teff, snr, lsf_extra_pix)
+    from normalized truth spectra ``norm``: the visit's fibre LSF on the continuum, without
+    calibration wiggles, sky, telluric residuals or defects; and the ivar of the visit's noise.
+    The forward model of the Cramer-Rao bound (``survey_crb``)."""
+    flux = _lsf_blur(norm, meta["lsf_extra_pix"].to_numpy())
+    cont = _continuum(wave, meta["teff"].to_numpy())
+    flux = flux * cont
+    return flux, 1.0 / _noise_sigma(flux, cont, meta["snr"].to_numpy()) ** 2
+
+
+def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
+               rel_step: float = 0.01) -> np.ndarray:
+    """Cramer-Rao bound (n, len(fitted)) of every visit in ``visits`` (true labels, teff, snr,
+    lsf_extra_pix) for a fit of the labels ``fitted`` to its *preprocessed* spectrum.
+
+    The forward model is the whole path the pipeline's data take: truth emulator -> fibre LSF ->
+    continuum -> pseudo-continuum normalization (``preprocess_batch``), differentiated by forward
+    differences of ``rel_step`` of each label's training span (the bound changes by ~1% with
+    central differences). The fit sees the spectrum only after the LSF and the normalization,
+    so the bound is computed there and not from the truth emulator's own Jacobian."""
+    inst = get_instrument("lamost")
+    labels = list(truth.labels)
+    base = visits[labels].to_numpy(dtype=np.float64, copy=True)
+    base[:, [labels.index(l) for l in featureless if l in labels]] = 0.0
+    zero_rv = np.zeros(len(visits))
+
+    def normalized(lab):
+        flux, ivar = expected_observation(truth.predict(lab), inst.wave, visits)
+        return preprocess_batch(flux, ivar, zero_rv, inst)
+
+    flux0, ivar = normalized(base)
+    jac = np.empty((len(visits), inst.wave.size, len(fitted)))
+    for k, lab in enumerate(fitted):
+        h = rel_step * truth.scaler.span[labels.index(lab)]
+        step = np.zeros(len(labels))
+        step[labels.index(lab)] = h
+        jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
+    return bound_from_jacobian(jac * np.sqrt(ivar)[:, :, None])
+
+
 def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
              effects=SurveyConfig.effects) -> tuple:
     """Turn normalized rest-frame truth spectra into observed-frame flux and ivar, with the
@@ -137,20 +192,16 @@ def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
     n, n_pix = norm.shape
     flux = _lsf_blur(norm, meta["lsf_extra_pix"].to_numpy()) if "lsf" in effects else norm.copy()
     x = (wave - wave.mean()) / np.ptp(wave)
-    # Continuum: a blackbody-like slope times throughput times flux-calibration wiggles (~2%).
-    teff = meta["teff"].to_numpy()[:, None]
-    planck = 1.0 / (wave[None, :] / 5000.0) ** 5 / np.expm1(1.4388e8 / (wave[None, :] * teff))
-    throughput = np.exp(-0.5 * ((wave - 6000.0) / 1800.0) ** 2)[None, :]
+    # Flux-calibration wiggles (~2%) on the continuum.
     wiggle = 1 + ("calibration" in effects) * sum(rng.normal(0, 0.01, (n, 1)) * np.cos(np.pi * k * x[None, :] + rng.uniform(0, 6.3, (n, 1)))
                      for k in range(1, 5))
-    cont = planck / planck.mean(1, keepdims=True) * throughput * wiggle * 1000.0
+    cont = _continuum(wave, meta["teff"].to_numpy(), wiggle)
     flux = flux * cont
     tell = np.zeros(n_pix)
     for lo, hi in TELLURIC_BANDS_AA:
         tell += ((wave > lo) & (wave < hi)) * 0.08 * (1 + np.sin(wave / 3.0))
     flux *= 1 - ("telluric" in effects) * tell[None, :] * rng.uniform(0.0, 1.0, (n, 1))
-    snr = meta["snr"].to_numpy()[:, None]
-    sigma = cont * np.sqrt(np.clip(flux / cont, 0.05, None)) / snr
+    sigma = _noise_sigma(flux, cont, meta["snr"].to_numpy())
     sky = sum(np.exp(-0.5 * ((wave - w) / 1.5) ** 2) for w in SKY_LINES_AA)[None, :]
     flux = flux + ("sky" in effects) * sky * rng.normal(0, 3.0, (n, 1)) * sigma.mean(1, keepdims=True)
     flux = flux + rng.normal(size=(n, n_pix)) * sigma
@@ -164,6 +215,11 @@ def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
         other, _ = to_velocity(wave, flux[blend], ivar[blend], np.full(blend.sum(), 300.0))
         flux[blend] = 0.5 * flux[blend] + 0.5 * other
     return flux, ivar
+
+
+def _fibre_lsf(rng, n: int) -> np.ndarray:
+    """Extra LSF sigma [pixels] of ``n`` visits: a different fibre each time."""
+    return np.clip(rng.normal(0.4, 0.15, n), 0, 0.8)
 
 
 def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
@@ -206,7 +262,7 @@ def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
     rows["rv"] = rows["rv_true"] + rng.normal(0, 1, m) * rows["rv_err"]
     # Extra LSF sigma in pixels, added in quadrature to the mean LSF (sigma ~1.1 px): FWHM varies
     # by ~0.2-0.4 A between fibres ("sub-angstrom", X19 sec. 2).
-    rows["lsf_extra_pix"] = np.clip(rng.normal(0.4, 0.15, m), 0, 0.8)
+    rows["lsf_extra_pix"] = _fibre_lsf(rng, m)
     rows["injected_bad"] = rng.random(m) < config.bad_fraction
     # Broken spectra: a catalogue RV off by 400 km/s (lines mis-registered) or a blend with
     # another fibre's light (cross-talk).
@@ -237,26 +293,58 @@ def simulate_survey(out: str | Path, config: SurveyConfig = SurveyConfig(),
                                      "truth_emulator_sha256": file_digest(truth_path),
                                      "truth_physics": truth.config.get("physics", "truth-moog")})
     log(f"synthetic survey: {config.n_stars} stars, {len(meta)} spectra -> {out}")
-    labels = list(truth.labels)
     for start, stop in progress(list(store.chunks()), desc="simulating"):
         if chunk_done(store, start):
             continue
         rng = np.random.default_rng([config.seed, start])
         rows = meta.iloc[start:stop]
-        lab = rows[labels].to_numpy().copy()
-        for name in config.featureless:
-            if name in labels:
-                lab[:, labels.index(name)] = 0.0  # no spectral signature, by construction
-        norm = truth.predict(lab)
-        binary = rows["is_binary"].to_numpy()
-        if binary.any():
-            sec = lab[binary].copy()
-            sec[:, labels.index("teff")] = np.clip(sec[:, labels.index("teff")] - 900, 4000, None)
-            sec[:, labels.index("logg")] = 4.6
-            f2 = truth.predict(sec)
-            shifted, _ = to_velocity(inst.wave, f2, np.ones_like(f2), rng.normal(0, 40, len(f2)))
-            q = 0.4
-            norm[binary] = (norm[binary] + q * shifted) / (1 + q)
+        norm = truth_spectra(truth, rows, config.featureless, rng)
         flux, ivar = _observe(norm, inst.wave, rows, rng, config.effects)
         write_chunk(store, start, flux, ivar)
     return store
+
+
+def truth_spectra(truth: EmulatorModel, rows: pd.DataFrame, featureless, rng) -> np.ndarray:
+    """Normalized rest-frame spectra (n, n_pix) of the stars in ``rows`` (true labels): the
+    truth emulator at their labels, featureless labels at 0, a binary's companion (900 K cooler
+    dwarf at its own velocity) added at flux ratio 0.4."""
+    labels = list(truth.labels)
+    lab = rows[labels].to_numpy().copy()
+    for name in featureless:
+        if name in labels:
+            lab[:, labels.index(name)] = 0.0  # no spectral signature, by construction
+    norm = truth.predict(lab)
+    binary = rows["is_binary"].to_numpy()
+    if binary.any():
+        sec = lab[binary].copy()
+        sec[:, labels.index("teff")] = np.clip(sec[:, labels.index("teff")] - 900, 4000, None)
+        sec[:, labels.index("logg")] = 4.6
+        f2 = truth.predict(sec)
+        shifted, _ = to_velocity(truth.wave, f2, np.ones_like(f2), rng.normal(0, 40, len(f2)))
+        q = 0.4
+        norm[binary] = (norm[binary] + q * shifted) / (1 + q)
+    return norm
+
+
+def reobserve(rows: pd.DataFrame, truth_path: str | Path, config: SurveyConfig, snr: float,
+              n_visits: int = 2, seed: int = 0) -> tuple:
+    """New visits of the stars in ``rows`` (store metadata, true labels) at exactly ``snr``:
+    each star ``n_visits`` times with fresh noise, fibre LSF, flux calibration, sky and
+    telluric residuals and catalogue RV error, as the survey's own visits were made. For
+    precision experiments at a fixed S/N (repeat visits in the survey are too few there).
+
+    Returns (flux, ivar (n * n_visits, n_pix) observed frame, visits: ``rows`` repeated with
+    ``visit`` and the new ``snr``, ``rv``, ``lsf_extra_pix``)."""
+    truth = EmulatorModel.load(truth_path)
+    rng = np.random.default_rng([config.seed, seed, 7919])
+    visits = rows.loc[rows.index.repeat(n_visits)].reset_index(drop=True)
+    m = len(visits)
+    visits["visit"] = np.tile(np.arange(n_visits), len(rows))
+    visits["snr"] = float(snr)
+    visits["lsf_extra_pix"] = _fibre_lsf(rng, m)
+    visits["rv_err"] = 2.0 + 60.0 / visits["snr"]
+    visits["rv"] = visits["rv_true"] + rng.normal(0, 1, m) * visits["rv_err"]
+    visits["injected_bad"] = False
+    flux, ivar = _observe(truth_spectra(truth, visits, config.featureless, rng), truth.wave, visits,
+                          rng, config.effects)
+    return flux, ivar, visits

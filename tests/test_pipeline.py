@@ -181,6 +181,15 @@ def test_demo_runs_end_to_end(demo_bundle):
     assert set(summary["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}
     assert set(summary["error_over_crb"]) == set(TEST_LABELS) - {"cu_fe"}
     assert all(v > 0 for v in summary["error_over_crb"].values())
+    # At S/N 100 the error against truth holds the visit-to-visit scatter and more; the
+    # instrument effects that change between visits only add to the noise-only scatter.
+    exp = summary["crb_experiment"]
+    assert exp["snr"] == 100 and exp["n_stars"] > 100
+    rows = pd.DataFrame(exp["labels"]).T
+    assert (rows["crb"] > 0).all() and (rows["precision_noise_only"] > 0).all()
+    assert (rows["accuracy"] >= rows["precision"]).mean() > 0.8
+    assert rows["precision"].median() > rows["precision_noise_only"].median()
+    assert summary["error_over_crb"] == pytest.approx((rows["accuracy"] / rows["crb"]).to_dict())
     saved = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert saved["recovery"]["teff"]["n_50"] >= 0
     assert set(saved["validation"]) == set(TEST_LABELS)
@@ -195,6 +204,7 @@ def test_demo_runs_end_to_end(demo_bundle):
     assert set(ceiling) == set(saved["featured_flag1_fraction"])
     assert all(0 <= v <= 1 for v in ceiling.values())
     assert "with a perfect emulator" in (tmp_path / "report" / "summary.md").read_text()
+    assert "internal precision (DESI Fig. 9)" in (tmp_path / "report" / "summary.md").read_text()
     for fig in ("validation", "precision_vs_snr", "gradcorr_maps", "label_correlations",
                 "density_maps", "error_over_crb"):
         assert (tmp_path / "report" / f"{fig}.png").stat().st_size > 10_000, fig
@@ -208,6 +218,7 @@ def test_demo_runs_end_to_end(demo_bundle):
     w = blended["metal_poor_weight"].to_numpy()
     assert np.all((w >= 0) & (w <= 1)) and np.all(w[cat["feh"] > -0.6] == 0)
     assert (w > 0).any() and saved["metal_poor_blend"]["n_stars"] >= 0
+    assert set(saved["metal_poor_blend"]["featured_flag1_fraction"]) == set(TEST_LABELS) - {"cu_fe"}
     mixed = w == 1
     mp = pd.read_parquet(tmp_path / "catalog_mp.parquet").set_index("specid")
     np.testing.assert_allclose(blended.loc[mixed, "feh"], mp.loc[blended.loc[mixed, "specid"], "feh"])
@@ -230,6 +241,8 @@ def test_demo_runs_end_to_end(demo_bundle):
     from ddpayne_core.demo import run_demo
     assert run_demo(tmp_path, log=lambda *a: None) == saved
     assert read_catalog_metadata(tmp_path / "catalog.parquet")["synthetic"] is True
+    # The fit settings travel with the catalogue (the report's refits reuse them).
+    assert read_catalog_metadata(tmp_path / "catalog.parquet")["fit_config"]["n_candidates"] == 8
 
 
 def test_report_cli_remakes_the_demo_report(demo_bundle, truth_path, tmp_path):

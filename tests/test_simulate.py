@@ -1,0 +1,47 @@
+"""The synthetic survey's instruments for precision experiments: new visits at a chosen S/N
+and the Cramer-Rao bound of the survey's own forward model."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ddpayne_core.emulator import EmulatorModel
+from ddpayne_core.simulate import SurveyConfig, reobserve, survey_crb
+from ddpayne_core.store import open_store
+
+
+@pytest.fixture(scope="module")
+def stars(tiny_store):
+    meta = open_store(tiny_store).meta()
+    return meta[(meta["visit"] == 0) & ~meta["is_binary"] & ~meta["injected_bad"]].head(40)
+
+
+def test_reobserve_makes_fresh_visits_at_the_requested_snr(stars, truth_path):
+    cfg = replace(SurveyConfig(), effects=())
+    at_rest = stars.assign(rv_true=0.0)  # no resampling to a velocity: pixels stay independent
+    flux, ivar, visits = reobserve(at_rest, truth_path, cfg, snr=60.0, n_visits=2, seed=1)
+    assert flux.shape == ivar.shape == (80, flux.shape[1])
+    assert (visits["snr"] == 60.0).all() and visits["visit"].tolist()[:4] == [0, 1, 0, 1]
+    assert np.array_equal(visits["star_id"].to_numpy()[::2], stars["star_id"].to_numpy())
+    # Continuum pixels (the brightest tenth of each spectrum) carry S/N 60.
+    snr = flux * np.sqrt(ivar)
+    assert np.median(np.percentile(snr, 95, axis=1)) == pytest.approx(60.0, rel=0.1)
+    # The two visits of a star differ by noise alone: unit scatter of the normalized difference.
+    a, b = flux[0::2], flux[1::2]
+    z = (a - b) / np.sqrt(1 / ivar[0::2] + 1 / ivar[1::2])
+    assert np.std(z[np.isfinite(z)]) == pytest.approx(1.0, abs=0.05)
+    again, _, _ = reobserve(at_rest, truth_path, cfg, snr=60.0, n_visits=2, seed=1)
+    np.testing.assert_array_equal(again, flux)
+
+
+def test_survey_crb_scales_as_one_over_snr_and_grows_with_the_lsf(stars, truth_path):
+    truth = EmulatorModel.load(truth_path)
+    fitted = [lab for lab in truth.labels if lab != "cu_fe"]
+    visits = stars.assign(snr=50.0, lsf_extra_pix=0.0)
+    crb = survey_crb(truth, visits, ("cu_fe",), fitted)
+    assert crb.shape == (len(stars), len(fitted)) and np.all(crb > 0)
+    np.testing.assert_allclose(survey_crb(truth, visits.assign(snr=100.0), ("cu_fe",), fitted),
+                               crb / 2, rtol=1e-4)
+    # A broader line-spread function blurs the lines: less information, a larger bound.
+    blurred = survey_crb(truth, visits.assign(lsf_extra_pix=0.8), ("cu_fe",), fitted)
+    assert np.all(np.median(blurred, axis=0) > np.median(crb, axis=0))
