@@ -1,0 +1,135 @@
+"""Which training settings give the demo emulator gradient spectra that pass X_flag?
+
+The training loss separates by pixel (``loss.py``), so a model trained on every ``--stride``-th
+pixel has the networks full training would give those pixels, in a fraction of the time; the
+gradient correlation over a regular subsample of pixels estimates the one over all of them.
+Each setting is trained that way on the demo survey's APOGEE-label training set and compared
+with the committed model seen on the same pixels (``Emulator.pixel_subset``):
+
+- X_flag 1 fraction per featured label and X_flag 0 fraction of the featureless label, with
+  gradcorr at the *true* labels of a random sample of the catalogue (the same for every model,
+  binned by the catalogue's fitted Teff, logg, [Fe/H] as the catalogue is);
+- the best validation chi2 per used pixel;
+- label recovery against truth (robust scatter) of fits of high-S/N spectra on these pixels
+  (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
+  dominates at high S/N, is what is compared).
+
+Usage (writes JSON atomically, a row per setting, resumable):
+    python scripts/emulator_study.py --demo /tmp/demo_new --out data/studies/emulator_settings.json
+"""
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ddpayne_core.catalog import robust_bias_scatter
+from ddpayne_core.demo import COMMITTED_MODEL, flag_fractions
+from ddpayne_core.emulator import EmulatorModel
+from ddpayne_core.fit import fit_spectra
+from ddpayne_core.flags import gradcorr, reflag
+from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.spectra import instrument_mask, preprocess_batch
+from ddpayne_core.store import open_store
+from ddpayne_core.theory.gradients import ReferenceGradients, load_reference_gradients
+from ddpayne_core.train import TrainConfig, train_emulator
+from ddpayne_core.trainingset import TrainingSetConfig, select_training
+
+SETTINGS = {
+
+    "committed (10 neurons, D 5/50, 420 epochs)": None,
+    "baseline 420 epochs": {"epochs": 420},
+    "D 50 for Teff, logg, vmic": {"epochs": 420, "d_scale": {"teff": 50.0, "logg": 50.0, "vmic": 50.0}},
+    "20 neurons": {"epochs": 420, "n_hidden": 20},
+    "D x10 for every label": {"epochs": 420, "d_scale": "x10"},
+}
+
+
+def pixel_reference(ref: ReferenceGradients, pix) -> ReferenceGradients:
+    return ReferenceGradients(ref.name, ref.wavelength[pix], ref.labels, ref.stars, ref.flux[:, pix],
+                              ref.dflux[:, :, pix], ref.provenance)
+
+
+def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, reference, featureless) -> dict:
+    """X_flag fractions (gradcorr at true labels), recovery scatter of fits at high S/N."""
+    x = truth_meta.loc[sample.index, list(model.labels)].to_numpy(dtype=np.float64)
+    g = gradcorr(model, x, reference)
+    table = sample[["teff", "logg", "feh", "snr"]].copy()
+    for k, lab in enumerate(model.labels):
+        table[f"{lab}_gradcorr"] = g[:, k]
+    fractions = flag_fractions(reflag(table, model.labels), model.labels, featureless)
+    fit = fit_spectra(model, norm, nivar)
+    true = truth_meta.loc[fit_rows, list(model.labels)].to_numpy(dtype=np.float64)
+    scatter = {lab: robust_bias_scatter(fit.labels[:, k] - true[:, k])[1]
+               for k, lab in enumerate(model.labels)}
+    return {**fractions, "recovery_scatter_snr_gt_80": scatter}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", type=Path, required=True, help="a finished `ddpayne demo` folder")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--stride", type=int, default=8)
+    ap.add_argument("--n-flag-sample", type=int, default=3000)
+    ap.add_argument("--n-fit", type=int, default=1000)
+    args = ap.parse_args()
+
+    store = open_store(args.demo / "survey")
+    meta = store.meta()
+    featureless = store.info["provenance"]["config"]["featureless"]
+    inst = get_instrument(store.info["instrument"])
+    pix = np.arange(inst.wave.size)[::args.stride]
+    reference = pixel_reference(load_reference_gradients(TrainConfig.reference), pix)
+    committed = EmulatorModel.load(COMMITTED_MODEL)
+
+    rows, labels, names = select_training(meta, TrainingSetConfig())
+    flux, ivar = store.read_rows(rows)
+    norm, nivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
+    norm, nivar = norm[:, pix], nivar[:, pix]
+
+    catalog = pd.read_parquet(args.demo / "catalog.parquet",
+                              columns=["specid", "teff", "logg", "feh", "snr", "fit_status"])
+    clean = ~meta["is_binary"] & ~meta["injected_bad"] & (catalog["fit_status"] != 2)
+    sample = catalog[clean].sample(min(args.n_flag_sample, int(clean.sum())), random_state=0)
+    fit_rows = meta.index[clean & (meta["snr"] > 80)].to_numpy()[:args.n_fit]
+    f, iv = store.read_rows(fit_rows)
+    fit_norm, fit_nivar = preprocess_batch(f, iv, meta["rv"].to_numpy()[fit_rows], inst)
+    fit_norm, fit_nivar = fit_norm[:, pix], fit_nivar[:, pix]
+
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name, setting in SETTINGS.items():
+        if name in results:
+            continue
+        t0 = time.perf_counter()
+        if setting is None:
+            model = replace(committed, net=committed.net.pixel_subset(pix), wave=committed.wave[pix],
+                            mask=committed.mask[pix])
+            valid = committed.history["valid_chi2_best"] / int(committed.mask.sum())
+        else:
+            setting = dict(setting)
+            if setting.get("d_scale") == "x10":
+                setting["d_scale"] = {lab: 10 * (5.0 if lab in ("teff", "logg", "vmic") else 50.0)
+                                      for lab in names}
+            config = replace(TrainConfig(), **setting)
+            model = train_emulator(norm, nivar, labels, names, inst.wave[pix],
+                                   instrument_mask(inst.wave)[pix], config, reference,
+                                   log=lambda *a: None)
+            valid = model.history["valid_chi2_best"] / int(model.mask.sum())
+        row = {"setting": setting, "train_seconds": time.perf_counter() - t0,
+               "valid_chi2_per_used_pixel_best": valid,
+               **evaluate(model, meta, sample, fit_rows, fit_norm, fit_nivar, reference, featureless)}
+        results[name] = row
+        atomic_write_text(args.out, json.dumps(results, indent=2, default=float))
+        print(name, json.dumps({k: row[k] for k in ("valid_chi2_per_used_pixel_best",
+                                                     "featured_flag1_fraction",
+                                                     "featureless_flag0_fraction")},
+                               default=float), flush=True)
+    print(json.dumps({"stride": args.stride, "training_set": asdict(TrainingSetConfig())}))
+
+
+if __name__ == "__main__":
+    main()
