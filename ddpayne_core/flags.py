@@ -73,7 +73,7 @@ def _centred(a: np.ndarray):
     return a, np.sqrt((a ** 2).sum(-1))
 
 
-def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int = 128) -> np.ndarray:
+def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None) -> np.ndarray:
     """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
     finite difference at the fitted labels (the nearest reference star's steps) and that star's
     ab initio finite difference. labels: (n, n_label) physical -> (n, n_label); NaN where the
@@ -87,6 +87,10 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int = 1
     ab, ab_norm = _centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
     out = np.full(labels.shape, np.nan)
     rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
+    if batch is None:  # a hidden layer of the batch's (1 + n_label) spectra stays under 32 MB,
+        # so the batch's memory is reused from the heap, not page-faulted afresh (memory.py)
+        net = model.net
+        batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
         emu, emu_norm = _centred(emulator_dflux(model, labels[r], steps[r])[:, :, model.mask])
