@@ -14,7 +14,7 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
   dominates at high S/N, is what is compared).
 
-Usage (writes JSON atomically, a row per setting, resumable):
+Usage (writes JSON atomically, marked synthetic, a row per setting under "settings", resumable):
     python scripts/emulator_study.py --demo /tmp/demo_new --out data/studies/emulator_settings.json
 """
 import argparse
@@ -100,7 +100,11 @@ def main():
     fit_norm, fit_nivar = preprocess_batch(f, iv, meta["rv"].to_numpy()[fit_rows], inst)
     fit_norm, fit_nivar = fit_norm[:, pix], fit_nivar[:, pix]
 
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {
+        "synthetic": True,
+        "what": "demo emulator training settings vs X_flag, on the SYNTHETIC demo survey",
+        "stride": args.stride, "training_set": asdict(TrainingSetConfig()), "settings": {}}
+    results = doc["settings"]
     for name, setting in SETTINGS.items():
         if name in results:
             continue
@@ -123,12 +127,11 @@ def main():
                "valid_chi2_per_used_pixel_best": valid,
                **evaluate(model, meta, sample, fit_rows, fit_norm, fit_nivar, reference, featureless)}
         results[name] = row
-        atomic_write_text(args.out, json.dumps(results, indent=2, default=float))
+        atomic_write_text(args.out, json.dumps(doc, indent=2, default=float))
         print(name, json.dumps({k: row[k] for k in ("valid_chi2_per_used_pixel_best",
                                                      "featured_flag1_fraction",
                                                      "featureless_flag0_fraction")},
                                default=float), flush=True)
-    print(json.dumps({"stride": args.stride, "training_set": asdict(TrainingSetConfig())}))
 
 
 if __name__ == "__main__":
