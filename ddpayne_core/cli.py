@@ -46,7 +46,7 @@ def _theory_gradients(args):
     if args.limit is None:
         labels = get_label_set(args.label_set) if args.label_set else None
         for name in args.grid:
-            print(gradients.assemble(name, labels if name.startswith("lamost-table1") else None))
+            print(gradients.assemble(name, labels if name in gradients.REFERENCE_GRIDS else None))
 
 
 def _theory_truth_emulator(args):
@@ -83,7 +83,8 @@ def _train_config(args):
         key, _, value = item.partition("=")
         d_scale[key] = float(value)
     return replace(TrainConfig(), n_hidden=args.n_hidden, epochs=args.epochs,
-                   regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed)
+                   regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed,
+                   reference=args.reference, clip_sigma=args.clip_sigma)
 
 
 def _train(args):
@@ -127,7 +128,7 @@ def _flag(args):
 
     from .catalog import read_catalog_metadata, write_catalog
     from .emulator import EmulatorModel
-    from .flags import XFlagConfig, add_flags, calibrate_errors, reflag
+    from .flags import XFlagConfig, add_flags, calibrate_errors, model_reference, reflag
     from .theory.gradients import load_reference_gradients
 
     cfg = XFlagConfig()
@@ -140,7 +141,9 @@ def _flag(args):
         reflag(table, labels, cfg)
     else:
         model = EmulatorModel.load(args.model)
-        add_flags(table, model, load_reference_gradients(args.reference), cfg)
+        reference = load_reference_gradients(args.reference) if args.reference \
+            else model_reference(model)
+        add_flags(table, model, reference, cfg)
         if {"star_id", "mjd"} <= set(table.columns):
             meta["error_scale"] = calibrate_errors(table, model.labels)
     meta["flag_config"] = asdict(cfg)
@@ -188,7 +191,7 @@ def _demo(args):
     from .train import TrainConfig
 
     run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,
-             train_config=replace(TrainConfig(), epochs=args.epochs))
+             train_config=replace(TrainConfig(), epochs=args.epochs, reference=args.reference))
 
 
 def _report(args):
@@ -240,6 +243,18 @@ def _add_train_args(p):
                    help="train without the gradient-spectrum prior (the baseline)")
     p.add_argument("--d-scale", nargs="*", metavar="LABEL=D", help="override D_scale per label")
     p.add_argument("--seed", type=int, default=0)
+    _add_reference_arg(p)
+    p.add_argument("--clip-sigma", type=float, default=0.0,
+                   help="zero the weight of training pixels this many robust sigmas off the "
+                        "emulator (0 = never; see the training-settings study in the README)")
+
+
+def _add_reference_arg(p):
+    from .constants import REFERENCE_GRID
+
+    p.add_argument("--reference", default=REFERENCE_GRID,
+                   help="reference-star grid(s) of the gradient prior: lamost-table1 (X19's 16), "
+                        "lamost-table1+lamost-isochrone (36, LAMOST-APOGEE labels only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = tsub.add_parser("gradients", help="compute (resumable) and assemble reference grids")
     g.add_argument("--grid", nargs="+", default=["lamost-table1"],
-                   help="lamost-table1, lamost-table1-truth, truth-grid")
+                   help="lamost-table1, lamost-table1-truth, lamost-isochrone, truth-grid")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--limit", type=int, default=None, help="compute at most N spectra, no assembly")
     g.add_argument("--assemble-only", action="store_true", help="only assemble computed spectra")
@@ -317,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl = sub.add_parser("flag", help="add gradcorr, X_flag and chi2 flags to a catalogue")
     fl.add_argument("--catalog", required=True)
     fl.add_argument("--model", help="emulator that made the catalogue (not needed with --reflag-only)")
-    fl.add_argument("--reference", default="lamost-table1")
+    fl.add_argument("--reference", default=None,
+                    help="reference grid(s), e.g. lamost-table1+lamost-isochrone "
+                         "(default: the one the model was trained with)")
     fl.add_argument("--config", help="JSON flag configuration (e.g. saved from the app)")
     fl.add_argument("--reflag-only", action="store_true",
                     help="recompute X_flag from stored gradcorr columns only")
@@ -362,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="data/demo")
     dm.add_argument("--epochs", type=int, default=420, help="training epochs when (re)training")
     dm.add_argument("--retrain", action="store_true")
+    _add_reference_arg(dm)
     dm.set_defaults(func=_demo)
     return p
 

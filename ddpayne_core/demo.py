@@ -18,7 +18,7 @@ from . import constants as C
 from .catalog import (blend_metal_poor, recommended, recovery_scatter, robust_bias_scatter, table3,
                       write_catalog)
 from .emulator import EmulatorModel
-from .flags import add_flags, calibrate_errors, gradcorr, reflag
+from .flags import add_flags, calibrate_errors, gradcorr, model_reference, reflag
 from .fit import FitConfig, fit_spectra
 from .instrument import get_instrument
 from .io_utils import file_digest
@@ -70,11 +70,14 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
              truth_path: str | Path = TRUTH_EMULATOR,
              training_set: TrainingSetConfig = TrainingSetConfig(),
              galah_training_set: TrainingSetConfig = GALAH_TRAINING_SET,
+             galah_train_config: TrainConfig | None = None,
              survey_config: SurveyConfig = SurveyConfig(), log=print) -> dict:
     """Run the whole demo; returns a summary with label-recovery scatter against truth.
 
     Three models: the APOGEE-label overall and metal-poor ones (blended) and the GALAH-label one;
-    the recommended catalogue takes each label from the training set X19 Table 4 names."""
+    the recommended catalogue takes each label from the training set X19 Table 4 names. The
+    GALAH-label model is trained with ``galah_train_config``, by default ``train_config`` with the
+    Table 1 reference stars (the only grid stepped in every GALAH label)."""
     out = Path(out)
     done = out / "report" / "summary.json"
     if done.exists() and not retrain:
@@ -84,20 +87,21 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)
     store = open_store(store_path)
-    reference = load_reference_gradients(train_config.reference)
+    galah_train_config = galah_train_config or replace(train_config, reference=C.REFERENCE_GRID)
     models = {}
-    for name, ts, committed in (("model", training_set, COMMITTED_MODEL),
-                                ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL),
-                                ("model_galah", galah_training_set, COMMITTED_GALAH_MODEL)):
+    for name, ts, committed, cfg in (
+            ("model", training_set, COMMITTED_MODEL, train_config),
+            ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL, train_config),
+            ("model_galah", galah_training_set, COMMITTED_GALAH_MODEL, galah_train_config)):
         path = out / f"{name}.pt"
         if not path.exists():
-            if not retrain and _matches(committed, survey_cfg, train_config, ts, truth_path):
+            if not retrain and _matches(committed, survey_cfg, cfg, ts, truth_path):
                 log(f"using the committed model {committed} (trained on this survey configuration; "
                     "`ddpayne demo --retrain` trains anew)")
                 shutil.copyfile(committed, path)
             else:
                 try:
-                    train_from_store(store_path, path, ts, train_config, log=log)
+                    train_from_store(store_path, path, ts, cfg, log=log)
                 except ValueError as exc:  # too few training stars: only the optional ones may go
                     if name == "model":
                         raise
@@ -105,18 +109,18 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                     continue
         models[name] = EmulatorModel.load(path)
     model = models["model"]
-    results = flagged_fits(model, store, out / "catalog.parquet", fit_config, reference, log=log)
+    results = flagged_fits(model, store, out / "catalog.parquet", fit_config, model_reference(model),
+                           log=log)
     meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
             "fit_config": asdict(fit_config),
             "survey": store.info["provenance"], "error_scale": results.attrs.pop("error_scale")}
     write_catalog(results, out / "catalog.parquet", meta)
     blended = galah = None
     if "model_mp" in models:
-        blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config,
-                                            reference, meta, log)
+        blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config, meta, log)
     if "model_galah" in models:
         galah = flagged_fits(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
-                             reference, log=log)
+                             model_reference(models["model_galah"]), log=log)
         write_catalog(galah, out / "catalog_galah.parquet",
                       {**meta, "model": str(out / "model_galah.pt"), "training_set": "galah",
                        "model_config": models["model_galah"].config,
@@ -131,14 +135,14 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
 
 
 def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out: Path,
-                     fit_config: FitConfig, reference, meta: dict, log=print) -> pd.DataFrame:
+                     fit_config: FitConfig, meta: dict, log=print) -> pd.DataFrame:
     """Refit with the metal-poor model the spectra the blend gives it weight (overall [Fe/H] <
     -0.6), write catalog_mp.parquet and catalog_blended.parquet; returns the blended table."""
     poor = (results["feh"] < C.METAL_POOR_BLEND_FEH[1]).to_numpy()
     log(f"metal-poor model: fitting the {poor.sum()} spectra with overall [Fe/H] < "
         f"{C.METAL_POOR_BLEND_FEH[1]}")
-    mp = flagged_fits(model_mp, store, out / "catalog_mp.parquet", fit_config, reference,
-                      rows=poor, log=log)
+    mp = flagged_fits(model_mp, store, out / "catalog_mp.parquet", fit_config,
+                      model_reference(model_mp), rows=poor, log=log)
     write_catalog(mp, out / "catalog_mp.parquet",
                   {**meta, "model": str(out / "model_mp.pt"), "model_config": model_mp.config,
                    "error_scale": mp.attrs["error_scale"],
@@ -296,7 +300,7 @@ def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, fea
     emulator's gradients cost minutes per ten thousand spectra on a CPU."""
     if len(results) > max_spectra:
         results = results.sample(max_spectra, random_state=seed)
-    reference = load_reference_gradients(model.config.get("reference", TrainConfig.reference))
+    reference = model_reference(model)
     truth = EmulatorModel.load(truth_path)
     true_labels = store.meta(["specid"] + list(truth.labels)).set_index("specid")
     x = true_labels.loc[results["specid"], list(truth.labels)].to_numpy(dtype=np.float64, copy=True)
@@ -379,4 +383,7 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("truth_emulator_sha256") == file_digest(truth_path) \
         and cfg.get("n_hidden") == train_config.n_hidden \
         and cfg.get("regularize") == train_config.regularize \
+        and cfg.get("reference", C.REFERENCE_GRID) == train_config.reference \
+        and cfg.get("clip_sigma", 0.0) == train_config.clip_sigma \
+        and cfg.get("d_scale", {}) == train_config.d_scale \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

@@ -17,8 +17,8 @@ from scipy.spatial import cKDTree
 from . import constants as C
 from .catalog import read_catalog_metadata
 from .emulator import EmulatorModel
-from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, nearest_reference,
-                    qflag_chi2)
+from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, model_reference,
+                    nearest_reference, qflag_chi2)
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
 from .labels import pretty
@@ -171,8 +171,7 @@ def load_bundle(directory: str | Path = DEFAULT_BUNDLE, catalog: str | Path | No
         raise ValueError(f"{catalog}: catalogue lacks columns {missing}")
     return SurveyBundle(
         catalog=table, model=emulator,
-        reference=load_reference_gradients(reference or emulator.config.get("reference",
-                                                                             "lamost-table1")),
+        reference=load_reference_gradients(reference) if reference else model_reference(emulator),
         store=open_store(store_path) if (store_path / "store.json").exists() else None,
         metadata=read_catalog_metadata(catalog), directory=directory)
 

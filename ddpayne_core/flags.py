@@ -14,6 +14,7 @@ import torch
 
 from . import constants as C
 from .emulator import EmulatorModel
+from .theory.gradients import ReferenceGradients, load_reference_gradients
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,11 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
         if ratio in table:
             table[flag] = qflag_chi2(table[ratio], table["snr"], config.chi2_cuts)
     return table
+
+
+def model_reference(model: EmulatorModel) -> ReferenceGradients:
+    """The reference gradients ``model`` was regularized with: its X_gradcorr compares with them."""
+    return load_reference_gradients(model.config.get("reference", C.REFERENCE_GRID))
 
 
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):

@@ -5,7 +5,11 @@ the prior terms logged separately every epoch. After every epoch the output laye
 is set to its exact least-squares value for the current hidden layers (variable projection),
 which cuts the number of Adam steps a CPU needs several-fold. Because the loss separates by pixel, early stopping
 is per pixel: each pixel keeps the weights of its best validation chi^2, and training stops when
-no pixel has improved for ``patience`` epochs. Checkpoints hold everything needed to resume.
+no pixel has improved for ``patience`` epochs. Every ``clip_every`` epochs the training spectra's
+pixels that deviate from the current emulator by more than ``clip_sigma`` times the pixel's robust
+scatter get zero weight (unflagged cosmic rays, sky residuals): one 20-sigma spike among a pixel's
+few thousand training spectra would otherwise bend that pixel's network, and its gradient spectra,
+around one star. Checkpoints hold everything needed to resume.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from .progress import progress
 class TrainConfig:
     """n_hidden: neurons per hidden layer (10 LAMOST, 40 DESI); regularize: use the gradient
     prior; d_scale: per-label overrides of D_scale; reference: reference-gradient grid name;
-    solve_output_every: epochs between exact solves of the output layer (0 = pure Adam)."""
+    solve_output_every: epochs between exact solves of the output layer (0 = pure Adam);
+    clip_sigma, clip_every: outlier rejection of training pixels (``outlier_keep``; 0 = none)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -41,9 +46,11 @@ class TrainConfig:
     valid_fraction: float = 0.1
     regularize: bool = True
     d_scale: dict = field(default_factory=dict)
-    reference: str = "lamost-table1"
+    reference: str = C.REFERENCE_GRID
     seed: int = 0
     solve_output_every: int = 1
+    clip_sigma: float = 0.0
+    clip_every: int = 20
 
 
 class TrainingCancelled(Exception):
@@ -59,6 +66,20 @@ def _split(n: int, frac: float, seed: int):
 def _copy_pixels(dst: dict, src: dict, pix: torch.Tensor) -> None:
     for name, t in src.items():
         dst[name][pix] = t.detach()[pix]
+
+
+def outlier_keep(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar: torch.Tensor,
+                 clip_sigma: float, batch: int = 2048) -> torch.Tensor:
+    """Which pixels of the spectra to keep: (n, n_pix) bool, False where |flux - model| sqrt(ivar)
+    exceeds ``clip_sigma`` times the pixel's robust scatter over the spectra (1.4826 x median
+    absolute normalized residual, at least 1, so that noise alone is never clipped).
+    x: (n, n_label) scaled labels; flux, ivar: (n, n_pix), ivar 0 where unused."""
+    with torch.no_grad():
+        r = torch.cat([((net(x[a:a + batch]) - flux[a:a + batch]) * ivar[a:a + batch].sqrt()).abs()
+                       for a in range(0, len(x), batch)])
+        r = r.masked_fill(ivar <= 0, float("nan"))
+        scale = (1.4826 * torch.nanmedian(r, dim=0).values).nan_to_num(1.0).clamp_min(1.0)
+        return ~(r > clip_sigma * scale)
 
 
 def solve_output_layer(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar: torch.Tensor,
@@ -127,7 +148,8 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
     flux = np.where(ivar > 0, flux, 1.0)
     tr, va = _split(len(flux), config.valid_fraction, config.seed)
     f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
-    x_all, f_all, iv_all = f32(scaler.scale(labels)), f32(flux), f32(ivar)
+    x_all, f_all, iv_raw = f32(scaler.scale(labels)), f32(flux), f32(ivar)
+    iv_all = iv_raw
 
     net = Emulator(len(label_names), flux.shape[1], config.n_hidden, seed=config.seed)
     tr_t = torch.as_tensor(tr)
@@ -152,7 +174,7 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     best_val = torch.full((flux.shape[1],), float("inf"))
     history = {"epoch": [], "train_chi2": [], "train_prior": [], "valid_chi2": [], "lr": [],
-               "seconds": []}
+               "clipped_fraction": [], "seconds": []}
     start_epoch, stale = 0, 0
 
     ckpt = Path(checkpoint) if checkpoint else None
@@ -170,6 +192,8 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         lr_now = opt.param_groups[0]["lr"]
         sched.gamma = (config.lr_end / lr_now) ** (1.0 / max(config.epochs - start_epoch - 1, 1))
         log(f"resuming training at epoch {start_epoch} from {ckpt}")
+        if config.clip_sigma > 0 and start_epoch >= config.clip_every:
+            iv_all = iv_raw * outlier_keep(net, x_all, f_all, iv_raw, config.clip_sigma)
 
     gen = torch.Generator().manual_seed(config.seed + start_epoch)
     for epoch in progress(range(start_epoch, config.epochs), desc="training epochs"):
@@ -185,6 +209,13 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
             opt.step()
             chi_sum, prior_sum, n_batches = chi_sum + chi.item(), prior_sum + reg.item(), n_batches + 1
         sched.step()
+        if config.clip_sigma > 0 and (epoch + 1) % config.clip_every == 0:
+            iv_all = iv_raw * outlier_keep(net, x_all, f_all, iv_raw, config.clip_sigma)
+            # The validation chi^2 changed meaning: rescore the kept weights under the new mask.
+            kept = Emulator(len(label_names), flux.shape[1], config.n_hidden)
+            kept.load_state_dict(best_state)
+            with torch.no_grad():
+                best_val = chi2_per_pixel(kept, x_all[va], f_all[va], iv_all[va])
         if config.solve_output_every and (epoch + 1) % config.solve_output_every == 0:
             solve()
         with torch.no_grad():
@@ -195,7 +226,10 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         stale = 0 if bool(improved.any()) else stale + 1
         for key, value in (("epoch", epoch), ("train_chi2", chi_sum / n_batches),
                            ("train_prior", prior_sum / n_batches), ("valid_chi2", float(val.sum())),
-                           ("lr", opt.param_groups[0]["lr"]), ("seconds", time.perf_counter() - t0)):
+                           ("lr", opt.param_groups[0]["lr"]),
+                           ("clipped_fraction", float((iv_all == 0).sum() - (iv_raw == 0).sum())
+                            / float((iv_raw > 0).sum())),
+                           ("seconds", time.perf_counter() - t0)):
             history[key].append(value)
         if ckpt is not None:
             with atomic_path(ckpt) as tmp:

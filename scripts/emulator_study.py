@@ -9,6 +9,9 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
 - X_flag 1 fraction per featured label and X_flag 0 fraction of the featureless label, with
   gradcorr at the *true* labels of a random sample of the catalogue (the same for every model,
   binned by the catalogue's fitted Teff, logg, [Fe/H] as the catalogue is);
+- the same fractions against each grid of REFERENCES (``by_reference``: a model regularized
+  with more reference stars is also flagged against them, which changes the nearest reference
+  star; the Table 1 column compares every model on the same footing);
 - the best validation chi2 per used pixel;
 - label recovery against truth (robust scatter) of fits of high-S/N spectra on these pixels
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
@@ -42,10 +45,14 @@ from ddpayne_core.trainingset import TrainingSetConfig, select_training
 SETTINGS = {
 
     "committed (10 neurons, D 5/50, 420 epochs)": None,
-    "baseline 420 epochs": {"epochs": 420},
-    "D 50 for Teff, logg, vmic": {"epochs": 420, "d_scale": {"teff": 50.0, "logg": 50.0, "vmic": 50.0}},
-    "20 neurons": {"epochs": 420, "n_hidden": 20},
-    "D x10 for every label": {"epochs": 420, "d_scale": "x10"},
+    "baseline 420 epochs": {"epochs": 420, "clip_sigma": 0.0},
+    "D 50 for Teff, logg, vmic": {"epochs": 420, "clip_sigma": 0.0,
+                                  "d_scale": {"teff": 50.0, "logg": 50.0, "vmic": 50.0}},
+    "20 neurons": {"epochs": 420, "clip_sigma": 0.0, "n_hidden": 20},
+    "D x10 for every label": {"epochs": 420, "clip_sigma": 0.0, "d_scale": "x10"},
+    "outlier clipping 5 sigma every 20 epochs": {"epochs": 420, "clip_sigma": 5.0, "clip_every": 20},
+    "36 reference stars (Table 1 + lamost-isochrone)": {
+        "epochs": 420, "clip_sigma": 0.0, "reference": "lamost-table1+lamost-isochrone"},
 }
 
 
@@ -54,19 +61,27 @@ def pixel_reference(ref: ReferenceGradients, pix) -> ReferenceGradients:
                               ref.dflux[:, :, pix], ref.provenance)
 
 
-def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, reference, featureless) -> dict:
-    """X_flag fractions (gradcorr at true labels), recovery scatter of fits at high S/N."""
+REFERENCES = ("lamost-table1", "lamost-table1+lamost-isochrone")
+
+
+def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featureless) -> dict:
+    """X_flag fractions (gradcorr at true labels) against the model's own reference grid and
+    against each of ``references`` (name -> pixel-subset grid), recovery scatter of fits at
+    high S/N."""
     x = truth_meta.loc[sample.index, list(model.labels)].to_numpy(dtype=np.float64)
-    g = gradcorr(model, x, reference)
-    table = sample[["teff", "logg", "feh", "snr"]].copy()
-    for k, lab in enumerate(model.labels):
-        table[f"{lab}_gradcorr"] = g[:, k]
-    fractions = flag_fractions(reflag(table, model.labels), model.labels, featureless)
+    by_reference = {}
+    for name, reference in references.items():
+        g = gradcorr(model, x, reference)
+        table = sample[["teff", "logg", "feh", "snr"]].copy()
+        for k, lab in enumerate(model.labels):
+            table[f"{lab}_gradcorr"] = g[:, k]
+        by_reference[name] = flag_fractions(reflag(table, model.labels), model.labels, featureless)
+    fractions = by_reference[model.config.get("reference", TrainConfig.reference)]
     fit = fit_spectra(model, norm, nivar)
     true = truth_meta.loc[fit_rows, list(model.labels)].to_numpy(dtype=np.float64)
     scatter = {lab: robust_bias_scatter(fit.labels[:, k] - true[:, k])[1]
                for k, lab in enumerate(model.labels)}
-    return {**fractions, "recovery_scatter_snr_gt_80": scatter}
+    return {**fractions, "by_reference": by_reference, "recovery_scatter_snr_gt_80": scatter}
 
 
 def main():
@@ -83,7 +98,7 @@ def main():
     featureless = store.info["provenance"]["config"]["featureless"]
     inst = get_instrument(store.info["instrument"])
     pix = np.arange(inst.wave.size)[::args.stride]
-    reference = pixel_reference(load_reference_gradients(TrainConfig.reference), pix)
+    references = {name: pixel_reference(load_reference_gradients(name), pix) for name in REFERENCES}
     committed = EmulatorModel.load(COMMITTED_MODEL)
 
     rows, labels, names = select_training(meta, TrainingSetConfig())
@@ -120,12 +135,13 @@ def main():
                                       for lab in names}
             config = replace(TrainConfig(), **setting)
             model = train_emulator(norm, nivar, labels, names, inst.wave[pix],
-                                   instrument_mask(inst.wave)[pix], config, reference,
-                                   log=lambda *a: None)
+                                   instrument_mask(inst.wave)[pix], config,
+                                   references.get(config.reference), log=lambda *a: None)
             valid = model.history["valid_chi2_best"] / int(model.mask.sum())
         row = {"setting": setting, "train_seconds": time.perf_counter() - t0,
                "valid_chi2_per_used_pixel_best": valid,
-               **evaluate(model, meta, sample, fit_rows, fit_norm, fit_nivar, reference, featureless)}
+               **evaluate(model, meta, sample, fit_rows, fit_norm, fit_nivar, references,
+                          featureless)}
         results[name] = row
         atomic_write_text(args.out, json.dumps(doc, indent=2, default=float))
         print(name, json.dumps({k: row[k] for k in ("valid_chi2_per_used_pixel_best",

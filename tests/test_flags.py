@@ -183,3 +183,17 @@ def test_desi_chi2_variant_uses_median_and_mad_per_snr_bin():
     # bin 1: median 12, MAD 1 -> 100 is (100 - 12)/1; bin 2: median 1200, MAD 100.
     np.testing.assert_allclose(r, [-2, -1, 0, 1, 88, -2, -1, 0, 1, 78])
     assert qflag_chi2_desi(r).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+
+
+def test_model_reference_is_the_grid_the_model_was_trained_with(truth_model):
+    """X_gradcorr compares with the reference stars that regularized the model (X19 Table 1's
+    when the model does not say)."""
+    from dataclasses import replace
+
+    from ddpayne_core.flags import model_reference
+
+    named = replace(truth_model, config={**truth_model.config, "reference": "lamost-table1-truth"})
+    unnamed = replace(truth_model, config={k: v for k, v in truth_model.config.items()
+                                           if k != "reference"})
+    assert model_reference(named).name == "lamost-table1-truth"
+    assert model_reference(unnamed).name == "lamost-table1"

@@ -276,6 +276,9 @@ def test_models_and_stores_are_tied_to_their_truth_emulator(demo_bundle, truth_p
     ts = TrainingSetConfig(label_set=TEST_LABELS, min_snr=20)
     assert _matches(out / "model.pt", survey, train, ts, truth_path)
     assert not _matches(out / "model.pt", replace(survey, seed=survey.seed + 1), train, ts, truth_path)
+    for setting in ({"reference": "lamost-table1+lamost-isochrone"}, {"clip_sigma": 5.0},
+                    {"d_scale": {"teff": 50.0}}):
+        assert not _matches(out / "model.pt", survey, replace(train, **setting), ts, truth_path)
     other = make_truth(seed=8).save(tmp_path / "other_truth.pt")
     assert not _matches(out / "model.pt", survey, train, ts, other)
     with pytest.raises(ValueError, match="made from other inputs"):

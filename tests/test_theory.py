@@ -105,6 +105,45 @@ def test_reference_gradients_load_with_documented_shapes():
     assert ref.stars["teff"][0] == 5778 and ref.stars["d_logg"][0] == -0.25
 
 
+def test_isochrone_reference_stars_follow_table1_conventions():
+    """lamost-isochrone: 20 stars between Table 1's metallicities, on the dwarf and giant
+    sequences, each stepped once in every LAMOST-APOGEE label with Table 1's steps and signs."""
+    from ddpayne_core.labels import LABEL_SETS
+    from ddpayne_core.theory.gradients import REFERENCE_LABELS, grid_spec, isochrone_points
+
+    ref, step = isochrone_points()
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    teff, logg, feh = ref[:, col["teff"]], ref[:, col["logg"]], ref[:, col["feh"]]
+    dwarf = logg > 3.8
+    assert len(ref) == 20 and dwarf.sum() == 16 and np.all((feh >= -1.75) & (feh <= -0.25))
+    assert np.all(logg[dwarf] > 4.0) and np.all((logg[~dwarf] > 1.0) & (logg[~dwarf] < 2.5))
+    # Hotter dwarfs sit higher on the main sequence (lower logg); metal-poor giants of one Teff
+    # are more luminous (lower logg), as on real isochrones.
+    assert np.all(np.diff(logg[dwarf & (feh == -0.75)][np.argsort(teff[dwarf & (feh == -0.75)])]) < 0)
+    assert np.all(np.diff(logg[~dwarf][np.argsort(feh[~dwarf])]) > 0)
+    assert np.all(step[:, col["teff"]] == 200) and np.all(step[dwarf, col["logg"]] == -0.25)
+    assert np.all(step[~dwarf, col["logg"]] == 0.5) and np.all(step[:, col["mg_fe"]] == 0.5)
+    points = grid_spec("lamost-isochrone").points
+    assert points.shape == (20 * (1 + len(LABEL_SETS["lamost-apogee"])), len(REFERENCE_LABELS))
+    galah_only = [col[lab] for lab in REFERENCE_LABELS if lab not in LABEL_SETS["lamost-apogee"]]
+    assert np.all(points[:, galah_only] == 0.0)
+
+
+def test_reference_grids_join_with_plus():
+    """"a+b" holds a's stars then b's, with the labels both have; the gradients are the parts'."""
+    table1 = load_reference_gradients("lamost-table1")
+    iso = load_reference_gradients("lamost-isochrone")
+    both = load_reference_gradients("lamost-table1+lamost-isochrone")
+    assert both.labels == iso.labels and len(both.stars) == 36 == both.dflux.shape[0]
+    assert list(both.stars["star"]) == list(range(1, 37))
+    k = table1.labels.index("mn_fe")
+    assert np.array_equal(both.dflux[:16, both.labels.index("mn_fe")], table1.dflux[:, k])
+    assert np.array_equal(both.dflux[16:], iso.dflux)
+    assert np.array_equal(both.reference_labels()[16:], iso.reference_labels())
+    with pytest.raises(FileNotFoundError, match="no-such-grid"):
+        load_reference_gradients("lamost-table1+no-such-grid")
+
+
 def test_truth_physics_gradients_are_alike_but_not_equal():
     """lamost-table1-truth: the same 16 stars and steps with the synthetic survey's perturbed
     physics (log gf errors): every label of both label sets, gradients that correlate closely

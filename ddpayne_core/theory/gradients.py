@@ -9,6 +9,11 @@ Grids:
 - ``lamost-table1`` / ``lamost-table1-truth``: the 16 reference stars of X19 Table 1, each at its
   reference labels and at every label stepped by the Table-1 step (signs included), with the
   regularizing and the "truth" physics.
+- ``lamost-isochrone``: 20 more reference stars along isochrone-shaped sequences between Table 1's
+  metallicities, [Fe/H] -1.75 to -0.25, dwarfs 4800-6800 K and a 4800 K giant (Z24 sec. 2
+  regularizes with 101 such stars instead of X19's 16), with the regularizing physics; stepped in
+  the LAMOST-APOGEE labels only (17 points a star, not 26: 328 distinct MOOG spectra, 1.2 h on
+  two cores). ``lamost-table1+lamost-isochrone`` loads both.
 - ``truth-grid``: >= 1000 spectra over the label space of a real survey with the truth physics,
   to train the synthetic survey's truth emulator.
 """
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from .. import constants as C
 from ..instrument import get_instrument
@@ -63,13 +68,49 @@ def table1_points() -> tuple[np.ndarray, np.ndarray]:
     return ref, step
 
 
-def _table1_grid_points() -> np.ndarray:
-    """Each star at its reference labels, then each label stepped: (16 * (1 + n_label), n_label)."""
-    ref, step = table1_points()
+# lamost-isochrone layout (our choice, sized for a 2-core machine): every [Fe/H] x every position,
+# where the Table 1 stars are sparse and the demo's X_flag fails (metal-poor and hot dwarfs).
+ISOCHRONE_FEH = (-1.75, -1.25, -0.75, -0.25)
+ISOCHRONE_DWARF_TEFF = (4800.0, 5500.0, 6200.0, 6800.0)
+ISOCHRONE_GIANT_TEFF = (4800.0,)
+
+
+def isochrone_points() -> tuple[np.ndarray, np.ndarray]:
+    """Reference labels (20, n_label) and steps (20, n_label) of the lamost-isochrone grid: logg
+    from ``isochrone_logg``, vmic from logg as in the truth grid, [X/Fe] 0; steps as in X19
+    Table 1 (Teff +200 K, logg -0.25 for dwarfs, +0.25 subgiants, +0.5 giants, vmic +1, [Fe/H]
+    and [X/Fe] +0.5)."""
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    teff = np.array(ISOCHRONE_DWARF_TEFF + ISOCHRONE_GIANT_TEFF)
+    giant = np.arange(teff.size) >= len(ISOCHRONE_DWARF_TEFF)
+    n_feh = len(ISOCHRONE_FEH)
+    feh = np.repeat(ISOCHRONE_FEH, teff.size)
+    teff, giant = np.tile(teff, n_feh), np.tile(giant, n_feh)
+    logg = np.round(isochrone_logg(teff, feh, giant), 2)
+    ref = np.zeros((teff.size, len(REFERENCE_LABELS)))
+    step = np.full_like(ref, C.TABLE1_XFE_STEP)
+    ref[:, col["teff"]], ref[:, col["logg"]], ref[:, col["feh"]] = teff, logg, feh
+    ref[:, col["vmic"]] = np.round(np.clip(0.9 + 0.3 * (5.0 - logg), 0.5, 3.0), 2)
+    step[:, col["teff"]] = 200.0
+    step[:, col["logg"]] = np.where(logg >= 4.0, -0.25, np.where(logg >= 3.0, 0.25, 0.5))
+    step[:, col["vmic"]] = C.TABLE1_VMIC_STEP
+    return ref, step
+
+
+# Reference-star grids: their (labels, steps) and the labels each star is stepped in.
+REFERENCE_GRIDS = {"lamost-table1": (table1_points, REFERENCE_LABELS),
+                   "lamost-table1-truth": (table1_points, REFERENCE_LABELS),
+                   "lamost-isochrone": (isochrone_points, LABEL_SETS["lamost-apogee"])}
+
+
+def _reference_grid_points(name: str) -> np.ndarray:
+    """Each star at its reference labels, then each label stepped: (n_star * (1 + n_step), n_label)."""
+    points, stepped = REFERENCE_GRIDS[name]
+    ref, step = points()
     rows = []
     for s in range(ref.shape[0]):
         rows.append(ref[s])
-        for k in range(ref.shape[1]):
+        for k in (REFERENCE_LABELS.index(lab) for lab in stepped):
             p = ref[s].copy()
             p[k] += step[s, k]
             rows.append(p)
@@ -106,13 +147,12 @@ def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
 
 
 def grid_spec(name: str) -> GridSpec:
-    if name == "lamost-table1":
-        return GridSpec(name, PHYSICS["kurucz-moog"], "lamost", _table1_grid_points())
-    if name == "lamost-table1-truth":
-        return GridSpec(name, PHYSICS["truth-moog"], "lamost", _table1_grid_points())
+    if name in REFERENCE_GRIDS:
+        physics = PHYSICS["truth-moog" if name.endswith("-truth") else "kurucz-moog"]
+        return GridSpec(name, physics, "lamost", _reference_grid_points(name))
     if name == "truth-grid":
         return GridSpec(name, PHYSICS["truth-moog"], "lamost", truth_grid_points())
-    raise ValueError(f"unknown grid {name!r}; known: lamost-table1, lamost-table1-truth, truth-grid")
+    raise ValueError(f"unknown grid {name!r}; known: {', '.join(REFERENCE_GRIDS)}, truth-grid")
 
 
 def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
@@ -142,9 +182,9 @@ def _compute_point(args) -> str | None:
 def _needed_by_apogee(spec: GridSpec, point: np.ndarray) -> bool:
     """Whether a grid point is needed by the LAMOST-APOGEE label set (a Table-1 point stepping a
     GALAH-only label is not)."""
-    if not spec.name.startswith("lamost-table1"):
+    if spec.name not in REFERENCE_GRIDS:
         return True
-    ref, _ = table1_points()
+    ref, _ = REFERENCE_GRIDS[spec.name][0]()
     differs = ~np.isclose(ref, point[None, :])           # (n_star, n_label)
     star = int(np.argmin(differs.sum(axis=1)))
     stepped = np.nonzero(differs[star])[0]
@@ -206,9 +246,24 @@ class ReferenceGradients:
         return np.stack([np.asarray(self.stars[lab]) for lab in self.labels], axis=1)
 
 
-def load_reference_gradients(name: str = "lamost-table1") -> ReferenceGradients:
-    """Load committed reference gradients: "lamost-table1" (regularizing physics) or
-    "lamost-table1-truth" (the synthetic survey's truth physics)."""
+def load_reference_gradients(name: str = C.REFERENCE_GRID) -> ReferenceGradients:
+    """Load committed reference gradients: "lamost-table1" (regularizing physics),
+    "lamost-table1-truth" (the synthetic survey's truth physics), "lamost-isochrone", or several
+    joined by "+" (their stars together, with the labels every one of them has, in the first
+    grid's order)."""
+    if "+" in name:
+        parts = [load_reference_gradients(part) for part in name.split("+")]
+        labels = tuple(lab for lab in parts[0].labels if all(lab in p.labels for p in parts))
+        parts = [p.select_labels(labels) for p in parts]
+        if any(not np.array_equal(p.wavelength, parts[0].wavelength) for p in parts):
+            raise ValueError(f"reference grids {name!r} are on different wavelength grids")
+        columns = [c for lab in labels for c in (lab, f"d_{lab}")]
+        stars = vstack([p.stars[columns] for p in parts])
+        stars.add_column(np.arange(1, len(stars) + 1), name="star", index=0)
+        return ReferenceGradients(name, parts[0].wavelength, labels, stars,
+                                  np.concatenate([p.flux for p in parts]),
+                                  np.concatenate([p.dflux for p in parts]),
+                                  {p.name: p.provenance for p in parts})
     path = DATA_DIR / f"{name}.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`")
@@ -252,7 +307,7 @@ def assemble(name: str, labels=None) -> Path:
     """
     spec = grid_spec(name)
     inst = get_instrument(spec.instrument)
-    if not name.startswith("lamost-table1"):
+    if name not in REFERENCE_GRIDS:
         files = [_point_file(spec, p) for p in spec.points]
         missing = sum(not f.exists() for f in files)
         if missing:
@@ -262,8 +317,8 @@ def assemble(name: str, labels=None) -> Path:
                                labels=np.array(REFERENCE_LABELS))
         prov = _provenance(name, spec, len(files), REFERENCE_LABELS)
     else:
-        labels = tuple(labels or REFERENCE_LABELS)
-        ref, steps = table1_points()
+        labels = tuple(labels or REFERENCE_GRIDS[name][1])
+        ref, steps = REFERENCE_GRIDS[name][0]()
         cols = [REFERENCE_LABELS.index(lab) for lab in labels]
         load = lambda point: np.load(_point_file(spec, point)).astype(np.float64)
         try:

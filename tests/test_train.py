@@ -1,0 +1,60 @@
+"""Training details on hand-made data: outlier rejection of training pixels."""
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ddpayne_core.emulator import Emulator
+from ddpayne_core.train import TrainConfig, outlier_keep, train_emulator
+
+QUIET = dict(log=lambda *a: None)
+
+
+def test_outlier_keep_clips_spikes_not_noise():
+    """Pure Gaussian noise (5,000 x 20 draws) loses nothing at 5 sigma; a 6-sigma spike goes,
+    and so does a 12-sigma one on a pixel whose scatter is twice the noise (robust scale 2)."""
+    net = Emulator(2, 20, 4)
+    x = torch.zeros(5000, 2)
+    with torch.no_grad():
+        model = net(x)
+    gen = torch.Generator().manual_seed(1)
+    ivar = torch.full((5000, 20), 1e4)
+    noise = torch.randn(5000, 20, generator=gen) * 0.01
+    noise[:, 3] *= 2.0
+    flux = model + noise.clamp(-0.045, 0.045)
+    flux[10, 5] += 0.06
+    flux[11, 3] += 0.12
+    flux[12, 3] += 0.06            # 6 sigma of noise but 3 of this pixel's scatter: kept
+    ivar[13, 6] = 0.0              # unused pixels never enter the scale and stay as they are
+    keep = outlier_keep(net, x, flux, ivar, 5.0)
+    assert set(map(tuple, (~keep).nonzero().tolist())) == {(10, 5), (11, 3)}
+
+
+def test_training_ignores_an_unflagged_spike():
+    """A 100-sigma spike on one pixel of one star pulls that pixel's unclipped network (its model
+    rises by spike / n_star on average over the stars); with clipping it is, on average, the one
+    trained without the spike (star by star they differ by the optimizer's path). Pixels are independent networks, so the others are untouched."""
+    rng = np.random.default_rng(0)
+    n, p = 400, 30
+    labels = rng.uniform(0, 1, (n, 2))
+    wave = np.linspace(4000.0, 5000.0, p)
+    clean = 1 - 0.3 * labels[:, :1] * np.exp(-((wave - 4500) / 150) ** 2)[None] \
+        + rng.normal(0, 0.01, (n, p))
+    spiked = clean.copy()
+    spiked[7, 15] += 1.0
+    ivar = np.full((n, p), 1e4)
+    cfg = replace(TrainConfig(), epochs=80, regularize=False, n_hidden=6, clip_every=5,
+                  valid_fraction=0.05)
+
+    def pixel_model(flux, clip):
+        m = train_emulator(flux, ivar, labels, ("a", "b"), wave, np.ones(p, bool),
+                           replace(cfg, clip_sigma=clip), **QUIET)
+        return m.predict(labels)[:, 15], m.history["clipped_fraction"][-1] * n * p
+
+    reference, _ = pixel_model(clean, 0.0)
+    unclipped, _ = pixel_model(spiked, 0.0)
+    clipped, n_clipped = pixel_model(spiked, 5.0)
+    assert n_clipped < 5
+    pull = (unclipped - reference).mean()
+    assert pull > 0.5 / n
+    assert abs((clipped - reference).mean()) < 0.2 * pull
