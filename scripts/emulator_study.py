@@ -36,6 +36,7 @@ from ddpayne_core.fit import fit_spectra
 from ddpayne_core.flags import gradcorr, reflag
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.loss import default_d_scale
 from ddpayne_core.spectra import instrument_mask, preprocess_batch
 from ddpayne_core.store import open_store
 from ddpayne_core.theory.gradients import ReferenceGradients, load_reference_gradients
@@ -53,6 +54,9 @@ SETTINGS = {
     "outlier clipping 5 sigma every 20 epochs": {"epochs": 420, "clip_sigma": 5.0, "clip_every": 20},
     "36 reference stars (Table 1 + lamost-isochrone)": {
         "epochs": 420, "clip_sigma": 0.0, "reference": "lamost-table1+lamost-isochrone"},
+    "36 reference stars, D x 16/36 (Table 1's total prior weight)": {
+        "epochs": 420, "clip_sigma": 0.0, "reference": "lamost-table1+lamost-isochrone",
+        "d_scale": "x0.444"},
 }
 
 
@@ -130,9 +134,9 @@ def main():
             valid = committed.history["valid_chi2_best"] / int(committed.mask.sum())
         else:
             setting = dict(setting)
-            if setting.get("d_scale") == "x10":
-                setting["d_scale"] = {lab: 10 * (5.0 if lab in ("teff", "logg", "vmic") else 50.0)
-                                      for lab in names}
+            if isinstance(setting.get("d_scale"), str):  # "xF": every label's default D times F
+                factor = float(setting["d_scale"][1:])
+                setting["d_scale"] = {lab: factor * d for lab, d in zip(names, default_d_scale(names))}
             config = replace(TrainConfig(), **setting)
             model = train_emulator(norm, nivar, labels, names, inst.wave[pix],
                                    instrument_mask(inst.wave)[pix], config,
