@@ -5,11 +5,12 @@ the prior terms logged separately every epoch. After every epoch the output laye
 is set to its exact least-squares value for the current hidden layers (variable projection),
 which cuts the number of Adam steps a CPU needs several-fold. Because the loss separates by pixel, early stopping
 is per pixel: each pixel keeps the weights of its best validation chi^2, and training stops when
-no pixel has improved for ``patience`` epochs. Every ``clip_every`` epochs the training spectra's
-pixels that deviate from the current emulator by more than ``clip_sigma`` times the pixel's robust
-scatter get zero weight (unflagged cosmic rays, sky residuals): one 20-sigma spike among a pixel's
-few thousand training spectra would otherwise bend that pixel's network, and its gradient spectra,
-around one star. Checkpoints hold everything needed to resume.
+no pixel has improved for ``patience`` epochs. Optionally (``clip_sigma`` > 0), every
+``clip_every`` epochs the training pixels that deviate from the current emulator by more than
+``clip_sigma`` times the pixel's robust scatter get zero weight (unflagged cosmic rays, sky
+residuals, which otherwise shift the pixel's model by spike / n_star); off by default, because on
+the demo survey it also dropped the stars the emulator fits worst and cost accuracy (README,
+*Training*). Checkpoints hold everything needed to resume.
 """
 from __future__ import annotations
 
