@@ -77,7 +77,7 @@ ISOCHRONE_GIANT_TEFF = (4800.0,)
 
 def isochrone_points() -> tuple[np.ndarray, np.ndarray]:
     """Reference labels (20, n_label) and steps (20, n_label) of the lamost-isochrone grid: logg
-    from ``isochrone_logg``, vmic from logg as in the truth grid, [X/Fe] 0; steps as in X19
+    from ``isochrone_logg``, vmic from ``typical_vmic``, [X/Fe] 0; steps as in X19
     Table 1 (Teff +200 K, logg -0.25 for dwarfs, +0.25 subgiants, +0.5 giants, vmic +1, [Fe/H]
     and [X/Fe] +0.5)."""
     col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
@@ -90,7 +90,7 @@ def isochrone_points() -> tuple[np.ndarray, np.ndarray]:
     ref = np.zeros((teff.size, len(REFERENCE_LABELS)))
     step = np.full_like(ref, C.TABLE1_XFE_STEP)
     ref[:, col["teff"]], ref[:, col["logg"]], ref[:, col["feh"]] = teff, logg, feh
-    ref[:, col["vmic"]] = np.round(np.clip(0.9 + 0.3 * (5.0 - logg), 0.5, 3.0), 2)
+    ref[:, col["vmic"]] = np.round(np.clip(typical_vmic(logg), 0.5, 3.0), 2)
     step[:, col["teff"]] = 200.0
     step[:, col["logg"]] = np.where(logg >= 4.0, -0.25, np.where(logg >= 3.0, 0.25, 0.5))
     step[:, col["vmic"]] = C.TABLE1_VMIC_STEP
@@ -127,6 +127,11 @@ def isochrone_logg(teff: np.ndarray, feh: np.ndarray, giant: np.ndarray) -> np.n
     return np.where(giant, rgb, dwarf)
 
 
+def typical_vmic(logg: np.ndarray) -> np.ndarray:
+    """A rough microturbulence [km/s] at logg [dex]: ~1 km/s for dwarfs, ~2 for giants."""
+    return 0.9 + 0.3 * (5.0 - logg)
+
+
 def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
     """Label points spread over a survey's label space, (n, n_label)."""
     rng = np.random.default_rng(seed)
@@ -139,7 +144,7 @@ def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
     pts[:, col["teff"]] = teff
     pts[:, col["logg"]] = logg
     pts[:, col["feh"]] = feh
-    pts[:, col["vmic"]] = np.clip(0.9 + 0.3 * (5.0 - logg) + rng.normal(0, 0.2, n), 0.5, 3.0)
+    pts[:, col["vmic"]] = np.clip(typical_vmic(logg) + rng.normal(0, 0.2, n), 0.5, 3.0)
     for lab, i in col.items():
         if lab.endswith("_fe"):
             pts[:, i] = rng.uniform(-XFE_RANGE, XFE_RANGE, n)
