@@ -17,6 +17,9 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
   dominates at high S/N, is what is compared).
 
+A setting is a dict of ``TrainConfig`` fields, plus ``train_fraction`` (train on a uniform random
+fraction of the training set) and ``d_scale`` as "xF" (every label's default D times F).
+
 Usage (writes JSON atomically, marked synthetic, a row per setting under "settings", resumable):
     python scripts/emulator_study.py --demo /tmp/demo_new --out data/studies/emulator_settings.json
 """
@@ -57,12 +60,46 @@ SETTINGS = {
     "36 reference stars, D x 16/36 (Table 1's total prior weight)": {
         "epochs": 420, "clip_sigma": 0.0, "reference": "lamost-table1+lamost-isochrone",
         "d_scale": "x0.444"},
+    "D x10 for N, Mn, Ni (the weak-feature labels)": {
+        "epochs": 420, "clip_sigma": 0.0, "d_scale": {"n_fe": 500.0, "mn_fe": 500.0, "ni_fe": 500.0}},
+    "D x10 for Teff, logg, vmic, N, Mn, Ni": {
+        "epochs": 420, "clip_sigma": 0.0, "d_scale": {"teff": 50.0, "logg": 50.0, "vmic": 50.0,
+                                                      "n_fe": 500.0, "mn_fe": 500.0, "ni_fe": 500.0}},
+    "no regularization": {"epochs": 420, "clip_sigma": 0.0, "regularize": False},
+    "half the training stars (random)": {"epochs": 420, "clip_sigma": 0.0, "train_fraction": 0.5},
+    "a quarter of the training stars (random)": {"epochs": 420, "clip_sigma": 0.0,
+                                                 "train_fraction": 0.25},
 }
 
 
 def pixel_reference(ref: ReferenceGradients, pix) -> ReferenceGradients:
     return ReferenceGradients(ref.name, ref.wavelength[pix], ref.labels, ref.stars, ref.flux[:, pix],
                               ref.dflux[:, :, pix], ref.provenance)
+
+
+def on_pixels(model: EmulatorModel, pix) -> EmulatorModel:
+    """``model`` seen on the pixels ``pix`` only."""
+    return replace(model, net=model.net.pixel_subset(pix), wave=model.wave[pix], mask=model.mask[pix])
+
+
+def study_parser(doc: str, default_out: str) -> argparse.ArgumentParser:
+    """Command line of a study of the demo emulator on every ``--stride``-th pixel."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--demo", type=Path, required=True, help="a finished `ddpayne demo` folder")
+    ap.add_argument("--out", type=Path, default=Path(default_out))
+    ap.add_argument("--stride", type=int, default=8)
+    return ap
+
+
+def training_on_pixels(store, stride: int):
+    """The demo's APOGEE-label training set on every ``stride``-th pixel: (pix (n_pix_used,),
+    rows (n,), labels (n, n_label), names, norm, nivar (n, n_pix_used) normalized)."""
+    meta, inst = store.meta(), get_instrument(store.info["instrument"])
+    pix = np.arange(inst.wave.size)[::stride]
+    rows, labels, names = select_training(meta, TrainingSetConfig())
+    flux, ivar = store.read_rows(rows)
+    norm, nivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
+    return pix, rows, labels, names, norm[:, pix], nivar[:, pix]
 
 
 REFERENCES = ("lamost-table1", "lamost-table1+lamost-isochrone")
@@ -89,10 +126,7 @@ def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featu
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--demo", type=Path, required=True, help="a finished `ddpayne demo` folder")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--stride", type=int, default=8)
+    ap = study_parser(__doc__, "data/studies/emulator_settings.json")
     ap.add_argument("--n-flag-sample", type=int, default=3000)
     ap.add_argument("--n-fit", type=int, default=1000)
     args = ap.parse_args()
@@ -101,14 +135,9 @@ def main():
     meta = store.meta()
     featureless = store.info["provenance"]["config"]["featureless"]
     inst = get_instrument(store.info["instrument"])
-    pix = np.arange(inst.wave.size)[::args.stride]
+    pix, rows, labels, names, norm, nivar = training_on_pixels(store, args.stride)
     references = {name: pixel_reference(load_reference_gradients(name), pix) for name in REFERENCES}
     committed = EmulatorModel.load(COMMITTED_MODEL)
-
-    rows, labels, names = select_training(meta, TrainingSetConfig())
-    flux, ivar = store.read_rows(rows)
-    norm, nivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
-    norm, nivar = norm[:, pix], nivar[:, pix]
 
     catalog = pd.read_parquet(args.demo / "catalog.parquet",
                               columns=["specid", "teff", "logg", "feh", "snr", "fit_status"])
@@ -129,20 +158,24 @@ def main():
             continue
         t0 = time.perf_counter()
         if setting is None:
-            model = replace(committed, net=committed.net.pixel_subset(pix), wave=committed.wave[pix],
-                            mask=committed.mask[pix])
+            model = on_pixels(committed, pix)
             valid = committed.history["valid_chi2_best"] / int(committed.mask.sum())
         else:
             setting = dict(setting)
             if isinstance(setting.get("d_scale"), str):  # "xF": every label's default D times F
                 factor = float(setting["d_scale"][1:])
                 setting["d_scale"] = {lab: factor * d for lab, d in zip(names, default_d_scale(names))}
-            config = replace(TrainConfig(), **setting)
-            model = train_emulator(norm, nivar, labels, names, inst.wave[pix],
+            # "train_fraction": a uniform random subset of the training set (every population
+            # thinned alike, unlike TrainingSetConfig.max_stars, which keeps every metal-poor star).
+            fraction = setting.get("train_fraction", 1.0)
+            use = np.sort(np.random.default_rng(0).permutation(len(rows))[:round(fraction * len(rows))])
+            config = replace(TrainConfig(), **{k: v for k, v in setting.items() if k != "train_fraction"})
+            model = train_emulator(norm[use], nivar[use], labels[use], names, inst.wave[pix],
                                    instrument_mask(inst.wave)[pix], config,
                                    references.get(config.reference), log=lambda *a: None)
             valid = model.history["valid_chi2_best"] / int(model.mask.sum())
-        row = {"setting": setting, "train_seconds": time.perf_counter() - t0,
+        row = {"setting": setting, "n_train_stars": int(len(use)) if setting is not None else None,
+               "train_seconds": time.perf_counter() - t0,
                "valid_chi2_per_used_pixel_best": valid,
                **evaluate(model, meta, sample, fit_rows, fit_norm, fit_nivar, references,
                           featureless)}
