@@ -69,6 +69,23 @@ def test_chi2ratio_finds_outliers_against_snr_trend():
     assert np.all(r[:20] > 5) and np.mean(np.abs(r[20:]) < 3) > 0.97
 
 
+def test_chi2ratio_centred_at_high_snr_where_chi2_rises_steeply():
+    """As in a survey: log-normal S/N (few stars above 300) and chi^2 = n_pix (1 + (S/N eps)^2),
+    the model's systematic error eps growing with S/N^2 in chi^2. Typical stars must stay
+    typical at every S/N, not only where most stars are."""
+    rng = np.random.default_rng(2)
+    n = 20000
+    snr = np.clip(np.exp(rng.normal(np.log(50), 0.75, n)), 6, 900)
+    teff, feh = rng.uniform(4600, 7400, n), rng.uniform(-1.5, 0.4, n)
+    logg = np.where(rng.random(n) < 0.5, 4.3, 2.5)
+    chi2 = 3000 * (1 + (snr / 60) ** 2) * np.exp(rng.normal(0, 0.1, n))
+    r = chi2ratio(chi2, snr, teff, logg, feh)
+    high = snr > 300
+    assert high.sum() > 100
+    assert abs(np.median(r[high])) < 1 and np.mean(qflag_chi2(r[high], snr[high])) < 0.02
+    assert abs(np.median(r[~high])) < 0.5
+
+
 def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     from conftest import TEST_LABELS, reference_from
     from ddpayne_core.flags import gradcorr

@@ -36,14 +36,21 @@ def test_recovery_of_injected_counts():
     cat = pd.DataFrame({"specid": np.arange(5), "qflag_chi2": [1, 1, 0, 0, 0],
                         "fit_status": [0, 0, 0, 2, 0], "qflag_singlestar": [1, 0, 0, 1, -1]})
     meta = pd.DataFrame({"specid": np.arange(5), "injected_bad": [True, False, False, True, False],
+                         "bad_kind": ["rv", "", "", "blend", ""],
                          "is_binary": [False, False, True, False, True]})
     r = recovery_of_injected(cat, meta)
+    # Row 1 is the one false alarm: a clean single star (rows 2 and 4 are binaries, unflagged).
     assert r["bad_spectra"] == {"n_true": 2, "n_flagged": 3, "completeness": 1.0,
-                                "contamination": 1 / 3}
+                                "contamination": 1 / 3, "flagged_binaries": 0,
+                                "flagged_fraction_of_clean_single_stars": 1.0,
+                                "completeness_by_kind": {"blend": 1.0, "rv": 1.0}}
     # Binaries among good spectra with a defined flag: rows 1 (single, flagged) and 2 (binary,
     # flagged); row 4 is undefined, rows 0 and 3 are bad spectra.
     assert r["binaries"]["n_true"] == 1 and r["binaries"]["completeness"] == 1.0
     assert r["binaries"]["contamination"] == 0.5
+    cat.loc[2, "qflag_chi2"], cat.loc[0, "qflag_chi2"] = 1, 0
+    bad = recovery_of_injected(cat, meta)["bad_spectra"]
+    assert bad["flagged_binaries"] == 1 and bad["completeness_by_kind"] == {"blend": 1.0, "rv": 0.0}
 
 
 def test_markdown_table():
