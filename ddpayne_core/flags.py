@@ -172,10 +172,10 @@ def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> n
     4500-7500 K (X19 sec. 5.4.1). Inputs (n,); returns (n,).
 
     The polynomial models are fitted to log10 chi^2 and converted back (median 10^m, sigma
-    10^m ln10 s): chi^2 rises as S/N^2 once the model's systematic error exceeds the noise, and
-    a cubic in S/N fitted to chi^2 itself falls short of the median where stars are few (on the
-    demo survey, median chi2ratio +3.8 above S/N 300 and 20 % of clean single stars flagged
-    there; 0 % in log)."""
+    10^m ln10 s): chi^2 rises as S/N^2 once the model's systematic error exceeds the noise,
+    and a cubic in log S/N fitted to chi^2 itself falls short of the median where stars are
+    few (on the demo survey, median chi2ratio +3.8 above S/N 300 and 20 % of clean single
+    stars flagged there; 0 % in log)."""
     chi2, snr, teff, logg, feh = (np.asarray(a, dtype=np.float64) for a in (chi2, snr, teff, logg, feh))
     out = np.full(chi2.shape, np.nan)
     ok = np.isfinite(chi2) & (chi2 > 0) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh)

@@ -81,9 +81,9 @@ def recovery_of_injected(catalog: pd.DataFrame, meta: pd.DataFrame) -> dict:
     spectra and of qflag_singlestar for the binaries (where the flag is defined).
 
     The bad-spectrum flag's false alarms are split: a binary's spectrum holds two stars, which a
-    single-star model cannot fit, so a chi^2 flag is right to catch it (X19 sec. 5.4.1); the
-    fraction of clean single stars flagged is the flag's real false-alarm rate. With meta column
-    bad_kind, completeness per kind of injected defect."""
+    single-star model cannot fit, so a chi^2 flag is right to catch it; the fraction of clean
+    single stars flagged is the flag's real false-alarm rate. With meta column bad_kind,
+    completeness per kind of injected defect."""
     m = catalog.merge(meta[[c for c in ("specid", "injected_bad", "bad_kind", "is_binary",
                                         "binary_dmag") if c in meta]], on="specid")
     out = {}
