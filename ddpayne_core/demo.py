@@ -305,11 +305,12 @@ def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, fea
     true_labels = store.meta(["specid"] + list(truth.labels)).set_index("specid")
     x = true_labels.loc[results["specid"], list(truth.labels)].to_numpy(dtype=np.float64, copy=True)
     x[:, [truth.labels.index(lab) for lab in featureless if lab in truth.labels]] = 0.0
-    g = gradcorr(replace(truth, mask=model.mask), x, reference)
     featured = [lab for lab in model.labels if lab not in featureless]
+    # Only the model's labels: a reference grid may be stepped in those alone.
+    g = gradcorr(replace(truth, mask=model.mask), x, reference, which=featured)
     table = results[["teff", "logg", "feh", "snr"]].copy()
-    for lab in featured:
-        table[f"{lab}_gradcorr"] = g[:, truth.labels.index(lab)]
+    for k, lab in enumerate(featured):
+        table[f"{lab}_gradcorr"] = g[:, k]
     return flag_fractions(reflag(table, featured), featured, ())["featured_flag1_fraction"]
 
 

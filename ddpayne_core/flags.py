@@ -58,15 +58,18 @@ def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarra
     return np.argmin(d2, axis=1)
 
 
-def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """The emulator's finite differences F(l + step_k e_k) - F(l) for every label k, on all
-    pixels. labels, steps: (n, n_label) physical -> (n, n_label, n_pix)."""
+def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray,
+                   columns=None) -> np.ndarray:
+    """The emulator's finite differences F(l + step_k e_k) - F(l) on all pixels, for the labels
+    k at ``columns`` (default all). labels: (n, n_label) physical; steps: (n, n_step) physical,
+    one per column -> (n, n_step, n_pix)."""
     n, k = labels.shape
-    stepped = labels[:, None, :] + steps[:, :, None] * np.eye(k)[None]
+    unit = np.eye(k) if columns is None else np.eye(k)[list(columns)]
+    stepped = labels[:, None, :] + steps[:, :, None] * unit[None]
     x = model.scaler.scale(np.concatenate([labels, stepped.reshape(-1, k)]))
     with torch.no_grad():
         f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()
-    return f[n:].reshape(n, k, -1) - f[:n, None, :]
+    return f[n:].reshape(n, len(unit), -1) - f[:n, None, :]
 
 
 def _centred(a: np.ndarray):
@@ -74,19 +77,23 @@ def _centred(a: np.ndarray):
     return a, np.sqrt((a ** 2).sum(-1))
 
 
-def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None) -> np.ndarray:
+def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None,
+             which=None) -> np.ndarray:
     """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
     finite difference at the fitted labels (the nearest reference star's steps) and that star's
-    ab initio finite difference. labels: (n, n_label) physical -> (n, n_label); NaN where the
-    labels are not finite."""
-    ref = reference.select_labels(model.labels)
+    ab initio finite difference, for the labels named in ``which`` (default all of the model's;
+    the reference must hold them). labels: (n, n_label) physical -> (n, len(which)); NaN where
+    the labels are not finite."""
     names = list(model.labels)
+    which = list(names if which is None else which)
+    ref = reference.select_labels(which)
     idx = nearest_reference(labels[:, names.index("teff")], labels[:, names.index("logg")],
                             labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
                             ref.stars["feh"])
     steps = ref.steps()[idx]                                           # (n, k)
     ab, ab_norm = _centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
-    out = np.full(labels.shape, np.nan)
+    columns = [names.index(lab) for lab in which]
+    out = np.full((len(labels), len(which)), np.nan)
     rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
     if batch is None:  # a hidden layer of the batch's (1 + n_label) spectra stays under 32 MB,
         # so the batch's memory is reused from the heap, not page-faulted afresh (memory.py)
@@ -94,7 +101,7 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | N
         batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
-        emu, emu_norm = _centred(emulator_dflux(model, labels[r], steps[r])[:, :, model.mask])
+        emu, emu_norm = _centred(emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask])
         with np.errstate(invalid="ignore", divide="ignore"):
             out[r] = (emu * ab[idx[r]]).sum(-1) / (emu_norm * ab_norm[idx[r]])
     return out

@@ -1,5 +1,6 @@
 """Every threshold of SPEC sec. 8 pinned with small hand-made cases."""
 import numpy as np
+import pytest
 
 from ddpayne_core.flags import (XFlagConfig, chi2ratio, nearest_reference, qflag_chi2, x_flag)
 
@@ -107,6 +108,12 @@ def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     bad = at_ref.copy()
     bad[0, 0] = np.nan
     assert np.all(np.isnan(gradcorr(truth_model, bad, ref)[0]))
+    # A reference stepped in some labels only (as lamost-isochrone) serves those labels alone.
+    some = [TEST_LABELS[k] for k in (0, 1, 3, 4)]
+    part = gradcorr(truth_model, at_ref, ref.select_labels(some), which=some)
+    np.testing.assert_allclose(part, g[:, [0, 1, 3, 4]], rtol=1e-6)
+    with pytest.raises(ValueError):
+        gradcorr(truth_model, at_ref, ref.select_labels(some))
 
 
 def test_binary_flag_finds_overluminous_stars_and_respects_undefined_region():
