@@ -22,7 +22,7 @@ from .flags import add_flags, calibrate_errors, gradcorr, model_reference, refla
 from .fit import FitConfig, fit_spectra
 from .instrument import get_instrument
 from .io_utils import file_digest
-from .report import write_report
+from .report import flag_information, inside_training_coverage, write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, reobserve, simulate_survey, survey_crb
 from .spectra import instrument_mask, preprocess_batch
 from .store import open_store
@@ -220,12 +220,12 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
                 + ", ".join(f"{lab} {r['overall']:.3f} -> {r['blended']:.3f}"
                             for lab, r in summary["metal_poor_blend"]["scatter"].items()))
         summary.update(flag_fractions(results, model.labels, featureless))
-        summary["featured_flag1_fraction_perfect_emulator"] = perfect_emulator_flags(
-            results, store, model, truth_path, featureless)
+        summary["flag_information"] = flag_information(results, store.meta(), model.labels)
+        summary.update(perfect_emulator_flags(results, store, model, truth_path, featureless))
         if galah is not None:
             summary["galah"] = galah_recovery(galah, store, galah_model.labels, featureless)
-            summary["galah"]["featured_flag1_fraction_perfect_emulator"] = perfect_emulator_flags(
-                galah, store, galah_model, truth_path, featureless)
+            summary["galah"].update(perfect_emulator_flags(galah, store, galah_model, truth_path,
+                                                           featureless))
             log("GALAH-label model, robust scatter against truth at S/N 50: " + ", ".join(
                 f"{lab} {r['scatter_50']:.3f}" for lab, r in summary["galah"]["recovery"].items()))
     ts = TrainingSetConfig.of_model(model)
@@ -292,12 +292,17 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
 
 def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, featureless,
                            max_spectra: int = 4000, seed: int = 0) -> dict:
-    """featured_flag1_fraction had the emulator learned the survey perfectly: X_gradcorr of the
-    truth emulator that made the spectra (at the true labels, on the model's pixels) in place of
-    the trained emulator's, binned and flagged as the catalogue is. The ceiling of the measured
-    fraction: below it the emulator costs X_flag; at it the physics does (features that fade,
-    e.g. N and O in hot dwarfs). On a random ``max_spectra`` of the catalogue: the truth
-    emulator's gradients cost minutes per ten thousand spectra on a CPU."""
+    """The flags had the emulator learned the survey perfectly: X_gradcorr of the truth emulator
+    that made the spectra (at the true labels, on the model's pixels) in place of the trained
+    emulator's, binned and flagged as the catalogue is. On a random ``max_spectra`` of the
+    catalogue: the truth emulator's gradients cost minutes per ten thousand spectra on a CPU.
+
+    Returns ``featured_flag1_fraction_perfect_emulator`` (label -> fraction; the ceiling of the
+    measured fraction: below it the emulator costs X_flag, at it the physics does, features that
+    fade, e.g. O in hot dwarfs) and ``flag_agreement_with_perfect_emulator`` (label -> the
+    catalogue's X_flag 1 fraction among stars inside the training coverage where the perfect
+    emulator's flag is 1, ``flag1_where_perfect_1``, and where it is 0, ``flag1_where_perfect_0``,
+    with their counts; None where there are none): whether the flag says "measured" for the right stars, not just how often."""
     if len(results) > max_spectra:
         results = results.sample(max_spectra, random_state=seed)
     reference = model_reference(model)
@@ -311,7 +316,17 @@ def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, fea
     table = results[["teff", "logg", "feh", "snr"]].copy()
     for k, lab in enumerate(featured):
         table[f"{lab}_gradcorr"] = g[:, k]
-    return flag_fractions(reflag(table, featured), featured, ())["featured_flag1_fraction"]
+    perfect = reflag(table, featured)
+    inside = inside_training_coverage(results)
+    agreement = {}
+    for lab in featured:
+        ours, ideal = results.loc[inside, f"{lab}_flag"] == 1, perfect.loc[inside, f"{lab}_flag"] == 1
+        agreement[lab] = {"flag1_where_perfect_1": float(ours[ideal].mean()) if ideal.any() else None,
+                          "flag1_where_perfect_0": float(ours[~ideal].mean()) if (~ideal).any() else None,
+                          "n_perfect_1": int(ideal.sum()), "n_perfect_0": int((~ideal).sum())}
+    return {"featured_flag1_fraction_perfect_emulator":
+            flag_fractions(perfect, featured, ())["featured_flag1_fraction"],
+            "flag_agreement_with_perfect_emulator": agreement}
 
 
 def galah_recovery(galah: pd.DataFrame, store, labels, featureless) -> dict:
@@ -359,9 +374,7 @@ def flag_fractions(results, labels, featureless) -> dict:
     """Fractions the flags issue promises: featureless labels with X_flag 0 (all stars) and
     labels with real features with X_flag 1 (stars inside the training coverage: 4500-7000 K
     dwarfs, 4000-5600 K giants, [Fe/H] > -2.0)."""
-    teff, logg, feh = results["teff"], results["logg"], results["feh"]
-    inside = (feh > -2.0) & (((logg >= 3.8) & teff.between(4500, 7000))
-                             | ((logg < 3.8) & teff.between(4000, 5600)))
+    inside = inside_training_coverage(results)
     flat = [lab for lab in labels if lab in featureless]
     featured = [lab for lab in labels if lab not in featureless]
     out = {"featureless_labels": flat}

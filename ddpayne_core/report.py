@@ -111,6 +111,54 @@ def recovery_of_injected(catalog: pd.DataFrame, meta: pd.DataFrame) -> dict:
     return out
 
 
+def inside_training_coverage(catalog: pd.DataFrame) -> pd.Series:
+    """Stars whose fitted labels lie inside the training coverage the flags issue means:
+    4500-7000 K dwarfs (logg >= 3.8), 4000-5600 K giants, [Fe/H] > -2.0."""
+    teff, logg, feh = catalog["teff"], catalog["logg"], catalog["feh"]
+    return (feh > -2.0) & (((logg >= 3.8) & teff.between(4500, 7000))
+                           | ((logg < 3.8) & teff.between(4000, 5600)))
+
+
+def partial_slopes(fitted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per label, the slope of the fitted label on its true value with every other true label
+    held fixed: least squares of fitted[:, k] on all columns of ``true`` and a constant.
+
+    fitted, true: (n_star, n_label) in the same label order; returns (n_label,). 1: the fit
+    follows the label's own variation, which only its spectral features carry; 0: it follows
+    only the labels it correlates with (astrophysical correlations, the training set's)."""
+    design = np.column_stack([true, np.ones(len(true))])
+    coef = np.linalg.lstsq(design, fitted, rcond=None)[0]
+    return np.diag(coef[:-1])
+
+
+def flag_information(catalog: pd.DataFrame, meta: pd.DataFrame, labels, min_snr: float = 50.0,
+                     min_stars: int = 50) -> dict:
+    """On a synthetic survey: does X_flag tell labels measured from spectral features from labels
+    inferred from astrophysical correlations (SPEC sec. 8)?
+
+    For single, unbroken, fitted stars inside the training coverage with S/N > ``min_snr``,
+    per label and X_flag value: the label's ``partial_slopes``. ``meta``: specid, the true labels,
+    is_binary, injected_bad. Returns label -> {partial_slope_flag1, n_flag1, partial_slope_flag0,
+    n_flag0}; a slope is None with fewer than ``min_stars`` stars."""
+    labels = list(labels)
+    m = catalog.merge(meta[["specid", "is_binary", "injected_bad"] + labels], on="specid",
+                      suffixes=("", "_true"))
+    ok = (inside_training_coverage(m) & ~m["is_binary"].astype(bool) & ~m["injected_bad"].astype(bool)
+          & (m["snr"] > min_snr) & (m["fit_status"] != 2)).to_numpy()
+    true = m[[f"{lab}_true" for lab in labels]].to_numpy(dtype=np.float64)
+    out = {}
+    for k, lab in enumerate(labels):
+        row = {}
+        for flag in (1, 0):
+            sel = ok & (m[f"{lab}_flag"] == flag).to_numpy()
+            fitted = m.loc[sel, labels].to_numpy(dtype=np.float64)
+            row[f"partial_slope_flag{flag}"] = (float(partial_slopes(fitted, true[sel])[k])
+                                                if sel.sum() >= min_stars else None)
+            row[f"n_flag{flag}"] = int(sel.sum())
+        out[lab] = row
+    return out
+
+
 def binary_detectability(m: pd.DataFrame, cut: float = C.BINARY_DPARALLAX_CUT) -> dict:
     """Why binaries are or are not found, on a synthetic survey: a companion adding dmag of light
     (truth column binary_dmag) raises the spectroscopic parallax by 10^(dmag/5), so the
@@ -313,14 +361,23 @@ def markdown_table(df: pd.DataFrame, index: bool = True, fmt: str = "{:.3f}") ->
     """A GitHub-flavoured markdown table of ``df`` (floats formatted with ``fmt``)."""
     cell = lambda v: fmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
     head = ([""] if index else []) + [str(c) for c in df.columns]
-    rows = [([str(i)] if index else []) + [cell(v) for v in r] for i, r in zip(df.index, df.to_numpy())]
+    # object dtype keeps integer columns (counts) integers
+    rows = [([str(i)] if index else []) + [cell(v) for v in r]
+            for i, r in zip(df.index, df.astype(object).to_numpy())]
     return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows])
 
 
 def _flag_ceiling_table(summary: dict) -> pd.DataFrame:
-    """Labels as columns; rows: measured X_flag 1 fraction and the perfect emulator's."""
-    return pd.DataFrame({"measured": summary["featured_flag1_fraction"],
-                         "perfect emulator": summary["featured_flag1_fraction_perfect_emulator"]}).T
+    """Labels as columns; rows: measured X_flag 1 fraction, the perfect emulator's, and (where
+    the summary has them) the measured one among stars the perfect emulator flags 1 and 0."""
+    rows = {"measured": summary["featured_flag1_fraction"],
+            "perfect emulator": summary["featured_flag1_fraction_perfect_emulator"]}
+    agreement = summary.get("flag_agreement_with_perfect_emulator", {})
+    for key, name in (("flag1_where_perfect_1", "measured, where perfect is 1"),
+                      ("flag1_where_perfect_0", "measured, where perfect is 0")):
+        if agreement:
+            rows[name] = {lab: a[key] for lab, a in agreement.items()}
+    return pd.DataFrame(rows).T
 
 
 def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slopes: dict) -> str:
@@ -363,7 +420,17 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "spectral signature: measured, and had the emulator learned the survey perfectly "
                   "(the truth emulator's gradients at the true labels, flagged the same way). "
                   "Below the second the emulator costs X_flag; the second itself is where features "
-                  "fade (physics).", "", markdown_table(_flag_ceiling_table(summary)), ""]
+                  "fade (physics). The last two rows ask whether the flag picks the right stars: "
+                  "the measured X_flag 1 fraction among stars the perfect emulator flags 1 (ideally "
+                  "1) and among those it flags 0 (ideally 0).", "", markdown_table(_flag_ceiling_table(summary)), ""]
+    if "flag_information" in summary:
+        lines += ["## Does X_flag mark the labels measured from spectral features?", "",
+                  "Single, unbroken stars inside the training coverage at S/N > 50 (SYNTHETIC "
+                  "truth): the partial slope of the fitted label on its true value with every "
+                  "other true label held fixed, among stars with X_flag 1 and X_flag 0. Near 1: "
+                  "the fit follows the label's own variation (spectral features); near 0: only "
+                  "the labels it correlates with.", "",
+                  markdown_table(pd.DataFrame.from_dict(summary["flag_information"], orient="index")), ""]
     if "metal_poor_blend" in summary:
         mp = summary["metal_poor_blend"]
         lines += ["## Metal-poor model blend", "",

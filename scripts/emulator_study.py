@@ -15,10 +15,14 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
 - the best validation chi2 per used pixel;
 - label recovery against truth (robust scatter) of fits of high-S/N spectra on these pixels
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
-  dominates at high S/N, is what is compared).
+  dominates at high S/N, is what is compared), and the same fits' ``report.partial_slopes``: how
+  much each fitted label follows its own true variation (rows run before session 9 lack it; rerun
+  them with ``--rerun NAME``).
 
 A setting is a dict of ``TrainConfig`` fields, plus ``train_fraction`` (train on a uniform random
-fraction of the training set) and ``d_scale`` as "xF" (every label's default D times F).
+fraction of the training set), ``true_labels`` (train on the synthetic survey's true labels in place
+of the high-resolution survey's noisy ones: the part of the error that label noise causes) and
+``d_scale`` as "xF" (every label's default D times F).
 
 Usage (writes JSON atomically, marked synthetic, a row per setting under "settings", resumable):
     python scripts/emulator_study.py --demo /tmp/demo_new --out data/studies/emulator_settings.json
@@ -40,6 +44,7 @@ from ddpayne_core.flags import gradcorr, reflag
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.loss import default_d_scale
+from ddpayne_core.report import partial_slopes
 from ddpayne_core.spectra import instrument_mask, preprocess_batch
 from ddpayne_core.store import open_store
 from ddpayne_core.theory.gradients import ReferenceGradients, load_reference_gradients
@@ -69,6 +74,8 @@ SETTINGS = {
     "half the training stars (random)": {"epochs": 420, "clip_sigma": 0.0, "train_fraction": 0.5},
     "a quarter of the training stars (random)": {"epochs": 420, "clip_sigma": 0.0,
                                                  "train_fraction": 0.25},
+    "true labels for the training stars (high-resolution labels without noise)": {
+        "epochs": 420, "clip_sigma": 0.0, "true_labels": True},
 }
 
 
@@ -122,13 +129,18 @@ def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featu
     true = truth_meta.loc[fit_rows, list(model.labels)].to_numpy(dtype=np.float64)
     scatter = {lab: robust_bias_scatter(fit.labels[:, k] - true[:, k])[1]
                for k, lab in enumerate(model.labels)}
-    return {**fractions, "by_reference": by_reference, "recovery_scatter_snr_gt_80": scatter}
+    ok = np.all(np.isfinite(fit.labels), axis=1)
+    partial = dict(zip(model.labels, partial_slopes(fit.labels[ok], true[ok]).tolist()))
+    return {**fractions, "by_reference": by_reference, "recovery_scatter_snr_gt_80": scatter,
+            "partial_slope_snr_gt_80": partial}
 
 
 def main():
     ap = study_parser(__doc__, "data/studies/emulator_settings.json")
     ap.add_argument("--n-flag-sample", type=int, default=3000)
     ap.add_argument("--n-fit", type=int, default=1000)
+    ap.add_argument("--rerun", nargs="*", default=[], choices=list(SETTINGS),
+                    help="settings to train and evaluate again although the JSON has them")
     args = ap.parse_args()
 
     store = open_store(args.demo / "survey")
@@ -154,7 +166,7 @@ def main():
         "stride": args.stride, "training_set": asdict(TrainingSetConfig()), "settings": {}}
     results = doc["settings"]
     for name, setting in SETTINGS.items():
-        if name in results:
+        if name in results and name not in args.rerun:
             continue
         t0 = time.perf_counter()
         if setting is None:
@@ -169,8 +181,11 @@ def main():
             # thinned alike, unlike TrainingSetConfig.max_stars, which keeps every metal-poor star).
             fraction = setting.get("train_fraction", 1.0)
             use = np.sort(np.random.default_rng(0).permutation(len(rows))[:round(fraction * len(rows))])
-            config = replace(TrainConfig(), **{k: v for k, v in setting.items() if k != "train_fraction"})
-            model = train_emulator(norm[use], nivar[use], labels[use], names, inst.wave[pix],
+            train_labels = (meta.loc[rows, names].to_numpy(dtype=np.float64)
+                            if setting.get("true_labels") else labels)
+            config = replace(TrainConfig(), **{k: v for k, v in setting.items()
+                                               if k not in ("train_fraction", "true_labels")})
+            model = train_emulator(norm[use], nivar[use], train_labels[use], names, inst.wave[pix],
                                    instrument_mask(inst.wave)[pix], config,
                                    references.get(config.reference), log=lambda *a: None)
             valid = model.history["valid_chi2_best"] / int(model.mask.sum())

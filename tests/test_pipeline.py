@@ -203,6 +203,16 @@ def test_demo_runs_end_to_end(demo_bundle):
     ceiling = saved["featured_flag1_fraction_perfect_emulator"]
     assert set(ceiling) == set(saved["featured_flag1_fraction"])
     assert all(0 <= v <= 1 for v in ceiling.values())
+    assert set(saved["flag_information"]) == set(TEST_LABELS)
+    assert "Does X_flag mark the labels" in (tmp_path / "report" / "summary.md").read_text()
+    # ... and whether the catalogue flags the same stars: counts split the sample both ways.
+    agree = saved["flag_agreement_with_perfect_emulator"]
+    assert set(agree) == set(ceiling)
+    for lab, a in agree.items():
+        n = a["n_perfect_1"] + a["n_perfect_0"]
+        assert n > 0 and a["n_perfect_1"] / n == pytest.approx(ceiling[lab])
+        assert all(0 <= a[k] <= 1 for k in ("flag1_where_perfect_1", "flag1_where_perfect_0")
+                   if a[f"n_perfect_{k[-1]}"] > 0)
     assert "with a perfect emulator" in (tmp_path / "report" / "summary.md").read_text()
     assert "internal precision (DESI Fig. 9)" in (tmp_path / "report" / "summary.md").read_text()
     for fig in ("validation", "precision_vs_snr", "gradcorr_maps", "label_correlations",

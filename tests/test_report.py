@@ -2,7 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from ddpayne_core.report import markdown_table, precision_vs_snr, recovery_of_injected, validation_table
+from ddpayne_core.report import (flag_information, markdown_table, precision_vs_snr, recovery_of_injected,
+                                 validation_table)
 
 
 def _repeat_catalogue(n_star=3000, seed=0):
@@ -56,6 +57,8 @@ def test_recovery_of_injected_counts():
 def test_markdown_table():
     md = markdown_table(pd.DataFrame({"a": [1.23456]}, index=["x"]))
     assert md.splitlines() == ["|  | a |", "| --- | --- |", "| x | 1.235 |"]
+    md = markdown_table(pd.DataFrame({"a": [0.5], "n": [12]}, index=["x"]))
+    assert md.splitlines()[-1] == "| x | 0.500 | 12 |"
 
 
 def _binary_catalogue(logg_noise: float, n=4000, seed=5):
@@ -100,3 +103,30 @@ def test_binary_detectability_with_one_companion_brightness():
     meta["binary_dmag"] = np.where(meta["is_binary"], 0.6, 0.0)
     det = recovery_of_injected(cat, meta)["binaries"]["detectability"]
     assert list(det["completeness_by_dmag"]) == ["0.60-0.60 mag"]
+
+
+def test_flag_information_tells_measured_from_inferred_labels():
+    """[Mg/Fe] is measured (fit = truth + noise); [Cu/Fe] follows true [Mg/Fe], with which it
+    correlates, but not its own variation. Its plain slope on its truth is large, its partial
+    slope 0; a star outside the coverage or a binary never enters."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    mg = rng.normal(0.1, 0.1, n)
+    cu = 0.8 * mg + rng.normal(0, 0.05, n)
+    truth = pd.DataFrame({"specid": np.arange(n), "teff": rng.uniform(5000, 6000, n),
+                          "logg": rng.uniform(4.0, 4.6, n), "feh": rng.uniform(-0.8, 0.3, n),
+                          "mg_fe": mg, "cu_fe": cu, "is_binary": np.arange(n) < 10,
+                          "injected_bad": np.zeros(n, bool)})
+    cat = truth[["specid", "teff", "logg", "feh"]].copy()
+    cat["mg_fe"] = mg + rng.normal(0, 0.02, n)
+    cat["cu_fe"] = 0.8 * mg + rng.normal(0, 0.01, n)
+    cat["snr"], cat["fit_status"] = 100.0, 0
+    for lab in ("teff", "logg", "feh", "mg_fe"):
+        cat[f"{lab}_flag"] = 1
+    cat["cu_fe_flag"] = 0
+    cat.loc[n - 1, "teff"] = 8000.0  # outside the training coverage
+    info = flag_information(cat, truth, ["teff", "logg", "feh", "mg_fe", "cu_fe"])
+    assert np.polyfit(cu, cat["cu_fe"], 1)[0] > 0.5
+    assert abs(info["cu_fe"]["partial_slope_flag0"]) < 0.05
+    assert info["mg_fe"]["partial_slope_flag1"] == __import__("pytest").approx(1.0, abs=0.03)
+    assert info["mg_fe"]["n_flag1"] == n - 11 and info["mg_fe"]["partial_slope_flag0"] is None
