@@ -16,8 +16,8 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
 - label recovery against truth (robust scatter) of fits of high-S/N spectra on these pixels
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
   dominates at high S/N, is what is compared), and the same fits' ``report.partial_slopes``: how
-  much each fitted label follows its own true variation (rows run before session 9 lack it; rerun
-  them with ``--rerun NAME``).
+  much each fitted label follows its own true variation, with its bootstrap sigma (rows run
+  before session 9 lack them; rerun them with ``--rerun NAME``).
 
 A setting is a dict of ``TrainConfig`` fields, plus ``train_fraction`` (train on a uniform random
 fraction of the training set), ``true_labels`` (train on the synthetic survey's true labels in place
@@ -129,10 +129,14 @@ def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featu
     true = truth_meta.loc[fit_rows, list(model.labels)].to_numpy(dtype=np.float64)
     scatter = {lab: robust_bias_scatter(fit.labels[:, k] - true[:, k])[1]
                for k, lab in enumerate(model.labels)}
-    ok = np.all(np.isfinite(fit.labels), axis=1)
-    partial = dict(zip(model.labels, partial_slopes(fit.labels[ok], true[ok]).tolist()))
+    ok = np.flatnonzero(np.all(np.isfinite(fit.labels), axis=1))
+    partial = partial_slopes(fit.labels[ok], true[ok])
+    # bootstrap over the fitted stars: the slopes' sampling error, for comparing settings
+    boot = np.random.default_rng(0).choice(ok, size=(200, ok.size))
+    spread = np.std([partial_slopes(fit.labels[b], true[b]) for b in boot], axis=0)
     return {**fractions, "by_reference": by_reference, "recovery_scatter_snr_gt_80": scatter,
-            "partial_slope_snr_gt_80": partial}
+            "partial_slope_snr_gt_80": dict(zip(model.labels, partial.tolist())),
+            "partial_slope_snr_gt_80_bootstrap_sigma": dict(zip(model.labels, spread.tolist()))}
 
 
 def main():
