@@ -373,10 +373,10 @@ def _flag_ceiling_table(summary: dict) -> pd.DataFrame:
     rows = {"measured": summary["featured_flag1_fraction"],
             "perfect emulator": summary["featured_flag1_fraction_perfect_emulator"]}
     agreement = summary.get("flag_agreement_with_perfect_emulator", {})
-    for key, name in (("flag1_where_perfect_1", "measured, where perfect is 1"),
-                      ("flag1_where_perfect_0", "measured, where perfect is 0")):
-        if agreement:
-            rows[name] = {lab: a[key] for lab, a in agreement.items()}
+    if agreement:
+        for flag in (1, 0):
+            rows[f"measured, where perfect is {flag}"] = {
+                lab: a[f"flag1_where_perfect_{flag}"] for lab, a in agreement.items()}
     return pd.DataFrame(rows).T
 
 
@@ -422,7 +422,8 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "Below the second the emulator costs X_flag; the second itself is where features "
                   "fade (physics). The last two rows ask whether the flag picks the right stars: "
                   "the measured X_flag 1 fraction among stars the perfect emulator flags 1 (ideally "
-                  "1) and among those it flags 0 (ideally 0).", "", markdown_table(_flag_ceiling_table(summary)), ""]
+                  "1) and among those it flags 0 (ideally 0).", "",
+                  markdown_table(_flag_ceiling_table(summary)), ""]
     if "flag_information" in summary:
         lines += ["## Does X_flag mark the labels measured from spectral features?", "",
                   "Single, unbroken stars inside the training coverage at S/N > 50 (SYNTHETIC "

@@ -16,8 +16,8 @@ with the committed model seen on the same pixels (``Emulator.pixel_subset``):
 - label recovery against truth (robust scatter) of fits of high-S/N spectra on these pixels
   (noise-limited errors are sqrt(stride) larger than a full model's; the systematic floor, which
   dominates at high S/N, is what is compared), and the same fits' ``report.partial_slopes``: how
-  much each fitted label follows its own true variation, with its bootstrap sigma (rows run
-  before session 9 lack them; rerun them with ``--rerun NAME``).
+  much each fitted label follows its own true variation, with its bootstrap sigma (``--rerun
+  NAME`` trains and evaluates a row again).
 
 A setting is a dict of ``TrainConfig`` fields, plus ``train_fraction`` (train on a uniform random
 fraction of the training set), ``true_labels`` (train on the synthetic survey's true labels in place
