@@ -227,6 +227,7 @@ def build_explorer(b, tuner):
         extra = "" if b.store is not None else "\n\n(no spectra stored with this catalogue)"
         return (f"### Star row {row}, specid {rec.get('specid', row)}\n\n{where}; S/N {rec['snr']:.1f}, "
                 f"chi2 {rec.get('chi2', np.nan):.1f} (reduced {rec.get('redchi2', np.nan):.2f}), "
+                f"LSF variance offset {rec.get('lsf_dvar', np.nan):+.2f} px², "
                 f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star "
                 f"{rec.get('qflag_singlestar', '-')}{extra}")
 

@@ -245,7 +245,8 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
     (``simulate.reobserve``: fresh noise, fibre LSF, calibration, sky, RV error), and twice with
     noise alone, and fitted. Per label with a spectral signature:
     - crb: median Cramer-Rao bound of the survey's forward model at the true labels
-      (``simulate.survey_crb``: truth emulator, fibre LSF, pseudo-continuum normalization);
+      (``simulate.survey_crb``: truth emulator, fibre LSF, pseudo-continuum normalization), for
+      a fit that knew each fibre's LSF; crb_lsf_free: for one that fits it too, as ours does;
     - precision: robust scatter of (visit 2 - visit 1) / sqrt 2, the internal precision the
       papers compare with the bound (their repeat observations); precision_noise_only: the
       same without the instrument effects that change from visit to visit (fibre LSF above all);
@@ -255,7 +256,8 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
       training-set mean, which lets the precision fall below the bound of an unbiased estimator;
     - formal_over_crb: median formal error over the bound, below 1 where the emulator's spectrum
       responds to the label more strongly than the truth's (locally, even at a slope of 1);
-    - precision_over_crb, precision_noise_only_over_crb, error_over_crb (= accuracy / crb).
+    - precision_over_crb, precision_noise_only_over_crb, error_over_crb (= accuracy / crb),
+      precision_over_crb_lsf_free.
     """
     cfg = SurveyConfig(**store.info["provenance"]["config"])
     fitted = [lab for lab in model.labels if lab not in cfg.featureless]
@@ -271,13 +273,16 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
 
     fit, visits = fit_visits(cfg)
     labels, labels_noise = fit.labels, fit_visits(replace(cfg, effects=()))[0].labels
-    crb = survey_crb(EmulatorModel.load(truth_path), visits, cfg.featureless, fitted)
+    truth = EmulatorModel.load(truth_path)
+    crb = survey_crb(truth, visits, cfg.featureless, fitted)
+    crb_lsf_free = survey_crb(truth, visits, cfg.featureless, fitted, lsf_free=True)
     out = {"snr": snr, "n_stars": n, "labels": {}}
     for k, lab in enumerate(fitted):
         v, vn = (a[:, model.labels.index(lab)].reshape(n, 2) for a in (labels, labels_noise))
         t = stars[lab].to_numpy(dtype=np.float64)
         ok = np.all(np.isfinite(v), axis=1) & np.all(np.isfinite(vn), axis=1)
         row = {"crb": float(np.nanmedian(crb[:, k])),
+               "crb_lsf_free": float(np.nanmedian(crb_lsf_free[:, k])),
                "formal_over_crb": float(np.nanmedian(fit.errors[:, model.labels.index(lab)] / crb[:, k])),
                "precision": robust_bias_scatter((v[ok, 1] - v[ok, 0]) / np.sqrt(2))[1],
                "precision_noise_only": robust_bias_scatter((vn[ok, 1] - vn[ok, 0]) / np.sqrt(2))[1],
@@ -286,6 +291,7 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
         for key in ("precision", "precision_noise_only"):
             row[f"{key}_over_crb"] = row[key] / row["crb"]
         row["error_over_crb"] = row["accuracy"] / row["crb"]
+        row["precision_over_crb_lsf_free"] = row["precision"] / row["crb_lsf_free"]
         out["labels"][lab] = {key: float(val) for key, val in row.items()}
     return out
 

@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 from . import constants as C
 from .catalog import read_catalog_metadata
 from .emulator import EmulatorModel
+from .fit import fitted_spectra
 from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, model_reference,
                     nearest_reference, qflag_chi2)
 from .instrument import get_instrument
@@ -235,14 +236,14 @@ def star_view(bundle: SurveyBundle, row: int) -> StarView:
     rv = np.array([rec.get("rv", 0.0)], dtype=np.float64)
     norm, norm_ivar = preprocess_batch(flux, ivar, rv, get_instrument(bundle.store.info["instrument"]))
     labels = rec[list(model.labels)].to_numpy(dtype=np.float64)
-    fitted = model.predict(labels[None])[0] if np.all(np.isfinite(labels)) else \
-        np.full(model.wave.size, np.nan)
+    fitted = fitted_spectra(model, labels[None], np.array([rec.get("lsf_dvar", np.nan)]))[0] \
+        if np.all(np.isfinite(labels)) else np.full(model.wave.size, np.nan)
     usable = (norm_ivar[0] > 0) & model.mask
     error = np.where(norm_ivar[0] > 0, 1 / np.sqrt(np.where(norm_ivar[0] > 0, norm_ivar[0], 1)), np.nan)
     resid = np.where(usable, (norm[0] - fitted) / error, np.nan)
     info = {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()
-            if k in ("specid", "star_id", "snr", "chi2", "redchi2", "chi2ratio", "qflag_chi2",
-                     "qflag_singlestar", "fit_status", "is_binary", "injected_bad")}
+            if k in ("specid", "star_id", "snr", "chi2", "redchi2", "lsf_dvar", "chi2ratio",
+                     "qflag_chi2", "qflag_singlestar", "fit_status", "is_binary", "injected_bad")}
     return StarView(row, model.wave, norm[0], fitted, error, resid, ~usable,
                     label_table(bundle, row), info)
 

@@ -4,6 +4,13 @@ Batched Levenberg-Marquardt over (spectrum, start) pairs with the emulator's ana
 in scaled label space, bounded to the training range plus a margin. Several starting points per
 spectrum (single starts fall into local minima at low resolution); the start with the lowest
 chi^2 wins. Formal errors come from (J^T C^-1 J)^-1 at the solution.
+
+The line spread function differs from fibre to fibre (X19 sec. 2) while the emulator learned the
+survey's mean one. Unmodelled, a sharper or blurrier LSF changes line depths the way [Fe/H] does
+and sets a floor under the repeat-visit precision. So the fit also solves for ``lsf_dvar``, the
+spectrum's LSF variance minus the emulator's [pixel^2]: the model is the emulator's spectrum
+blurred by a Gaussian of that variance, exp(v/2 d^2/dx^2) f expanded to second order in v
+(a five-pixel stencil), with v < 0 sharpening. Its formal errors are marginalized over v.
 """
 from __future__ import annotations
 
@@ -25,7 +32,8 @@ class FitConfig:
     """n_candidates: points of label space whose chi^2 is evaluated for every spectrum (forward
     passes only); n_starts: the best candidates from which LM runs explore_iter iterations before
     the best is polished; margin: allowed excursion beyond the training range, in units of the
-    scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch."""
+    scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch;
+    fit_lsf: also fit the LSF variance offset lsf_dvar, bounded to +-lsf_dvar_max [pixel^2]."""
 
     n_candidates: int = 64
     n_starts: int = 2
@@ -36,13 +44,16 @@ class FitConfig:
     tol: float = 1e-4
     lambda0: float = 1e-2
     seed: int = 0
+    fit_lsf: bool = True
+    lsf_dvar_max: float = 1.0
 
 
 @dataclass
 class FitResult:
     """labels, errors: (n_spec, n_label) physical units; chi2 (n_spec,); redchi2 (n_spec,);
     n_pix_used (n_spec,); corr: (n_spec, n_label, n_label); status: (n_spec,) CONVERGED /
-    MAX_ITER / FAILED; n_iter (n_spec,)."""
+    MAX_ITER / FAILED; n_iter (n_spec,); lsf_dvar, lsf_dvar_err (n_spec,) [pixel^2], NaN where
+    not fitted."""
 
     labels: np.ndarray
     errors: np.ndarray
@@ -52,6 +63,8 @@ class FitResult:
     corr: np.ndarray
     status: np.ndarray
     n_iter: np.ndarray
+    lsf_dvar: np.ndarray
+    lsf_dvar_err: np.ndarray
 
 
 def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:
@@ -63,10 +76,104 @@ def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(np.array(pts), dtype=torch.float64)
 
 
-def _best_candidates(net, flux, ivar, cand, n_keep):
-    """chi^2 of every candidate for every spectrum (forward passes only, cheap); the n_keep best
-    per spectrum as starting points: (n_spec * n_keep, n_label), spectrum-major."""
-    model = net(cand.float())                                           # (c, p)
+_OFFSETS = np.arange(-2, 3)  # the LSF stencil: two pixels either side
+
+
+def lsf_stencil(wave: np.ndarray, pixels: np.ndarray, usable: np.ndarray | None = None):
+    """The pixels an LSF-broadened model of ``pixels`` (indices into ``wave``) needs, and how to
+    combine them: (ext (n_ext,) sorted pixel indices, pos (n, 5) positions in ext of each pixel's
+    neighbours -2..+2, valid (n,) bool). A pixel is left unbroadened (invalid) if a neighbour
+    lies beyond the spectrum's ends, across a jump in the pixel spacing (a gap between arms)
+    or outside ``usable`` (n_pix,) bool: an emulator's output is meaningless where it was not
+    trained (its mask)."""
+    n_pix = wave.size
+    nb = np.clip(pixels[:, None] + _OFFSETS, 0, n_pix - 1)
+    ext = np.unique(nb)
+    dlog = np.diff(np.log(wave))
+    uniform = np.abs(dlog[1:] / dlog[:-1] - 1) < 0.01                 # (n_pix - 2,) at 1..n-2
+    ok = np.zeros(n_pix, dtype=bool)
+    ok[2:-2] = uniform[:-2] & uniform[1:-1] & uniform[2:]            # all four spacings agree
+    if usable is not None:
+        ok[2:-2] &= np.lib.stride_tricks.sliding_window_view(usable, _OFFSETS.size).all(1)
+    return ext, np.searchsorted(ext, nb), ok[pixels]
+
+
+def lsf_coefficients(v):
+    """Weights of the centre, the +-1 and the +-2 neighbours for an extra Gaussian LSF variance
+    ``v`` [pixel^2] (exp(v/2 D) with D = [1, -2, 1], to second order in v), less the identity
+    at the centre, and their derivatives d/dv: two tuples (c0, c1, c2). Broadcasts over v."""
+    return ((-v + 0.75 * v * v, 0.5 * v - 0.5 * v * v, v * v / 8),
+            (-1 + 1.5 * v, 0.5 - v, v / 4))
+
+
+def broaden(flux: np.ndarray, wave: np.ndarray, lsf_dvar: np.ndarray,
+            usable: np.ndarray | None = None) -> np.ndarray:
+    """Model spectra ``flux`` (n_spec, n_pix) on ``wave`` with their LSF variance changed by
+    ``lsf_dvar`` (n_spec,) [pixel^2], as the fit models it (``usable`` as in lsf_stencil);
+    NaN lsf_dvar leaves a row as is."""
+    flux = np.atleast_2d(flux)
+    v = np.nan_to_num(np.asarray(lsf_dvar, dtype=np.float64))[:, None]
+    ext, pos, valid = lsf_stencil(wave, np.arange(wave.size), usable)
+    (c0, c1, c2), _ = lsf_coefficients(v)
+    f = flux[:, ext]
+    delta = c0 * f[:, pos[:, 2]] + c1 * (f[:, pos[:, 1]] + f[:, pos[:, 3]]) \
+        + c2 * (f[:, pos[:, 0]] + f[:, pos[:, 4]])
+    return flux + np.where(valid, delta, 0.0)
+
+
+class _Forward:
+    """The fit's forward model on the pixels it uses: the emulator, optionally broadened by the
+    LSF offset carried as the last column of the fit parameters x (b, n_label [+1])."""
+
+    def __init__(self, model: EmulatorModel, used: np.ndarray, fit_lsf: bool):
+        self.n_label, self.fit_lsf = model.net.n_label, fit_lsf
+        if fit_lsf:
+            ext, pos, valid = lsf_stencil(model.wave, used, model.mask)
+            self.net = model.net.pixel_subset(ext)
+            self.pos = torch.as_tensor(pos)
+            self.valid = torch.as_tensor(valid, dtype=torch.float32)
+        else:
+            self.net = model.net.pixel_subset(used)
+
+    def flux(self, x: torch.Tensor) -> torch.Tensor:
+        """Unbroadened model (b, p) at scaled labels x (b, n_label)."""
+        f = self.net(x.float())
+        return f[:, self.pos[:, 2]] if self.fit_lsf else f
+
+    def _broadened(self, t, v):
+        """t (b, n_ext[, k]) at the stencil -> (t at the pixels, its change for LSF offsets v
+        (b,), the change's derivative d/dv), each (b, p[, k])."""
+        shape = (-1, 1) + (1,) * (t.dim() - 2)
+        (c0, c1, c2), (d0, d1, d2) = (tuple(c.view(shape) for c in cs)
+                                      for cs in lsf_coefficients(v.float()))
+        mid, n1, n2 = t[:, self.pos[:, 2]], t[:, self.pos[:, 1]] + t[:, self.pos[:, 3]], \
+            t[:, self.pos[:, 0]] + t[:, self.pos[:, 4]]
+        valid = self.valid.view((1, -1) + (1,) * (t.dim() - 2))
+        return mid, valid * (c0 * mid + c1 * n1 + c2 * n2), valid * (d0 * mid + d1 * n1 + d2 * n2)
+
+    def normal_equations(self, x, flux, sqrt_ivar):
+        """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
+        at parameters x (b, k); flux, sqrt_ivar: (b, p) float32. Without the LSF term the
+        Jacobian is formed already weighted by 1/sigma and is never stored."""
+        if self.fit_lsf:
+            v = x[:, self.n_label]
+            f, jac = self.net.flux_and_jacobian(x[:, :self.n_label].float())
+            f0, df, dfdv = self._broadened(f, v)
+            j0, dj, _ = self._broadened(jac, v)
+            model = f0 + df
+            jw = torch.cat([j0 + dj, dfdv[..., None]], 2).mul_(sqrt_ivar[..., None])
+        else:
+            model, jw = self.net.flux_and_jacobian(x.float(), weights=sqrt_ivar)
+        rw = (flux - model).mul_(sqrt_ivar)
+        jt = jw.transpose(1, 2)
+        return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
+                torch.bmm(jt, rw[..., None])[..., 0].double())
+
+
+def _best_candidates(fwd: _Forward, flux, ivar, cand, n_keep):
+    """chi^2 of every candidate (unbroadened) for every spectrum (forward passes only, cheap);
+    the n_keep best per spectrum as starting points: (n_spec * n_keep, n_label), spectrum-major."""
+    model = fwd.flux(cand)                                              # (c, p)
     # sum_p iv (f - m)^2 = sum iv f^2 - 2 (iv f) . m + iv . m^2, as matrix products
     chi2 = (ivar * flux * flux).sum(1, keepdim=True) - 2 * (ivar * flux) @ model.T \
         + ivar @ (model * model).T                                      # (s, c)
@@ -74,27 +181,16 @@ def _best_candidates(net, flux, ivar, cand, n_keep):
     return cand[best.reshape(-1)]
 
 
-def _normal_equations(net, x, flux, sqrt_ivar):
-    """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
-    at scaled labels x (b, k); flux, sqrt_ivar: (b, p) float32. The Jacobian is formed already
-    weighted by 1/sigma and reduced at once: it is never stored."""
-    model, jw = net.flux_and_jacobian(x.float(), weights=sqrt_ivar)
-    rw = (flux - model).mul_(sqrt_ivar)
-    jt = jw.transpose(1, 2)
-    return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
-            torch.bmm(jt, rw[..., None])[..., 0].double())
-
-
-def _lm(net, flux, sqrt_ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int, state=None):
+def _lm(fwd: _Forward, flux, sqrt_ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int, state=None):
     """Bounded Levenberg-Marquardt on a batch, converged rows dropped from the work as they finish.
 
     flux, sqrt_ivar: (b, p) float32; x: (b, k) float64 starting points; state: their
-    (chi2, A, g) from _normal_equations if already known. Returns (x, n_iter, converged,
+    (chi2, A, g) from fwd.normal_equations if already known. Returns (x, n_iter, converged,
     (chi2, A, g) at x); rows keep their order.
     """
     b, k = x.shape
     x = x.clone()
-    chi2, a_mat, grad = state if state is not None else _normal_equations(net, x, flux, sqrt_ivar)
+    chi2, a_mat, grad = state if state is not None else fwd.normal_equations(x, flux, sqrt_ivar)
     lam = torch.full((b,), cfg.lambda0, dtype=torch.float64)
     done = torch.zeros(b, dtype=torch.bool)
     n_iter = torch.zeros(b, dtype=torch.int64)
@@ -107,7 +203,7 @@ def _lm(net, flux, sqrt_ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int, state=
         diag = torch.diagonal(a_act, dim1=1, dim2=2).clamp_min(1e-12)
         step = torch.linalg.solve(a_act + lam[act, None, None] * (diag[:, :, None] * eye), grad[act])
         x_new = torch.minimum(torch.maximum(x[act] + step, lo), hi)
-        chi2_new, a_new, g_new = _normal_equations(net, x_new, flux[act], sqrt_ivar[act])
+        chi2_new, a_new, g_new = fwd.normal_equations(x_new, flux[act], sqrt_ivar[act])
         better = chi2_new < chi2[act]
         rel = (chi2[act] - chi2_new) / chi2[act].clamp_min(1e-30)
         x[act] = torch.where(better[:, None], x_new, x[act])
@@ -147,78 +243,97 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     out = FitResult(np.full((n_spec, n_lab), np.nan), np.full((n_spec, n_lab), np.nan),
                     np.full(n_spec, np.nan), np.full(n_spec, np.nan), n_used,
                     np.full((n_spec, n_lab, n_lab), np.nan), np.full(n_spec, FAILED),
-                    np.zeros(n_spec, dtype=int))
+                    np.zeros(n_spec, dtype=int), np.full(n_spec, np.nan), np.full(n_spec, np.nan))
     if not ok.any():
         return out
+    n_par = n_lab + config.fit_lsf
     cand = _candidates(n_lab, config.n_candidates, config.seed)
     n_s = min(config.n_starts, config.n_candidates)
-    lo = torch.full((n_lab,), -0.5 - config.margin, dtype=torch.float64)
-    hi = torch.full((n_lab,), 0.5 + config.margin, dtype=torch.float64)
+    bound = np.full(n_par, 0.5 + config.margin)
+    bound[n_lab:] = config.lsf_dvar_max
+    hi = torch.as_tensor(bound, dtype=torch.float64)
+    lo = -hi
     used = np.nonzero(model.mask)[0]
     f_all = torch.as_tensor(flux[ok][:, used], dtype=torch.float32)
     sq_all = torch.as_tensor(np.sqrt(ivar[ok][:, used]), dtype=torch.float32)
     m = int(ok.sum())
-    x_best = torch.empty(m, n_lab, dtype=torch.float64)
+    x_best = torch.empty(m, n_par, dtype=torch.float64)
     chi2_best = torch.empty(m, dtype=torch.float64)
     n_iter_best = torch.empty(m, dtype=torch.int64)
     done_best = torch.empty(m, dtype=torch.bool)
-    cov = np.empty((m, n_lab, n_lab))
+    cov = np.empty((m, n_par, n_par))
     # Pixels outside the model's mask never enter chi^2: the fit runs on the others only.
-    net = model.net.pixel_subset(used)
+    fwd = _Forward(model, used, config.fit_lsf)
     with torch.no_grad():
         for a in range(0, m, config.batch):
             sl = slice(a, min(a + config.batch, m))
             nb = sl.stop - sl.start
-            # Explore from every start for a few iterations, then polish the best one.
-            starts = _best_candidates(net, f_all[sl], sq_all[sl] ** 2, cand, n_s)
+            # Explore from every start for a few iterations, then polish the best one. The LSF
+            # offset starts at 0: the emulator's own LSF.
+            starts = _best_candidates(fwd, f_all[sl], sq_all[sl] ** 2, cand, n_s)
+            starts = torch.cat([starts, torch.zeros(len(starts), n_par - n_lab,
+                                                    dtype=torch.float64)], 1)
             x, it, _, (chi2, a_mat, grad) = _lm(
-                net, f_all[sl].repeat_interleave(n_s, 0), sq_all[sl].repeat_interleave(n_s, 0),
+                fwd, f_all[sl].repeat_interleave(n_s, 0), sq_all[sl].repeat_interleave(n_s, 0),
                 starts, lo, hi, config, config.explore_iter)
             pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
             x, it2, done, (chi2, a_mat, _) = _lm(
-                net, f_all[sl], sq_all[sl], x[pick], lo, hi, config, config.max_iter,
+                fwd, f_all[sl], sq_all[sl], x[pick], lo, hi, config, config.max_iter,
                 state=(chi2[pick], a_mat[pick], grad[pick]))
             x_best[sl], chi2_best[sl], n_iter_best[sl], done_best[sl] = x, chi2, it[pick] + it2, done
             # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
             cov[sl] = torch.linalg.pinv(a_mat).numpy()
-    span = model.scaler.span
-    var = np.diagonal(cov, axis1=1, axis2=2)
-    sd = np.sqrt(np.clip(var, 0, None))
+    sd = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / (sd[:, :, None] * sd[:, None, :])
     idx = np.nonzero(ok)[0]
-    out.labels[idx] = model.scaler.unscale(x_best.numpy())
-    out.errors[idx] = sd * span
+    out.labels[idx] = model.scaler.unscale(x_best.numpy()[:, :n_lab])
+    out.errors[idx] = sd[:, :n_lab] * model.scaler.span
     out.chi2[idx] = chi2_best.numpy()
-    out.redchi2[idx] = out.chi2[idx] / np.clip(n_used[idx] - n_lab, 1, None)
-    out.corr[idx] = corr
+    out.redchi2[idx] = out.chi2[idx] / np.clip(n_used[idx] - n_par, 1, None)
+    out.corr[idx] = corr[:, :n_lab, :n_lab]
     out.status[idx] = np.where(done_best.numpy(), CONVERGED, MAX_ITER)
     out.n_iter[idx] = n_iter_best.numpy()
+    if config.fit_lsf:
+        out.lsf_dvar[idx], out.lsf_dvar_err[idx] = x_best.numpy()[:, n_lab], sd[:, n_lab]
     return out
 
 
 def fit_result_table(model: EmulatorModel, result: FitResult) -> pd.DataFrame:
     """One row per spectrum: <label>, <label>_err, chi2, redchi2, n_pix_used, fit_status,
-    n_iter and label_corr (the flattened upper triangle of the correlation matrix)."""
+    n_iter, lsf_dvar, lsf_dvar_err and label_corr (the flattened upper triangle of the
+    correlation matrix)."""
     cols = {}
     for k, lab in enumerate(model.labels):
         cols[lab] = result.labels[:, k]
         cols[f"{lab}_err"] = result.errors[:, k]
     cols.update(chi2=result.chi2, redchi2=result.redchi2, n_pix_used=result.n_pix_used,
-                fit_status=result.status, n_iter=result.n_iter)
+                fit_status=result.status, n_iter=result.n_iter, lsf_dvar=result.lsf_dvar,
+                lsf_dvar_err=result.lsf_dvar_err)
     iu = np.triu_indices(len(model.labels), 1)
     cols["label_corr"] = list(result.corr[:, iu[0], iu[1]].astype(np.float32))
     return pd.DataFrame(cols)
 
 
+def fitted_spectra(model: EmulatorModel, labels: np.ndarray,
+                   lsf_dvar: np.ndarray | None = None) -> np.ndarray:
+    """The fit's model of each spectrum: the emulator at ``labels`` (n_spec, n_label) broadened
+    by the fitted LSF offsets ``lsf_dvar`` (n_spec,) [pixel^2] (None or NaN: none) ->
+    (n_spec, n_pix) normalized flux."""
+    pred = model.predict(labels)
+    return pred if lsf_dvar is None else broaden(pred, model.wave, lsf_dvar, model.mask)
+
+
 def window_chi2(model: EmulatorModel, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
-                window: tuple) -> np.ndarray:
-    """chi^2 of the best fit restricted to a wavelength window [A] (e.g. Na D): (n_spec,)."""
+                window: tuple, lsf_dvar: np.ndarray | None = None) -> np.ndarray:
+    """chi^2 of the best fit (``labels`` and ``lsf_dvar`` as in fitted_spectra) restricted to a
+    wavelength window [A] (e.g. Na D): (n_spec,)."""
     sel = (model.wave >= window[0]) & (model.wave <= window[1]) & model.mask
     ok = np.all(np.isfinite(labels), axis=1)
     out = np.full(len(flux), np.nan)
     if ok.any():
-        pred = model.predict(labels[ok])[:, sel]
+        dvar = None if lsf_dvar is None else np.asarray(lsf_dvar)[ok]
+        pred = fitted_spectra(model, labels[ok], dvar)[:, sel]
         out[ok] = ((pred - flux[ok][:, sel]) ** 2 * ivar[ok][:, sel]).sum(1)
     return out
 

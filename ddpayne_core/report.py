@@ -400,7 +400,9 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         lines += [f"## Measured error over the Cramer-Rao bound at S/N {exp['snr']:.0f}", "",
                   f"{exp['n_stars']} survey stars observed twice more at S/N {exp['snr']:.0f} "
                   "(and twice with noise alone) and fitted. crb: the bound of the survey's forward "
-                  "model (truth emulator, fibre LSF, normalization); accuracy: robust scatter "
+                  "model (truth emulator, fibre LSF, normalization) for a fit that knew each "
+                  "fibre's LSF; crb_lsf_free: for one that fits the LSF width too, as ddpayne "
+                  "does (lsf_dvar); accuracy: robust scatter "
                   "against truth (error_over_crb); precision: visit-to-visit scatter / sqrt 2, the "
                   "papers' internal precision (DESI Fig. 9); slope: d fitted / d true; formal_over_crb: "
                   "median formal error over the bound. A precision below the bound is no "

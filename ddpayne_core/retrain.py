@@ -16,7 +16,7 @@ from .catalog import robust_bias_scatter, write_catalog
 from .demo import train_from_store
 from .emulator import EmulatorModel
 from .explore import SurveyBundle
-from .fit import FitConfig, fit_spectra
+from .fit import FitConfig, fit_spectra, fitted_spectra
 from .flags import XFlagConfig, add_flags, gradcorr
 from .instrument import get_instrument
 from .labels import pretty
@@ -146,7 +146,8 @@ def star_residuals(bundle: SurveyBundle, row: int, models: dict) -> dict:
     out = {}
     for name, model in models.items():
         fit = fit_spectra(model, norm, niv, FitConfig())
-        pred = model.predict(fit.labels)[0] if np.all(np.isfinite(fit.labels)) else np.nan
+        pred = fitted_spectra(model, fit.labels, fit.lsf_dvar)[0] \
+            if np.all(np.isfinite(fit.labels)) else np.nan
         usable = (niv[0] > 0) & model.mask
         out[name] = (fit.labels[0], np.where(usable, (norm[0] - pred) * np.sqrt(niv[0]), np.nan))
     return out

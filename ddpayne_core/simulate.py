@@ -28,7 +28,7 @@ import pandas as pd
 
 from .constants import C_KMS, TELLURIC_BANDS_AA
 from .emulator import EmulatorModel
-from .fit import bound_from_jacobian
+from .fit import bound_from_jacobian, broaden
 from .instrument import get_instrument
 from .io_utils import file_digest
 from .labels import LABEL_SETS
@@ -156,7 +156,7 @@ def expected_observation(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame)
 
 
 def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
-               rel_step: float = 0.01) -> np.ndarray:
+               rel_step: float = 0.01, lsf_free: bool = False) -> np.ndarray:
     """Cramer-Rao bound (n, len(fitted)) of every visit in ``visits`` (true labels, teff, snr,
     lsf_extra_pix) for a fit of the labels ``fitted`` to its *preprocessed* spectrum.
 
@@ -164,7 +164,9 @@ def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
     continuum -> pseudo-continuum normalization (``preprocess_batch``), differentiated by forward
     differences of ``rel_step`` of each label's training span (the bound changes by ~1% with
     central differences). The fit sees the spectrum only after the LSF and the normalization,
-    so the bound is computed there and not from the truth emulator's own Jacobian."""
+    so the bound is computed there and not from the truth emulator's own Jacobian.
+    ``lsf_free``: the bound when the fibre's LSF width is not known but fitted too (as ddpayne's
+    fit does), its derivative that of a Gaussian blur (``fit.broaden``)."""
     inst = get_instrument("lamost")
     labels = list(truth.labels)
     base = visits[labels].to_numpy(dtype=np.float64, copy=True)
@@ -182,7 +184,11 @@ def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
         step = np.zeros(len(labels))
         step[labels.index(lab)] = h
         jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
-    return bound_from_jacobian(jac * np.sqrt(ivar)[:, :, None])
+    if lsf_free:
+        h = 1e-3  # pixel^2 of LSF variance
+        dlsf = (broaden(flux0, inst.wave, np.full(len(visits), h)) - flux0) / h
+        jac = np.concatenate([jac, dlsf[:, :, None]], 2)
+    return bound_from_jacobian(jac * np.sqrt(ivar)[:, :, None])[:, :len(fitted)]
 
 
 def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,

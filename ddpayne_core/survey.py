@@ -34,7 +34,8 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), inst)
     result = fit_spectra(model, norm, norm_ivar, config)
     table = fit_result_table(model, result)
-    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA)
+    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA,
+                                   result.lsf_dvar)
     keep = [c for c in META_COLUMNS if c in meta.columns]
     return pd.concat([meta[keep], table], axis=1)
 
@@ -99,7 +100,8 @@ def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(),
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(dtype=float), inst)
     result = fit_spectra(model, norm, norm_ivar, config)
     table = fit_result_table(model, result)
-    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA)
+    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA,
+                                   result.lsf_dvar)
     return pd.concat([meta.reset_index(drop=True), table], axis=1), skipped
 
 

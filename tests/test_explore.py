@@ -12,6 +12,7 @@ import pytest
 from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, flag_counts,
                                   gradient_comparison, load_bundle, robust_range,
                                   save_flag_config, selection, star_view)
+from ddpayne_core.fit import fitted_spectra
 from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
 from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, star_residuals,
                                   start_training, validation_scatter)
@@ -138,7 +139,12 @@ def test_feature_windows_find_the_strongest_features():
 def test_star_view_model_and_residuals(bundle):
     v = star_view(bundle, 3)
     labels = bundle.catalog.iloc[3][list(bundle.model.labels)].to_numpy(dtype=float)
-    assert np.allclose(v.model, bundle.model.predict(labels[None])[0])
+    # The model shown is the fit's: the emulator broadened by the fitted LSF offset.
+    dvar = bundle.catalog.iloc[3]["lsf_dvar"]
+    assert np.isfinite(dvar) and dvar != 0
+    assert np.allclose(v.model, fitted_spectra(bundle.model, labels[None], np.array([dvar]))[0])
+    plain = bundle.model.predict(labels[None])[0]
+    assert not np.allclose(v.model[bundle.model.mask], plain[bundle.model.mask])
     assert np.all(v.masked[~bundle.model.mask])
     ok = ~v.masked
     assert np.allclose(v.resid_sigma[ok], (v.flux[ok] - v.model[ok]) / v.error[ok])

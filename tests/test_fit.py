@@ -75,6 +75,68 @@ def test_cramer_rao_bound_equals_formal_error_at_truth_and_scales_with_noise(mod
     flux = model.predict(truth)
     iv = np.full_like(flux, 2500.0)
     crb = cramer_rao_bound(model, truth, iv)
-    res = fit_spectra(model, flux, iv)          # noiseless: the fit lands on the truth
+    # noiseless: the fit lands on the truth; the bound is for a known LSF
+    res = fit_spectra(model, flux, iv, FitConfig(fit_lsf=False))
     np.testing.assert_allclose(res.errors, crb, rtol=1e-3)
+    # A fitted LSF costs precision: marginalized errors are never below the bound.
+    assert np.all(fit_spectra(model, flux, iv).errors >= crb * (1 - 1e-3))
     np.testing.assert_allclose(cramer_rao_bound(model, truth, iv * 4), crb / 2, rtol=1e-6)
+
+
+def _gaussian_line(x, sigma2):
+    """Normalized spectrum with one absorption line of equivalent width 2 pixels and variance
+    sigma2 [pixel^2] centred on pixel x = 0."""
+    return 1 - 2 * np.exp(-0.5 * x ** 2 / sigma2) / np.sqrt(2 * np.pi * sigma2)
+
+
+@pytest.mark.parametrize("dvar", [0.5, -0.5])
+def test_broaden_is_gaussian_convolution(dvar):
+    """A Gaussian line of variance s^2 convolved with a Gaussian of variance v is a Gaussian
+    line of variance s^2 + v with the same equivalent width; v < 0 sharpens it."""
+    from ddpayne_core.fit import broaden
+
+    x = np.arange(-40.0, 41.0)
+    wave = 5000 * np.exp(1e-4 * np.arange(x.size))          # log-uniform, like survey grids
+    s2 = 2.5                                                  # LSF sigma ~1.6 px
+    got = broaden(_gaussian_line(x, s2)[None], wave, np.array([dvar]))[0]
+    want = _gaussian_line(x, s2 + dvar)
+    depth = 1 - want.min()
+    assert np.max(np.abs(got - want)) < 0.02 * depth          # second order in v
+    assert np.max(np.abs(got - want)) < 0.2 * np.max(np.abs(want - _gaussian_line(x, s2)))
+    np.testing.assert_allclose((1 - got).sum(), 2.0, rtol=1e-6)   # flux is conserved
+
+
+def test_broaden_leaves_spectrum_ends_and_arm_gaps_alone():
+    from ddpayne_core.fit import lsf_stencil
+
+    wave = np.concatenate([np.linspace(4000, 4100, 50), np.linspace(6000, 6100, 50)])
+    _, pos, valid = lsf_stencil(wave, np.arange(wave.size))
+    assert not valid[[0, 1, 48, 49, 50, 51, 98, 99]].any()
+    assert valid[2:48].all() and valid[52:98].all()
+    np.testing.assert_array_equal(pos[10], [8, 9, 10, 11, 12])
+    # An emulator's output outside its training mask is meaningless: never a neighbour.
+    usable = np.ones(wave.size, bool)
+    usable[20] = False
+    _, _, valid = lsf_stencil(wave, np.arange(wave.size), usable)
+    assert not valid[18:23].any() and valid[[17, 23]].all()
+
+
+def test_fit_recovers_lsf_offset_and_unbiased_labels(model):
+    """Spectra whose LSF differs from the emulator's: the LSF offset is recovered and the labels
+    stay on the truth; ignoring it biases them."""
+    from ddpayne_core.fit import broaden, fitted_spectra
+
+    truth = _truth(30, 12)
+    dvar = np.random.default_rng(5).uniform(-0.4, 0.6, 30)
+    flux = broaden(model.predict(truth), model.wave, dvar)
+    iv = np.full_like(flux, 1e4)
+    res = fit_spectra(model, flux, iv, FitConfig(n_starts=5))
+    assert np.all(res.status == CONVERGED)
+    np.testing.assert_allclose(res.lsf_dvar, dvar, atol=2e-3)
+    assert np.all(res.lsf_dvar_err > 0)
+    err = np.abs(res.labels - truth) / model.scaler.span
+    assert np.max(err) < 2e-3
+    np.testing.assert_allclose(fitted_spectra(model, res.labels, res.lsf_dvar), flux, atol=2e-3)
+    ignored = fit_spectra(model, flux, iv, FitConfig(n_starts=5, fit_lsf=False))
+    assert np.isnan(ignored.lsf_dvar).all()
+    assert np.median(np.abs(ignored.labels - truth) / model.scaler.span) > 5 * np.median(err)

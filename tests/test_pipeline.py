@@ -187,6 +187,7 @@ def test_demo_runs_end_to_end(demo_bundle):
     assert exp["snr"] == 100 and exp["n_stars"] > 100
     rows = pd.DataFrame(exp["labels"]).T
     assert (rows["crb"] > 0).all() and (rows["precision_noise_only"] > 0).all()
+    assert (rows["crb_lsf_free"] >= rows["crb"] * (1 - 1e-6)).all()
     assert (rows["accuracy"] >= rows["precision"]).mean() > 0.8
     assert rows["precision"].median() > rows["precision_noise_only"].median()
     assert summary["error_over_crb"] == pytest.approx((rows["accuracy"] / rows["crb"]).to_dict())

@@ -45,3 +45,6 @@ def test_survey_crb_scales_as_one_over_snr_and_grows_with_the_lsf(stars, truth_p
     # A broader line-spread function blurs the lines: less information, a larger bound.
     blurred = survey_crb(truth, visits.assign(lsf_extra_pix=0.8), ("cu_fe",), fitted)
     assert np.all(np.median(blurred, axis=0) > np.median(crb, axis=0))
+    # Not knowing the LSF width costs information: never a smaller bound, larger for some label.
+    free = survey_crb(truth, visits, ("cu_fe",), fitted, lsf_free=True)
+    assert np.all(free >= crb * (1 - 1e-9)) and np.any(free > crb * 1.05)
