@@ -108,7 +108,7 @@ def _fit(args):
     from .survey import fit_paths
 
     model = EmulatorModel.load(args.model)
-    cfg = replace(FitConfig(), n_starts=args.n_starts)
+    cfg = replace(FitConfig(), n_starts=args.n_starts, fit_lsf=not args.fixed_lsf)
     dask = {"model_path": args.model, "scheduler": args.scheduler, "n_workers": args.workers} \
         if (args.dask or args.scheduler) else None
     table, info = fit_paths(model, args.inputs, args.out, cfg, dask=dask)
@@ -323,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--model", required=True)
     ft.add_argument("--out", required=True, help="catalogue (.parquet or .fits)")
     ft.add_argument("--n-starts", type=int, default=2)
+    ft.add_argument("--fixed-lsf", action="store_true",
+                    help="fit the labels only, not each spectrum's LSF width (lsf_dvar)")
     ft.add_argument("--dask", action="store_true", help="fit a store on a local Dask cluster")
     ft.add_argument("--scheduler", default=None, help="Dask scheduler address (a real cluster)")
     ft.add_argument("--workers", type=int, default=2, help="local Dask workers")

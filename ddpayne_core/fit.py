@@ -140,34 +140,42 @@ class _Forward:
         f = self.net(x.float())
         return f[:, self.pos[:, 2]] if self.fit_lsf else f
 
-    def _broadened(self, t, v):
-        """t (b, n_ext[, k]) at the stencil -> (t at the pixels, its change for LSF offsets v
-        (b,), the change's derivative d/dv), each (b, p[, k])."""
-        shape = (-1, 1) + (1,) * (t.dim() - 2)
-        (c0, c1, c2), (d0, d1, d2) = (tuple(c.view(shape) for c in cs)
-                                      for cs in lsf_coefficients(v.float()))
-        mid, n1, n2 = t[:, self.pos[:, 2]], t[:, self.pos[:, 1]] + t[:, self.pos[:, 3]], \
-            t[:, self.pos[:, 0]] + t[:, self.pos[:, 4]]
-        valid = self.valid.view((1, -1) + (1,) * (t.dim() - 2))
-        return mid, valid * (c0 * mid + c1 * n1 + c2 * n2), valid * (d0 * mid + d1 * n1 + d2 * n2)
+    def _neighbour_sums(self, t):
+        """t (b, n_ext[, k]) -> (t, t(-1) + t(+1), t(-2) + t(+2)) at the pixels, each (b, p[, k])."""
+        pos = self.pos
+        n1 = t.index_select(1, pos[:, 1]).add_(t.index_select(1, pos[:, 3]))
+        n2 = t.index_select(1, pos[:, 0]).add_(t.index_select(1, pos[:, 4]))
+        return t.index_select(1, pos[:, 2]), n1, n2
 
     def normal_equations(self, x, flux, sqrt_ivar):
         """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
-        at parameters x (b, k); flux, sqrt_ivar: (b, p) float32. Without the LSF term the
-        Jacobian is formed already weighted by 1/sigma and is never stored."""
-        if self.fit_lsf:
-            v = x[:, self.n_label]
-            f, jac = self.net.flux_and_jacobian(x[:, :self.n_label].float())
-            f0, df, dfdv = self._broadened(f, v)
-            j0, dj, _ = self._broadened(jac, v)
-            model = f0 + df
-            jw = torch.cat([j0 + dj, dfdv[..., None]], 2).mul_(sqrt_ivar[..., None])
-        else:
+        at parameters x (b, k); flux, sqrt_ivar: (b, p) float32. The Jacobian is formed already
+        weighted by 1/sigma and reduced at once: it is never stored beyond one batch."""
+        if not self.fit_lsf:
             model, jw = self.net.flux_and_jacobian(x.float(), weights=sqrt_ivar)
-        rw = (flux - model).mul_(sqrt_ivar)
+            rw = (flux - model).mul_(sqrt_ivar)
+            jt = jw.transpose(1, 2)
+            return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
+                    torch.bmm(jt, rw[..., None])[..., 0].double())
+        f, jac = self.net.flux_and_jacobian(x[:, :self.n_label].float())
+        (c0, c1, c2), (d0, d1, d2) = lsf_coefficients(x[:, self.n_label, None].float())
+        f0, f1, f2 = self._neighbour_sums(f)
+        valid = self.valid
+        # Per-pixel weights of the stencil terms, times 1/sigma, shared by flux and Jacobian.
+        w0 = (1 + c0 * valid) * sqrt_ivar
+        w1, w2 = c1 * valid * sqrt_ivar, c2 * valid * sqrt_ivar
+        rw = flux * sqrt_ivar - (w0 * f0 + w1 * f1 + w2 * f2)                  # (b, p)
+        dvw = (d0 * f0 + d1 * f1 + d2 * f2) * valid * sqrt_ivar                # d model / dv
+        j0, j1, j2 = self._neighbour_sums(jac)
+        jw = j0.mul_(w0[..., None]).addcmul_(j1, w1[..., None]).addcmul_(j2, w2[..., None])
         jt = jw.transpose(1, 2)
-        return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
-                torch.bmm(jt, rw[..., None])[..., 0].double())
+        b, k = x.shape
+        a_mat = torch.empty(b, k, k, dtype=torch.float64)
+        a_mat[:, :-1, :-1] = torch.bmm(jt, jw)
+        a_mat[:, :-1, -1] = a_mat[:, -1, :-1] = torch.bmm(jt, dvw[..., None])[..., 0]
+        a_mat[:, -1, -1] = (dvw * dvw).sum(1)
+        grad = torch.cat([torch.bmm(jt, rw[..., None])[..., 0], (dvw * rw).sum(1, keepdim=True)], 1)
+        return (rw * rw).sum(1, dtype=torch.float64), a_mat, grad.double()
 
 
 def _best_candidates(fwd: _Forward, flux, ivar, cand, n_keep):

@@ -341,3 +341,18 @@ def test_crossmatch_and_x19_cuts():
     assert (chosen["apogee_mg_fe"] > -0.3).all()
     summary = training_summary(big, cfg)
     assert summary["training_stars"].iloc[0] == len(rows) == 20
+
+
+def test_fit_cli_fits_the_lsf_width_unless_told_not_to(demo_bundle, tmp_path):
+    from ddpayne_core.cli import main
+
+    out, _ = demo_bundle
+    cat = pd.read_parquet(out / "catalog.parquet")
+    fitted = cat["fit_status"] != 2
+    assert np.isfinite(cat.loc[fitted, "lsf_dvar"]).all() and cat.loc[fitted, "lsf_dvar"].std() > 0
+    path = tmp_path / "fixed.parquet"
+    assert main(["fit", "--model", str(out / "model.pt"), "--out", str(path), "--fixed-lsf",
+                 str(out / "survey")]) == 0
+    fixed = pd.read_parquet(path)
+    assert len(fixed) == len(cat) and fixed["lsf_dvar"].isna().all()
+    assert read_catalog_metadata(path)["fit_config"]["fit_lsf"] is False
