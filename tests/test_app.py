@@ -66,10 +66,11 @@ def test_index_links_every_app_and_marks_synthetic_data(page, server):
     page.get_by_role("link", name="Survey explorer").click()
     page.get_by_text("spectra shown").wait_for()
     page.locator(".kiel-map canvas").first.wait_for()
-    assert page.get_by_text("SYNTHETIC SURVEY").first.is_visible()
+    # The banner may render a moment after the rest of the page: wait for it (fails on timeout).
+    page.get_by_text("SYNTHETIC SURVEY").first.wait_for(state="visible", timeout=20_000)
     _open(page, server + "?page=retrain")
     page.get_by_role("button", name="Start training").wait_for()
-    assert page.get_by_text("SYNTHETIC SURVEY").first.is_visible()
+    page.get_by_text("SYNTHETIC SURVEY").first.wait_for(state="visible", timeout=20_000)
 
 
 def _kiel_map_box(page, server) -> dict:
