@@ -5,6 +5,13 @@ The pseudo-continuum is the inverse-variance-weighted Gaussian smoothing of the 
 with Balmer cores and DIBs given zero weight. It is linear in the data and uses no medians or
 quantiles, so it does not depend on S/N: scaling all inverse variances leaves it unchanged.
 The same function normalizes observed and ab initio spectra.
+
+A pixel masked in one spectrum only (a bad pixel, a cosmic ray, the pixels an RV shift makes
+touch them) would drop out of that spectrum's average: if it lies in a line, the continuum
+around it rises by ~depth/100 over the kernel's hundred pixels, many sigma at high S/N, and
+unlike the emulator's training spectra. So gaps of up to MAX_FILLED_GAP pixels are bridged by
+linear interpolation of the flux and weight of their neighbours before smoothing; longer gaps
+(arm gaps, telluric bands) are left empty. Filled pixels stay masked for the fit.
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .constants import BALMER_CORES_AA, DIB_CORES_AA
+
+MAX_FILLED_GAP = 8  # pixels: isolated defects, never an arm gap or a telluric band
 
 
 def smoothing_mask(wave: np.ndarray) -> np.ndarray:
@@ -43,6 +52,25 @@ def smoothing_kernel(wave: np.ndarray, width: float) -> sp.csr_matrix:
     return _kernel(wave.tobytes(), wave.size, float(width))
 
 
+def _bridge_short_gaps(f: np.ndarray, w: np.ndarray, keep: np.ndarray):
+    """Flux and weight (n_spec, n_pix) with runs of at most MAX_FILLED_GAP zero-weight pixels
+    (outside the fixed ``keep`` mask's exclusions) linearly interpolated from the nearest
+    weighted pixels on either side."""
+    n_pix = f.shape[1]
+    idx = np.broadcast_to(np.arange(n_pix), f.shape)
+    valid = w > 0
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
+    nxt = np.minimum.accumulate(np.where(valid, idx, n_pix)[:, ::-1], axis=1)[:, ::-1]
+    fill = ~valid & keep[None, :] & (prev >= 0) & (nxt < n_pix) & (nxt - prev - 1 <= MAX_FILLED_GAP)
+    if not fill.any():
+        return f, w
+    lo, hi = np.clip(prev, 0, n_pix - 1), np.clip(nxt, 0, n_pix - 1)
+    a = (idx - prev) / np.maximum(nxt - prev, 1)
+    fill_f = (1 - a) * np.take_along_axis(f, lo, 1) + a * np.take_along_axis(f, hi, 1)
+    fill_w = (1 - a) * np.take_along_axis(w, lo, 1) + a * np.take_along_axis(w, hi, 1)
+    return np.where(fill, fill_f, f), np.where(fill, fill_w, w)
+
+
 def pseudo_continuum(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
                      width: float) -> np.ndarray:
     """Pseudo-continuum of spectra on a common grid.
@@ -51,9 +79,10 @@ def pseudo_continuum(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
     Returns the continuum with flux's shape; NaN where no weighted pixel lies within 4 L.
     """
     flux2 = np.atleast_2d(flux).astype(np.float64)
+    keep = smoothing_mask(wave)
     w = np.where(np.isfinite(flux2) & np.isfinite(np.atleast_2d(ivar)),
-                 np.atleast_2d(ivar), 0.0) * smoothing_mask(wave)
-    f = np.where(w > 0, flux2, 0.0)
+                 np.atleast_2d(ivar), 0.0) * keep
+    f, w = _bridge_short_gaps(np.where(w > 0, flux2, 0.0), w, keep)
     kernel = smoothing_kernel(wave, width)
     num = (kernel @ (f * w).T).T
     den = (kernel @ w.T).T
