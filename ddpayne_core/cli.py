@@ -254,7 +254,8 @@ def _add_reference_arg(p):
 
     p.add_argument("--reference", default=REFERENCE_GRID,
                    help="reference-star grid(s) of the gradient prior: lamost-table1 (X19's 16), "
-                        "lamost-table1+lamost-isochrone (36, LAMOST-APOGEE labels only)")
+                        "lamost-table1-galactic (the same stars at Milky Way [X/Fe]), "
+                        "lamost-table1+lamost-isochrone (36); the last two LAMOST-APOGEE labels only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = tsub.add_parser("gradients", help="compute (resumable) and assemble reference grids")
     g.add_argument("--grid", nargs="+", default=["lamost-table1"],
-                   help="lamost-table1, lamost-table1-truth, lamost-isochrone, truth-grid")
+                   help="lamost-table1, lamost-table1-truth, lamost-table1-galactic, "
+                        "lamost-isochrone, truth-grid")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--limit", type=int, default=None, help="compute at most N spectra, no assembly")
     g.add_argument("--assemble-only", action="store_true", help="only assemble computed spectra")

@@ -85,6 +85,16 @@ TABLE1_VMIC = 1.5  # X19 Table 1 note: vmic of every reference star, km/s
 TABLE1_VMIC_STEP = 1.0  # X19 Table 1 note
 TABLE1_XFE_STEP = 0.5  # X19 Table 1
 
+# --- Galactic chemical trends (ours, from the literature; the lamost-table1-galactic grid) -------
+# X19 Table 1 puts every reference star at [X/Fe] = 0, where no metal-poor star lies; these mean
+# Milky Way trends put the same stars where real stars of their [Fe/H] are.
+GALACTIC_ALPHA_PLATEAU = 0.3  # [O,Mg,Si,Ca,Ti/Fe] at [Fe/H] <= -1, linear to 0 at solar (Bensby+ 2014 Fig. 15; Venn+ 2004)
+GALACTIC_AL_OVER_ALPHA = 0.5  # [Al/Fe] ~ +0.15 in the thick disc and halo (Bensby+ 2014 Fig. 17)
+GALACTIC_MN_PLATEAU = -0.35  # [Mn/Fe] at [Fe/H] <= -1.5, linear to 0 at solar (Battistini & Bensby 2015, LTE)
+GALACTIC_CU_PLATEAU = -0.4  # [Cu/Fe] at [Fe/H] <= -1.5, linear to 0 at solar (Mishenina+ 2002)
+GALACTIC_PLATEAU_FEH = {"alpha": -1.0, "mn": -1.5, "cu": -1.5}  # [Fe/H] where each plateau starts
+DREDGE_UP_GIANT = {"logg_max": 3.0, "c_fe": -0.2, "n_fe": 0.3}  # red giants after the first dredge-up (Gratton+ 2000)
+
 # --- Quality (SPEC sec. 8, X19 sec. 5.4) --------------------------------------------------------
 # Nearest-reference-star metric D = sqrt((dTeff/100)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2).
 GRADCORR_METRIC_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1}  # X19 sec. 2

@@ -129,6 +129,51 @@ def test_isochrone_reference_stars_follow_table1_conventions():
     assert np.all(points[:, galah_only] == 0.0)
 
 
+def test_galactic_xfe_follows_the_milky_way_trends():
+    """Solar-metallicity dwarfs at [X/Fe] 0; the alpha elements +0.3 from [Fe/H] -1 down, half
+    of that at -0.5; Mn and Cu on their plateaus from -1.5; dredged-up C and N in giants only."""
+    from ddpayne_core import constants as C
+    from ddpayne_core.theory.gradients import galactic_xfe
+
+    feh = np.array([0.3, 0.0, -0.5, -1.0, -1.5, -2.5])
+    dwarf = galactic_xfe(feh, np.full(feh.size, 4.5))
+    assert np.allclose(dwarf["mg_fe"], [0, 0, 0.15, 0.3, 0.3, 0.3])
+    assert np.allclose(dwarf["o_fe"], dwarf["ti_fe"]) and np.allclose(dwarf["al_fe"], dwarf["mg_fe"] / 2)
+    assert np.allclose(dwarf["mn_fe"], [0, 0, -0.35 / 3, -0.35 * 2 / 3, -0.35, -0.35])
+    assert np.allclose(dwarf["cu_fe"][[1, 4, 5]], [0, C.GALACTIC_CU_PLATEAU, C.GALACTIC_CU_PLATEAU])
+    assert np.all(dwarf["n_fe"] == 0) and np.all(dwarf["c_fe"] == 0)
+    giant = galactic_xfe(feh, np.full(feh.size, 2.0))
+    assert np.all(giant["n_fe"] == 0.3) and np.all(giant["c_fe"] == -0.2)
+    assert np.array_equal(giant["mg_fe"], dwarf["mg_fe"])
+
+
+def test_galactic_reference_stars_are_table1_at_galactic_abundances():
+    """lamost-table1-galactic: Table 1's Teff, logg, [Fe/H], vmic and their steps; [X/Fe] from
+    the Galactic trends, stepped 0.5 dex towards solar, so every stepped [X/Fe] lies within
+    +-0.5; a solar-metallicity dwarf is Table 1's star exactly (the same cached spectra)."""
+    from ddpayne_core.labels import LABEL_SETS
+    from ddpayne_core.theory.gradients import (REFERENCE_LABELS, _point_file, galactic_points,
+                                                grid_spec, table1_points)
+
+    ref, step = galactic_points()
+    t1, t1_step = table1_points()
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    params = [col[lab] for lab in ("teff", "logg", "vmic", "feh")]
+    assert np.array_equal(ref[:, params], t1[:, params])
+    assert np.array_equal(step[:, params], t1_step[:, params])
+    xfe = [col[lab] for lab in LABEL_SETS["lamost-apogee"] if lab.endswith("_fe") and lab != "feh"]
+    stepped = ref[:, xfe] + step[:, xfe]
+    assert np.all(np.abs(step[:, xfe]) == 0.5) and np.all(np.abs(stepped) <= 0.5 + 1e-9)
+    metal_poor = ref[:, col["feh"]] <= -1.0
+    assert np.all(ref[metal_poor, col["mg_fe"]] == 0.3) and np.all(step[metal_poor, col["mg_fe"]] == -0.5)
+    assert np.all(ref[metal_poor, col["mn_fe"]] < -0.2) and np.all(step[metal_poor, col["mn_fe"]] == 0.5)
+    sun = 0  # Table 1 star 1: the Sun, a solar-metallicity dwarf
+    assert np.array_equal(ref[sun], t1[sun]) and np.array_equal(step[sun], t1_step[sun])
+    spec, table1 = grid_spec("lamost-table1-galactic"), grid_spec("lamost-table1")
+    n_step = 1 + len(LABEL_SETS["lamost-apogee"])
+    assert spec.points.shape == (16 * n_step, len(REFERENCE_LABELS))
+    assert _point_file(spec, spec.points[0]) == _point_file(table1, table1.points[0])
+
 def test_reference_grids_join_with_plus():
     """"a+b" holds a's stars then b's, with the labels both have; the gradients are the parts'."""
     table1 = load_reference_gradients("lamost-table1")

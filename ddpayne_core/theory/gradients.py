@@ -14,6 +14,11 @@ Grids:
   regularizes with 101 such stars instead of X19's 16), with the regularizing physics; stepped in
   the LAMOST-APOGEE labels only (17 points a star, not 26: 328 distinct MOOG spectra, 1.2 h on
   two cores). ``lamost-table1+lamost-isochrone`` loads both.
+- ``lamost-table1-galactic``: the Table 1 stars with the [X/Fe] of typical Milky Way stars of
+  their [Fe/H] (alpha-enhanced, Mn- and Cu-poor when metal-poor; dredged-up C and N in giants)
+  in place of 0, stepped towards solar; LAMOST-APOGEE labels only. An emulator regularized at
+  [X/Fe] = 0 has the ab initio gradients where metal-poor stars are not, and its gradients where
+  they are drift away from them.
 - ``truth-grid``: >= 1000 spectra over the label space of a real survey with the truth physics,
   to train the synthetic survey's truth emulator.
 """
@@ -97,10 +102,39 @@ def isochrone_points() -> tuple[np.ndarray, np.ndarray]:
     return ref, step
 
 
+def galactic_xfe(feh: np.ndarray, logg: np.ndarray) -> dict[str, np.ndarray]:
+    """[X/Fe] of a typical Milky Way star at [Fe/H] and logg (n,): the alpha elements enhanced
+    and Mn and Cu depleted in metal-poor stars, C and N changed by the first dredge-up in red
+    giants (constants.GALACTIC_*); labels not named here are 0."""
+    feh, logg = np.asarray(feh, dtype=float), np.asarray(logg, dtype=float)
+    ramp = lambda key: np.clip(feh / C.GALACTIC_PLATEAU_FEH[key], 0.0, 1.0)
+    alpha = C.GALACTIC_ALPHA_PLATEAU * ramp("alpha")
+    giant = logg < C.DREDGE_UP_GIANT["logg_max"]
+    out = {lab: alpha for lab in ("o_fe", "mg_fe", "si_fe", "ca_fe", "ti_fe")}
+    out.update(al_fe=C.GALACTIC_AL_OVER_ALPHA * alpha, mn_fe=C.GALACTIC_MN_PLATEAU * ramp("mn"),
+               cu_fe=C.GALACTIC_CU_PLATEAU * ramp("cu"),
+               c_fe=np.where(giant, C.DREDGE_UP_GIANT["c_fe"], 0.0),
+               n_fe=np.where(giant, C.DREDGE_UP_GIANT["n_fe"], 0.0))
+    return out
+
+
+def galactic_points() -> tuple[np.ndarray, np.ndarray]:
+    """The lamost-table1-galactic grid: X19 Table 1's stars (Teff, logg, [Fe/H], vmic and their
+    steps) with [X/Fe] from ``galactic_xfe`` instead of 0, each [X/Fe] stepped by 0.5 dex towards
+    solar (Table 1 steps up from 0), so stepped points stay inside the range real stars span."""
+    ref, step = table1_points()
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    for lab, xfe in galactic_xfe(ref[:, col["feh"]], ref[:, col["logg"]]).items():
+        ref[:, col[lab]] = np.round(xfe, 3) + 0.0  # + 0.0: no -0.0, whose cache key differs
+        step[:, col[lab]] = np.where(ref[:, col[lab]] > 0, -C.TABLE1_XFE_STEP, C.TABLE1_XFE_STEP)
+    return ref, step
+
+
 # Reference-star grids: their (labels, steps) and the labels each star is stepped in.
 REFERENCE_GRIDS = {"lamost-table1": (table1_points, REFERENCE_LABELS),
                    "lamost-table1-truth": (table1_points, REFERENCE_LABELS),
-                   "lamost-isochrone": (isochrone_points, LABEL_SETS["lamost-apogee"])}
+                   "lamost-isochrone": (isochrone_points, LABEL_SETS["lamost-apogee"]),
+                   "lamost-table1-galactic": (galactic_points, LABEL_SETS["lamost-apogee"])}
 
 
 def _reference_grid_points(name: str) -> np.ndarray:
