@@ -253,9 +253,10 @@ def _add_reference_arg(p):
     from .constants import REFERENCE_GRID
 
     p.add_argument("--reference", default=REFERENCE_GRID,
-                   help="reference-star grid(s) of the gradient prior: lamost-table1 (X19's 16), "
-                        "lamost-table1-galactic (the same stars at Milky Way [X/Fe]), "
-                        "lamost-table1+lamost-isochrone (36); the last two LAMOST-APOGEE labels only")
+                   help="reference-star grid(s) of the gradient prior: lamost-table1-galactic "
+                        "(default: X19 Table 1's 16 stars at Milky Way [X/Fe]), lamost-table1 "
+                        "(X19's, at [X/Fe] 0), lamost-table1+lamost-isochrone (36, LAMOST-APOGEE "
+                        "labels only)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,10 @@ TABLE1_REFERENCE_STARS = (
     (7183, 200, 4.18, -0.25, -0.5, 0.5),
     (7059, 200, 4.19, -0.25, -2.5, 0.5),
 )
-REFERENCE_GRID = "lamost-table1"  # X19 sec. 2: regularize with (and compare to) the Table 1 stars
+TABLE1_GRID = "lamost-table1"  # X19 sec. 2 and Table 1: the 16 stars at [X/Fe] 0, every label stepped
+# Ours (session 11): the default prior and X_flag reference, Table 1's stars at Milky Way [X/Fe]
+# (theory/gradients.galactic_xfe); README *Training*, data/studies/reference_manifold.json.
+REFERENCE_GRID = "lamost-table1-galactic"
 TABLE1_VMIC = 1.5  # X19 Table 1 note: vmic of every reference star, km/s
 TABLE1_VMIC_STEP = 1.0  # X19 Table 1 note
 TABLE1_XFE_STEP = 0.5  # X19 Table 1

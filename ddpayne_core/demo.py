@@ -22,6 +22,7 @@ from .flags import add_flags, calibrate_errors, gradcorr, model_reference, refla
 from .fit import FitConfig, fit_spectra
 from .instrument import get_instrument
 from .io_utils import file_digest
+from .labels import get_label_set
 from .report import flag_information, inside_training_coverage, write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, reobserve, simulate_survey, survey_crb
 from .spectra import instrument_mask, preprocess_batch
@@ -76,8 +77,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
 
     Three models: the APOGEE-label overall and metal-poor ones (blended) and the GALAH-label one;
     the recommended catalogue takes each label from the training set X19 Table 4 names. The
-    GALAH-label model is trained with ``galah_train_config``, by default ``train_config`` with the
-    Table 1 reference stars (the only grid stepped in every GALAH label)."""
+    GALAH-label model is trained with ``galah_train_config``, by default ``train_config`` (with
+    the default reference grid where ``train_config``'s is not stepped in every GALAH label)."""
     out = Path(out)
     done = out / "report" / "summary.json"
     if done.exists() and not retrain:
@@ -87,7 +88,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)
     store = open_store(store_path)
-    galah_train_config = galah_train_config or replace(train_config, reference=C.REFERENCE_GRID)
+    galah_train_config = galah_train_config or replace(
+        train_config, reference=_reference_for(train_config.reference, galah_training_set.label_set))
     models = {}
     for name, ts, committed, cfg in (
             ("model", training_set, COMMITTED_MODEL, train_config),
@@ -392,6 +394,13 @@ def flag_fractions(results, labels, featureless) -> dict:
     return out
 
 
+def _reference_for(reference: str, label_set: str) -> str:
+    """``reference`` if that grid is stepped in every label of ``label_set``, else the default
+    grid (stepped in every label of both sets)."""
+    covered = set(get_label_set(label_set)) <= set(load_reference_gradients(reference).labels)
+    return reference if covered else C.REFERENCE_GRID
+
+
 def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfig,
              ts: TrainingSetConfig, truth_path: str | Path) -> bool:
     """Whether a committed model was trained on this survey configuration, simulated from this
@@ -403,7 +412,7 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("truth_emulator_sha256") == file_digest(truth_path) \
         and cfg.get("n_hidden") == train_config.n_hidden \
         and cfg.get("regularize") == train_config.regularize \
-        and cfg.get("reference", C.REFERENCE_GRID) == train_config.reference \
+        and cfg.get("reference", C.TABLE1_GRID) == train_config.reference \
         and cfg.get("clip_sigma", 0.0) == train_config.clip_sigma \
         and cfg.get("d_scale", {}) == train_config.d_scale \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

@@ -361,8 +361,9 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
 
 
 def model_reference(model: EmulatorModel) -> ReferenceGradients:
-    """The reference gradients ``model`` was regularized with: its X_gradcorr compares with them."""
-    return load_reference_gradients(model.config.get("reference", C.REFERENCE_GRID))
+    """The reference gradients ``model`` was regularized with: its X_gradcorr compares with them.
+    (Models saved before the grid was recorded were all regularized with X19 Table 1's.)"""
+    return load_reference_gradients(model.config.get("reference", C.TABLE1_GRID))
 
 
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ddpayne_core import constants as C
 from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.demo import COMMITTED_MODEL, flag_fractions
 from ddpayne_core.emulator import EmulatorModel
@@ -109,7 +110,10 @@ def training_on_pixels(store, stride: int):
     return pix, rows, labels, names, norm[:, pix], nivar[:, pix]
 
 
-REFERENCES = ("lamost-table1", "lamost-table1+lamost-isochrone")
+REFERENCES = ("lamost-table1", "lamost-table1+lamost-isochrone", "lamost-table1-galactic")
+# The settings below vary X19's training, so they start from its Table 1 prior (the study
+# predates the lamost-table1-galactic default).
+BASE = replace(TrainConfig(), reference=C.TABLE1_GRID)
 
 
 def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featureless) -> dict:
@@ -124,7 +128,7 @@ def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featu
         for k, lab in enumerate(model.labels):
             table[f"{lab}_gradcorr"] = g[:, k]
         by_reference[name] = flag_fractions(reflag(table, model.labels), model.labels, featureless)
-    fractions = by_reference[model.config.get("reference", TrainConfig.reference)]
+    fractions = by_reference[model.config.get("reference", C.TABLE1_GRID)]
     fit = fit_spectra(model, norm, nivar)
     true = truth_meta.loc[fit_rows, list(model.labels)].to_numpy(dtype=np.float64)
     scatter = {lab: robust_bias_scatter(fit.labels[:, k] - true[:, k])[1]
@@ -187,7 +191,7 @@ def main():
             use = np.sort(np.random.default_rng(0).permutation(len(rows))[:round(fraction * len(rows))])
             train_labels = (meta.loc[rows, names].to_numpy(dtype=np.float64)
                             if setting.get("true_labels") else labels)
-            config = replace(TrainConfig(), **{k: v for k, v in setting.items()
+            config = replace(BASE, **{k: v for k, v in setting.items()
                                                if k not in ("train_fraction", "true_labels")})
             model = train_emulator(norm[use], nivar[use], train_labels[use], names, inst.wave[pix],
                                    instrument_mask(inst.wave)[pix], config,

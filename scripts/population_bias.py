@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ddpayne_core import constants as C
 from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.demo import COMMITTED_MODEL
 from ddpayne_core.emulator import EmulatorModel
@@ -46,11 +47,12 @@ def main():
     meta = store.meta()
     inst = get_instrument(store.info["instrument"])
     pix, _, labels, names, norm, nivar = training_on_pixels(store, args.stride)
-    reference = pixel_reference(load_reference_gradients(TrainConfig.reference), pix)
+    reference = pixel_reference(load_reference_gradients(C.TABLE1_GRID), pix)
 
     models = {"committed (pixel subset)": on_pixels(EmulatorModel.load(COMMITTED_MODEL), pix)}
     for name, regularize in (("regularized (Table 1, D 5/50)", True), ("no regularization", False)):
-        config = replace(TrainConfig(), epochs=420, regularize=regularize)
+        config = replace(TrainConfig(), epochs=420, regularize=regularize,
+                         reference=C.TABLE1_GRID)  # X19 Table 1, as in the committed JSON
         models[name] = train_emulator(norm, nivar, labels, names, inst.wave[pix],
                                       instrument_mask(inst.wave)[pix], config, reference,
                                       log=lambda *a: None)

@@ -170,8 +170,7 @@ def test_galactic_reference_stars_are_table1_at_galactic_abundances():
     sun = 0  # Table 1 star 1: the Sun, a solar-metallicity dwarf
     assert np.array_equal(ref[sun], t1[sun]) and np.array_equal(step[sun], t1_step[sun])
     spec, table1 = grid_spec("lamost-table1-galactic"), grid_spec("lamost-table1")
-    n_step = 1 + len(LABEL_SETS["lamost-apogee"])
-    assert spec.points.shape == (16 * n_step, len(REFERENCE_LABELS))
+    assert spec.points.shape == (16 * (1 + len(REFERENCE_LABELS)), len(REFERENCE_LABELS))
     assert _point_file(spec, spec.points[0]) == _point_file(table1, table1.points[0])
 
 def test_reference_grids_join_with_plus():
@@ -285,3 +284,17 @@ def test_convert_atmosnet_pickle_round_trip(tmp_path):
     with np.load(out) as f:
         np.testing.assert_array_equal(f["w_array_2_7"], cols[7]["w_array_2"])
         assert f["labels"].tolist() == ["TEFF", "LOGG", "FE_H", "ALPHA_FE"]
+
+
+def test_reference_grid_without_a_label_says_which_and_the_demo_falls_back():
+    """A grid stepped in some labels only names the missing ones; the demo's GALAH-label model
+    takes the requested grid where it covers the GALAH labels and the default grid otherwise."""
+    from ddpayne_core import constants as C
+    from ddpayne_core.demo import _reference_for
+
+    with pytest.raises(ValueError, match="'lamost-isochrone' is not stepped in ba_fe, eu_fe"):
+        load_reference_gradients("lamost-isochrone").select_labels(["teff", "ba_fe", "eu_fe"])
+    assert _reference_for("lamost-table1+lamost-isochrone", "lamost-galah") == C.REFERENCE_GRID
+    assert _reference_for("lamost-table1+lamost-isochrone", "lamost-apogee") \
+        == "lamost-table1+lamost-isochrone"
+    assert _reference_for("lamost-table1", "lamost-galah") == "lamost-table1"

@@ -16,7 +16,7 @@ Grids:
   two cores). ``lamost-table1+lamost-isochrone`` loads both.
 - ``lamost-table1-galactic``: the Table 1 stars with the [X/Fe] of typical Milky Way stars of
   their [Fe/H] (alpha-enhanced, Mn- and Cu-poor when metal-poor; dredged-up C and N in giants)
-  in place of 0, stepped towards solar; LAMOST-APOGEE labels only. An emulator regularized at
+  in place of 0, stepped towards solar; all 25 labels. An emulator regularized at
   [X/Fe] = 0 has the ab initio gradients where metal-poor stars are not, and its gradients where
   they are drift away from them.
 - ``truth-grid``: >= 1000 spectra over the label space of a real survey with the truth physics,
@@ -134,7 +134,7 @@ def galactic_points() -> tuple[np.ndarray, np.ndarray]:
 REFERENCE_GRIDS = {"lamost-table1": (table1_points, REFERENCE_LABELS),
                    "lamost-table1-truth": (table1_points, REFERENCE_LABELS),
                    "lamost-isochrone": (isochrone_points, LABEL_SETS["lamost-apogee"]),
-                   "lamost-table1-galactic": (galactic_points, LABEL_SETS["lamost-apogee"])}
+                   "lamost-table1-galactic": (galactic_points, REFERENCE_LABELS)}
 
 
 def _reference_grid_points(name: str) -> np.ndarray:
@@ -272,6 +272,10 @@ class ReferenceGradients:
 
     def select_labels(self, labels) -> "ReferenceGradients":
         """The same stars with only ``labels`` (in that order)."""
+        missing = [lab for lab in labels if lab not in self.labels]
+        if missing:
+            raise ValueError(f"reference grid {self.name!r} is not stepped in {', '.join(missing)}; "
+                             f"{C.TABLE1_GRID!r} and {C.REFERENCE_GRID!r} are stepped in every label")
         idx = [self.labels.index(lab) for lab in labels]
         return ReferenceGradients(self.name, self.wavelength, tuple(labels), self.stars,
                                   self.flux, self.dflux[:, idx], self.provenance)
