@@ -8,7 +8,7 @@ the `lamost-table1-galactic` grid), each against the MOOG gradients computed at 
 Metal-poor survey stars lie near the second point, not the first.
 
 Usage (writes JSON atomically, marked synthetic: the models are trained on the synthetic survey):
-    python scripts/reference_manifold.py data/models/demo_emulator.pt [MORE.pt ...] \
+    python scripts/reference_manifold.py [NAME=]MODEL.pt [[NAME=]MORE.pt ...] \
         --out data/studies/reference_manifold.json
 """
 import argparse
@@ -36,14 +36,15 @@ def correlations(model: EmulatorModel, grid: str) -> np.ndarray:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("models", nargs="+", help="[NAME=]PATH of a model (NAME defaults to PATH)")
     ap.add_argument("--out", type=Path, default=Path("data/studies/reference_manifold.json"))
     args = ap.parse_args()
     stars = load_reference_gradients(GRIDS[0]).stars
     metal_poor = np.asarray(stars["feh"]) <= -1.0
     doc = {"synthetic": True, "what": __doc__.splitlines()[0],
            "metal_poor_stars (0-based)": np.flatnonzero(metal_poor).tolist(), "models": {}}
-    for path in args.models:
+    for item in args.models:
+        name, _, path = item.rpartition("=")
         model = EmulatorModel.load(path)
         row = {"reference": model.config.get("reference")}
         for grid in GRIDS:
@@ -51,8 +52,8 @@ def main():
             row[grid] = {"median_metal_poor": dict(zip(model.labels, np.median(r[metal_poor], 0).round(3).tolist())),
                          "median_other": dict(zip(model.labels, np.median(r[~metal_poor], 0).round(3).tolist())),
                          "per_star": r.round(3).tolist()}
-        doc["models"][str(path)] = row
-        print(path, model.config.get("reference"))
+        doc["models"][name or path] = row
+        print(name or path, model.config.get("reference"))
         for grid in GRIDS:
             print(f"  {grid:24s} metal-poor median r:",
                   " ".join(f"{k}={v:.2f}" for k, v in row[grid]["median_metal_poor"].items()))
