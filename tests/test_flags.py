@@ -221,3 +221,20 @@ def test_model_reference_is_the_grid_the_model_was_trained_with(truth_model):
                                            if k != "reference"})
     assert model_reference(named).name == "lamost-table1-truth"
     assert model_reference(unnamed).name == "lamost-table1"
+
+
+def test_chi2ratio_flags_bad_fits_crowded_where_good_stars_are_few():
+    """Wrong-RV spectra are fitted at the lowest [Fe/H], where good stars hardly are: a cubic in
+    (S/N, Teff, [Fe/H]) fitted with them bends to pass them as typical unless they are cleaned
+    out first."""
+    rng = np.random.default_rng(3)
+    n, n_bad = 4000, 60
+    snr = np.clip(np.exp(rng.normal(np.log(50), 0.6, n)), 8, 400)
+    teff = rng.uniform(4600, 7400, n)
+    feh = np.concatenate([rng.uniform(-2.5, -2.2, n_bad), rng.uniform(-1.5, 0.4, n - n_bad)])
+    logg = np.where(rng.random(n) < 0.5, 4.3, 2.5)
+    chi2 = 3000 * (1 + (snr / 60) ** 2) * np.exp(rng.normal(0, 0.1, n))
+    chi2[:n_bad] *= np.exp(rng.uniform(1.5, 3.5, n_bad))  # 4.5-33 times the typical chi^2
+    flagged = qflag_chi2(chi2ratio(chi2, snr, teff, logg, feh), snr).astype(bool)
+    assert flagged[:n_bad].mean() > 0.95
+    assert flagged[n_bad:].mean() < 0.01
