@@ -62,21 +62,43 @@ def robust_bias_scatter(d) -> tuple[float, float]:
     return med, float(1.4826 * np.median(np.abs(d - med)))
 
 
+def _good_fits_with_truth(catalog: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue's good fits (fit_status < 2) with the true labels as <label>_true."""
+    merged = catalog.merge(truth, on="specid", suffixes=("", "_true"))
+    return merged[merged["fit_status"] < 2]
+
+
 def recovery_scatter(catalog: pd.DataFrame, truth: pd.DataFrame, labels, snr_targets=(20, 50, 100),
                      width: float = 0.2) -> pd.DataFrame:
     """Label recovery against truth in S/N bins (snr within +-width of each target):
     rows = labels, columns bias_<snr>, scatter_<snr> (robust: 1.4826 MAD), n_<snr>."""
-    merged = catalog.merge(truth, on="specid", suffixes=("", "_true"))
-    ok = merged["fit_status"] < 2
+    merged = _good_fits_with_truth(catalog, truth)
     rows = {}
     for lab in labels:
         row = {}
         for snr in snr_targets:
-            sel = ok & (np.abs(merged["snr"] / snr - 1) < width)
+            sel = np.abs(merged["snr"] / snr - 1) < width
             d = (merged.loc[sel, lab] - merged.loc[sel, f"{lab}_true"]).to_numpy()
             row[f"bias_{snr}"], row[f"scatter_{snr}"] = robust_bias_scatter(d)
             row[f"n_{snr}"] = int(d.size)
         rows[lab] = row
+    return pd.DataFrame(rows).T
+
+
+def recovery_by_feh(catalog: pd.DataFrame, truth: pd.DataFrame, labels,
+                    edges=(-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.6), snr_min: float = 30.0) -> pd.DataFrame:
+    """Label recovery against truth in bins of true [Fe/H] [dex] (good fits with S/N > snr_min;
+    truth needs feh): rows = bins "lo..hi", columns n, bias_<label>, scatter_<label> (robust)."""
+    merged = _good_fits_with_truth(catalog, truth)
+    merged = merged[merged["snr"] > snr_min]
+    rows = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (merged["feh_true"] >= lo) & (merged["feh_true"] < hi)
+        row = {"n": int(sel.sum())}
+        for lab in labels:
+            row[f"bias_{lab}"], row[f"scatter_{lab}"] = robust_bias_scatter(
+                merged.loc[sel, lab] - merged.loc[sel, f"{lab}_true"])
+        rows[f"{lo:+.1f}..{hi:+.1f}"] = row
     return pd.DataFrame(rows).T
 
 

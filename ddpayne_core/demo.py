@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import constants as C
-from .catalog import (blend_metal_poor, recommended, recovery_scatter, robust_bias_scatter, table3,
-                      write_catalog)
+from .catalog import (blend_metal_poor, recommended, recovery_by_feh, recovery_scatter,
+                      robust_bias_scatter, table3, write_catalog)
 from .emulator import EmulatorModel
 from .flags import add_flags, calibrate_errors, gradcorr, model_reference, reflag
 from .fit import FitConfig, fit_spectra
@@ -213,6 +213,13 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
                                              f"{r['precision_over_crb']:.2f}"
                                              for lab, r in crb["labels"].items()))
         summary["recovery"] = json.loads(table.to_json(orient="index"))
+        by_feh = {"overall": recovery_by_feh(results, truth, model.labels)}
+        if blended is not None:
+            by_feh["blended"] = recovery_by_feh(blended, truth, model.labels)
+        summary["recovery_by_feh"] = {k: json.loads(v.to_json(orient="index")) for k, v in by_feh.items()}
+        log("bias against truth (S/N > 30) by true [Fe/H], Teff / logg / [Fe/H]: " + ", ".join(
+            f"{feh} {row['bias_teff']:+.0f} K / {row['bias_logg']:+.2f} / {row['bias_feh']:+.2f}"
+            for feh, row in by_feh.get("blended", by_feh["overall"]).iterrows()))
         summary["error_calibration"] = error_calibration(results, truth, model.labels)
         featureless = store.info["provenance"]["config"]["featureless"]
         if blended is not None:

@@ -445,6 +445,15 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
             lines += ["X_flag 1 fraction in the blended catalogue (the metal-poor model's flags "
                       "where its weight exceeds 0.5), as above: "
                       + ", ".join(f"{pretty(k)} {v:.2f}" for k, v in mp["featured_flag1_fraction"].items()), ""]
+    if "recovery_by_feh" in summary:
+        lines += ["## Bias against truth by true [Fe/H]", "",
+                  "Median of fitted minus true label (good fits, S/N > 30) in bins of true [Fe/H], "
+                  "for the overall model and, where there is one, the metal-poor blend: the "
+                  "emulator's systematic error, which noise and repeat visits do not show.", ""]
+        for name, table in summary["recovery_by_feh"].items():
+            df = pd.DataFrame(table).T
+            bias = df[[c for c in df.columns if c.startswith("bias_")]].rename(columns=lambda c: c[5:])
+            lines += [f"{name}:", "", markdown_table(pd.concat([df[["n"]], bias], axis=1)), ""]
     if "galah" in summary:
         rec = pd.DataFrame(summary["galah"]["recovery"]).T
         lines += ["## GALAH-label model: recovery against truth (robust scatter)", "",

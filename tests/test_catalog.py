@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpayne_core.catalog import alpha_fe, metal_poor_weight, recommended, starid, uqflag
+from ddpayne_core.catalog import (alpha_fe, metal_poor_weight, recommended, recovery_by_feh, starid,
+                                  uqflag)
 
 
 def test_starid_format():
@@ -94,3 +95,22 @@ def test_catalog_cli_writes_recommended_and_per_set_catalogues(tiny_store, tmp_p
     assert rec["mg_fe"].eq(0.2).all() and rec["alpha_fe"].eq(0.2).all()
     assert read_catalog_metadata(out)["synthetic"] is True
     assert (tmp_path / "dr_apogee.parquet").exists() and (tmp_path / "dr_galah.parquet").exists()
+
+
+def test_recovery_by_feh_bins_on_true_feh_and_skips_bad_and_faint_fits():
+    rng = np.random.default_rng(0)
+    n = 600
+    true_feh = np.repeat([-2.2, -1.2, -0.2], n // 3)
+    truth = pd.DataFrame({"specid": np.arange(n), "teff": 5000.0, "feh": true_feh})
+    offset = np.repeat([300.0, 100.0, 0.0], n // 3)          # Teff bias grows toward low [Fe/H]
+    cat = pd.DataFrame({"specid": np.arange(n), "teff": 5000.0 + offset + rng.normal(0, 10, n),
+                        "feh": true_feh + 0.3,  # binned on the true [Fe/H], not the fitted one
+                        "snr": np.where(np.arange(n) % 10 == 0, 20.0, 80.0),
+                        "fit_status": np.where(np.arange(n) % 25 == 1, 2, 0)})
+    out = recovery_by_feh(cat, truth, ["teff", "feh"], edges=(-3.0, -2.0, -1.0, 0.0))
+    assert list(out.index) == ["-3.0..-2.0", "-2.0..-1.0", "-1.0..+0.0"]
+    expected_n = ((np.arange(200) % 10 != 0) & (np.arange(200) % 25 != 1)).sum()
+    assert out["n"].tolist() == [expected_n] * 3
+    assert out["bias_teff"].to_numpy() == pytest.approx([300.0, 100.0, 0.0], abs=3.0)
+    assert out["bias_feh"].to_numpy() == pytest.approx([0.3] * 3)
+    assert out["scatter_teff"].to_numpy() == pytest.approx([10.0] * 3, rel=0.2)
