@@ -1,24 +1,23 @@
-"""Is the metal-poor stars' Teff/logg/[Fe/H] bias the emulator's or the fit's? For single, good
-fits at S/N > 50 in bins of true [Fe/H]: the median fitted-minus-true Teff, logg, [Fe/H], and
-the chi^2 of the spectrum under the emulator at the fitted labels and at the true labels (both
-with the fitted LSF offset). If the truth's chi^2 is the lower, the fit missed the minimum (an
-optimizer problem); if it is the higher, the emulator's spectrum at the true labels is wrong
-(SYNTHETIC survey only: it needs the truth).
+"""Is the metal-poor stars' Teff/logg/[Fe/H] bias the emulator's or the fit's? Each model fits
+the same single, clean survey spectra at S/N > 50, up to --per-bin in each bin of true [Fe/H];
+per bin: the median fitted-minus-true Teff, logg, [Fe/H], and the chi^2 of the spectrum under
+the emulator at the fitted labels and at the true labels (both with the fitted LSF offset). If
+the truth's chi^2 is the lower, the fit missed the minimum (an optimizer problem); if it is
+the higher, the emulator's spectrum at the true labels is wrong. SYNTHETIC survey only: it
+needs the truth.
 
-Usage (writes JSON atomically; NAME=DIR, DIR from `ddpayne demo --out DIR`, its model.pt and
-catalog.parquet):
-    python scripts/metal_poor_bias.py "galactic prior=data/demo" [NAME=DIR ...] \
-        --out data/studies/metal_poor_bias.json [--per-bin 300]
+Usage (writes JSON atomically):
+    python scripts/metal_poor_bias.py --demo data/demo "galactic prior=data/models/demo_emulator.pt" \
+        [NAME=MODEL.pt ...] --out data/studies/metal_poor_bias.json [--per-bin 300]
 """
 import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ddpayne_core.emulator import EmulatorModel
-from ddpayne_core.fit import fitted_spectra
+from ddpayne_core.fit import fit_spectra, fitted_spectra
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.spectra import preprocess_batch
@@ -34,29 +33,32 @@ def emulator_chi2(model, labels, lsf_dvar, flux, ivar) -> np.ndarray:
     return np.where(used, (pred - np.nan_to_num(flux)) ** 2 * ivar, 0.0).sum(1)
 
 
-def study(demo: Path, per_bin: int) -> dict:
-    store = open_store(demo / "survey")
-    meta = store.meta().reset_index(drop=True)
-    model = EmulatorModel.load(demo / "model.pt")
+def select_rows(meta, per_bin: int) -> dict:
+    """Rows of single, clean spectra at S/N > 50, the first per_bin in each [Fe/H] bin."""
+    clean = ~meta["injected_bad"].to_numpy(bool) & ~meta["is_binary"].to_numpy(bool) \
+        & (meta["snr"].to_numpy() > 50)
+    feh = meta["feh"].to_numpy()
+    return {f"{lo:+.1f}..{hi:+.1f}": np.flatnonzero(clean & (feh >= lo) & (feh < hi))[:per_bin]
+            for lo, hi in FEH_BINS}
+
+
+def study(model: EmulatorModel, store, meta, bins: dict) -> dict:
     labels = list(model.labels)
-    truth = meta[["specid", "injected_bad", "is_binary"] + labels].rename(
-        columns={lab: f"{lab}_true" for lab in labels}).assign(row=np.arange(len(meta)))
-    cat = pd.read_parquet(demo / "catalog.parquet").merge(truth, on="specid")
-    cat = cat[~cat["injected_bad"] & ~cat["is_binary"] & (cat["snr"] > 50) & (cat["fit_status"] < 2)]
     inst = get_instrument(store.info["instrument"])
-    out = {"model": str(demo / "model.pt"), "reference": model.config.get("reference"), "bins": {}}
-    for lo, hi in FEH_BINS:
-        sel = cat[(cat["feh_true"] >= lo) & (cat["feh_true"] < hi)].head(per_bin)
-        rows = sel["row"].to_numpy()
+    out = {"reference": model.config.get("reference"),
+           "regularized": model.config.get("regularize"), "bins": {}}
+    for name, rows in bins.items():
         flux, ivar = store.read_rows(rows)
         flux, ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
-        dvar = sel["lsf_dvar"].to_numpy() if "lsf_dvar" in sel else None
-        at_fit = emulator_chi2(model, sel[labels].to_numpy(np.float64), dvar, flux, ivar)
-        at_truth = emulator_chi2(model, sel[[f"{lab}_true" for lab in labels]].to_numpy(np.float64),
-                                 dvar, flux, ivar)
-        out["bins"][f"{lo:+.1f}..{hi:+.1f}"] = {
-            "n": int(len(sel)),
-            **{f"bias_{lab}": round(float(np.median(sel[lab] - sel[f"{lab}_true"])), 3)
+        fit = fit_spectra(model, flux, ivar)
+        good = fit.status < 2
+        true = meta.loc[rows, labels].to_numpy(np.float64)
+        at_fit = emulator_chi2(model, fit.labels[good], fit.lsf_dvar[good], flux[good], ivar[good])
+        at_truth = emulator_chi2(model, true[good], fit.lsf_dvar[good], flux[good], ivar[good])
+        d = fit.labels[good] - true[good]
+        out["bins"][name] = {
+            "n": int(good.sum()),
+            **{f"bias_{lab}": round(float(np.median(d[:, labels.index(lab)])), 3)
                for lab in ("teff", "logg", "feh")},
             "median_chi2_at_fit": round(float(np.median(at_fit)), 1),
             "median_chi2_at_truth": round(float(np.median(at_truth)), 1),
@@ -66,15 +68,19 @@ def study(demo: Path, per_bin: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("demos", nargs="+", help="NAME=DIR of a demo output")
+    ap.add_argument("models", nargs="+", help="[NAME=]MODEL.pt")
+    ap.add_argument("--demo", type=Path, required=True, help="output of ddpayne demo (its survey/)")
     ap.add_argument("--out", type=Path, default=Path("data/studies/metal_poor_bias.json"))
     ap.add_argument("--per-bin", type=int, default=300)
     args = ap.parse_args()
+    store = open_store(args.demo / "survey")
+    meta = store.meta().reset_index(drop=True)
+    bins = select_rows(meta, args.per_bin)
     doc = {"synthetic": True, "what": __doc__.splitlines()[0], "snr_min": 50, "results": {}}
-    for item in args.demos:
+    for item in args.models:
         name, _, path = item.rpartition("=")
-        doc["results"][name or path] = res = study(Path(path), args.per_bin)
-        print(name or path, res["reference"])
+        doc["results"][name or path] = res = study(EmulatorModel.load(path), store, meta, bins)
+        print(name or path, res["reference"], "regularized" if res["regularized"] else "unregularized")
         for b, r in res["bins"].items():
             print(f"  [Fe/H] {b}: n={r['n']} Teff {r['bias_teff']:+.0f} K logg {r['bias_logg']:+.2f} "
                   f"[Fe/H] {r['bias_feh']:+.2f}; chi2 at fit {r['median_chi2_at_fit']:.0f}, at truth "
