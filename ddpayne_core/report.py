@@ -453,7 +453,7 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         for name, table in summary["recovery_by_feh"].items():
             df = pd.DataFrame(table).T
             bias = df[[c for c in df.columns if c.startswith("bias_")]].rename(columns=lambda c: c[5:])
-            lines += [f"{name}:", "", markdown_table(pd.concat([df[["n"]], bias], axis=1)), ""]
+            lines += [f"{name}:", "", markdown_table(pd.concat([df[["n"]].astype(int), bias], axis=1)), ""]
     if "galah" in summary:
         rec = pd.DataFrame(summary["galah"]["recovery"]).T
         lines += ["## GALAH-label model: recovery against truth (robust scatter)", "",
