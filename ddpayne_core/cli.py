@@ -84,7 +84,8 @@ def _train_config(args):
         d_scale[key] = float(value)
     return replace(TrainConfig(), n_hidden=args.n_hidden, epochs=args.epochs,
                    regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed,
-                   reference=args.reference, clip_sigma=args.clip_sigma)
+                   reference=args.reference, clip_sigma=args.clip_sigma,
+                   prior_weighting=args.prior_weighting)
 
 
 def _train(args):
@@ -247,6 +248,10 @@ def _add_train_args(p):
     p.add_argument("--clip-sigma", type=float, default=0.0,
                    help="zero the weight of training pixels this many robust sigmas off the "
                         "emulator (0 = never; see the training-settings study in the README)")
+    p.add_argument("--prior-weighting", choices=("absolute", "relative"), default="absolute",
+                   help="absolute: every reference star's gradient weighted by D alone (X19 eq. "
+                        "2); relative: also by the inverse of its amplitude, so that weak "
+                        "gradients (metal-poor, hot stars) are matched in shape as closely")
 
 
 def _add_reference_arg(p):

@@ -55,6 +55,9 @@ LAMOST_RESOLUTION = 1800.0  # X19 sec. 2: mean LSF of LAMOST, R ~ 1800
 # --- Training (SPEC sec. 5, X19 sec. 2) -------------------------------------------------------
 D_SCALE_PARAMS = 5.0  # X19 sec. 2: D_scale for Teff, logg, vmic
 D_SCALE_ABUNDANCES = 50.0  # X19 sec. 2: D_scale for [Fe/H] and [X/Fe]
+# Ours: the relative prior weighting (loss.relative_weights) weighs no gradient more than as if
+# its amplitude were this fraction of its label's mean over the reference stars.
+RELATIVE_PRIOR_FLOOR = 0.1
 BATCH_SIZE = 512  # SPEC sec. 5
 LEARNING_RATE_START = 1e-2  # SPEC sec. 5
 LEARNING_RATE_END = 1e-4  # SPEC sec. 5

@@ -422,4 +422,5 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("reference", C.TABLE1_GRID) == train_config.reference \
         and cfg.get("clip_sigma", 0.0) == train_config.clip_sigma \
         and cfg.get("d_scale", {}) == train_config.d_scale \
+        and cfg.get("prior_weighting", "absolute") == train_config.prior_weighting \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .constants import D_SCALE_ABUNDANCES, D_SCALE_PARAMS
+from .constants import D_SCALE_ABUNDANCES, D_SCALE_PARAMS, RELATIVE_PRIOR_FLOOR
 from .labels import Scaler
 
 
@@ -29,25 +29,31 @@ class GradientPrior:
     """Ab initio gradient spectra in the emulator's terms.
 
     x_ref: (n_ref, n_label) scaled reference labels; x_step: (n_ref, n_label, n_label) scaled
-    stepped labels; dflux: (n_ref, n_label, n_pix) ab initio dF; d_scale: (n_label,);
-    pix_weight: (n_pix,) 1 where the prior applies.
+    stepped labels; dflux: (n_ref, n_label, n_pix) ab initio dF; weight: (n_ref, n_label) the
+    D of each star's gradient in each label; pix_weight: (n_pix,) 1 where the prior applies.
     """
 
     x_ref: torch.Tensor
     x_step: torch.Tensor
     dflux: torch.Tensor
-    d_scale: torch.Tensor
+    weight: torch.Tensor
     pix_weight: torch.Tensor
 
     @classmethod
     def build(cls, ref_labels: np.ndarray, steps: np.ndarray, dflux: np.ndarray,
-              scaler: Scaler, d_scale: np.ndarray, pix_weight: np.ndarray) -> "GradientPrior":
-        """ref_labels, steps: (n_ref, n_label) physical; dflux: (n_ref, n_label, n_pix)."""
+              scaler: Scaler, d_scale: np.ndarray, pix_weight: np.ndarray,
+              relative: bool = False) -> "GradientPrior":
+        """ref_labels, steps: (n_ref, n_label) physical; dflux: (n_ref, n_label, n_pix);
+        d_scale: (n_label,). relative: weigh each star's gradient by the inverse of its
+        amplitude (``relative_weights``), else every star by D_scale alone (X19 eq. 2)."""
         n_lab = ref_labels.shape[1]
         stepped = ref_labels[:, None, :] + steps[:, :, None] * np.eye(n_lab)[None]
+        weight = np.broadcast_to(np.asarray(d_scale, dtype=np.float64), dflux.shape[:2])
+        if relative:
+            weight = weight * relative_weights(dflux, pix_weight)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
         return cls(f32(scaler.scale(ref_labels)), f32(scaler.scale(stepped)), f32(dflux),
-                   f32(d_scale), f32(pix_weight))
+                   f32(weight), f32(pix_weight))
 
     def per_pixel(self, net) -> torch.Tensor:
         """D-weighted |dF_emu - dF_ab| summed over stars and labels, per pixel: (n_pix,)."""
@@ -55,7 +61,7 @@ class GradientPrior:
         base = net(self.x_ref)                                        # (n_ref, p)
         stepped = net(self.x_step.reshape(n_ref * n_lab, n_lab)).reshape(n_ref, n_lab, -1)
         diff = (stepped - base[:, None, :] - self.dflux).abs()
-        return torch.einsum("jkp,k->p", diff, self.d_scale) * self.pix_weight
+        return torch.einsum("jkp,jk->p", diff, self.weight) * self.pix_weight
 
     def emulator_dflux(self, net) -> torch.Tensor:
         n_ref, n_lab = self.x_ref.shape
@@ -63,6 +69,20 @@ class GradientPrior:
             base = net(self.x_ref)
             stepped = net(self.x_step.reshape(n_ref * n_lab, n_lab)).reshape(n_ref, n_lab, -1)
         return stepped - base[:, None, :]
+
+
+def relative_weights(dflux: np.ndarray, pix_weight: np.ndarray) -> np.ndarray:
+    """(n_ref, n_label) factors that make the prior hold every star's gradient to the same
+    *relative* accuracy: the label's mean rms amplitude over the stars divided by the star's own
+    (floored at RELATIVE_PRIOR_FLOOR of the mean, so a gradient that is nearly zero is not
+    weighted without bound). X19's loss weighs absolute differences, so the weak gradients of
+    metal-poor and hot stars, five to ten times smaller, are held to a looser shape than the
+    strong ones of cool metal-rich stars; X_flag judges the shape (a correlation).
+    dflux: (n_ref, n_label, n_pix); pix_weight: (n_pix,)."""
+    used = np.asarray(pix_weight) > 0
+    amp = np.sqrt(np.nanmean(np.asarray(dflux)[:, :, used] ** 2, axis=2))
+    mean = amp.mean(0, keepdims=True)
+    return np.where(mean > 0, mean / np.maximum(amp, RELATIVE_PRIOR_FLOOR * mean), 1.0)
 
 
 def chi2_per_pixel(net, x: torch.Tensor, flux: torch.Tensor, ivar: torch.Tensor) -> torch.Tensor:

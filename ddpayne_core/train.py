@@ -36,7 +36,8 @@ class TrainConfig:
     """n_hidden: neurons per hidden layer (10 LAMOST, 40 DESI); regularize: use the gradient
     prior; d_scale: per-label overrides of D_scale; reference: reference-gradient grid name;
     solve_output_every: epochs between exact solves of the output layer (0 = pure Adam);
-    clip_sigma, clip_every: outlier rejection of training pixels (``outlier_keep``; 0 = none)."""
+    clip_sigma, clip_every: outlier rejection of training pixels (``outlier_keep``; 0 = none);
+    prior_weighting: "absolute" (X19 eq. 2) or "relative" (``loss.relative_weights``)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -52,6 +53,7 @@ class TrainConfig:
     solve_output_every: int = 1
     clip_sigma: float = 0.0
     clip_every: int = 20
+    prior_weighting: str = "absolute"
 
 
 class TrainingCancelled(Exception):
@@ -111,7 +113,7 @@ def solve_output_layer(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar:
             dh = dh.reshape(n_pix, n_hidden, n_ref * n_lab)
             target = prior.dflux.permute(2, 0, 1).reshape(n_pix, n_ref * n_lab)
             resid = (net.w[:, None, :] @ dh)[:, 0, :] - target
-            c = (prior.d_scale.repeat(n_ref)[None, :] * prior.pix_weight[:, None]
+            c = (prior.weight.reshape(-1)[None, :] * prior.pix_weight[:, None]
                  / resid.abs().clamp_min(l1_floor))[:, None, :]
             ata[:, :n_hidden, :n_hidden] += torch.bmm(dh * c, dh.transpose(1, 2)).double()
             atb[:, :n_hidden] += ((dh * c) @ target[:, :, None])[..., 0].double()
@@ -164,7 +166,8 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         for lab, val in config.d_scale.items():
             d_scale[label_names.index(lab)] = val
         prior = GradientPrior.build(ref.reference_labels(), ref.steps(), ref.dflux, scaler,
-                                    d_scale, np.ones(flux.shape[1]))
+                                    d_scale, np.ones(flux.shape[1]),
+                                    relative=config.prior_weighting == "relative")
 
     solve = (lambda: solve_output_layer(net, x_all[tr_t], f_all[tr_t], iv_all[tr_t], prior)) \
         if config.solve_output_every else (lambda: None)

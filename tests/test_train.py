@@ -58,3 +58,37 @@ def test_training_ignores_an_unflagged_spike():
     pull = (unclipped - reference).mean()
     assert pull > 0.5 / n
     assert abs((clipped - reference).mean()) < 0.2 * pull
+
+
+def test_relative_prior_weights_hold_weak_gradients_to_the_same_shape():
+    """Three reference stars with one label's gradient of one shape at amplitudes 1, 0.5 and
+    0.001: relative weighting gives 1/amplitude times the mean amplitude, floored at
+    RELATIVE_PRIOR_FLOOR of the mean; an emulator off by the same *fraction* of each star's
+    gradient then pays the same for every star above the floor, where X19's absolute weights
+    make the weak star cheap."""
+    from ddpayne_core.constants import RELATIVE_PRIOR_FLOOR
+    from ddpayne_core.labels import Scaler
+    from ddpayne_core.loss import GradientPrior, relative_weights
+
+    shape = np.sin(np.linspace(0, 6, 50))
+    amp = np.array([1.0, 0.5, 0.001])
+    dflux = amp[:, None, None] * shape[None, None, :]
+    rms = amp * np.sqrt(np.mean(shape ** 2))
+    w = relative_weights(dflux, np.ones(50))[:, 0]
+    mean = rms.mean()
+    np.testing.assert_allclose(w, mean / np.maximum(rms, RELATIVE_PRIOR_FLOOR * mean))
+    assert w[1] == 2 * w[0] and w[2] < 1000 * w[0]
+
+    ref = np.array([[5000.0], [5500.0], [6000.0]])
+    scaler = Scaler(np.array([4000.0]), np.array([7000.0]))
+    for relative in (False, True):
+        prior = GradientPrior.build(ref, np.full((3, 1), 100.0), dflux, scaler, np.array([5.0]),
+                                    np.ones(50), relative=relative)
+        # An emulator whose gradient is 90 % of the ab initio one, star by star: the penalty
+        # per star is 0.1 * D * weight * sum|dF|.
+        per_star = 0.1 * prior.weight[:, 0].numpy() * np.abs(dflux[:, 0]).sum(1)
+        if relative:
+            np.testing.assert_allclose(per_star[0], per_star[1], rtol=1e-5)
+        else:
+            np.testing.assert_allclose(per_star[1], per_star[0] / 2, rtol=1e-5)
+            np.testing.assert_allclose(prior.weight.numpy(), 5.0)
