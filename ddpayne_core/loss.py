@@ -48,7 +48,7 @@ class GradientPrior:
         amplitude (``relative_weights``), else every star by D_scale alone (X19 eq. 2)."""
         n_lab = ref_labels.shape[1]
         stepped = ref_labels[:, None, :] + steps[:, :, None] * np.eye(n_lab)[None]
-        weight = np.broadcast_to(np.asarray(d_scale, dtype=np.float64), dflux.shape[:2])
+        weight = np.tile(np.asarray(d_scale, dtype=np.float64), (dflux.shape[0], 1))
         if relative:
             weight = weight * relative_weights(dflux, pix_weight)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
