@@ -1,6 +1,6 @@
 """How strong should the gradient prior be? Side by side, the validation summaries of demo runs
-on the same synthetic survey whose overall models differ only in D_scale (``ddpayne train
---d-scale``), each then fitted, flagged and reported by ``ddpayne demo`` (the metal-poor and
+on the same synthetic survey whose overall models differ only in the prior (``ddpayne train
+--d-scale``, ``--prior-weighting``), each then fitted, flagged and reported by ``ddpayne demo`` (the metal-poor and
 GALAH models stay the committed ones). Per run: the X_flag 1 fraction inside the training
 coverage, the robust scatter against truth at S/N 100, the precision and accuracy over the
 Cramer-Rao bound at S/N 100, the overall model's bias against truth by true [Fe/H] (S/N > 30)

@@ -84,11 +84,20 @@ def test_relative_prior_weights_hold_weak_gradients_to_the_same_shape():
     for relative in (False, True):
         prior = GradientPrior.build(ref, np.full((3, 1), 100.0), dflux, scaler, np.array([5.0]),
                                     np.ones(50), relative=relative)
-        # An emulator whose gradient is 90 % of the ab initio one, star by star: the penalty
-        # per star is 0.1 * D * weight * sum|dF|.
-        per_star = 0.1 * prior.weight[:, 0].numpy() * np.abs(dflux[:, 0]).sum(1)
+        # An emulator whose gradient is 90 % of the ab initio one, star by star (flux 0 at each
+        # reference point, 0.9 dF at its step): per_pixel is then sum_j 0.1 D w_j |dF_j|.
+        x_step = prior.x_step[:, 0, 0]
+
+        def net(x, x_step=x_step):
+            hit = (x[:, :1] == x_step[None, :]).float()                     # (n, 3)
+            return 0.9 * hit @ torch.as_tensor(dflux[:, 0], dtype=torch.float32)
+
+        per_star = 0.1 * prior.weight[:, 0].numpy()[:, None] * np.abs(dflux[:, 0])   # (3, 50)
+        np.testing.assert_allclose(prior.per_pixel(net).numpy(), per_star.sum(0), rtol=1e-4,
+                                   atol=1e-9)
+        totals = per_star.sum(1)
         if relative:
-            np.testing.assert_allclose(per_star[0], per_star[1], rtol=1e-5)
+            np.testing.assert_allclose(totals[0], totals[1], rtol=1e-5)
         else:
-            np.testing.assert_allclose(per_star[1], per_star[0] / 2, rtol=1e-5)
+            np.testing.assert_allclose(totals[1], totals[0] / 2, rtol=1e-5)
             np.testing.assert_allclose(prior.weight.numpy(), 5.0)
