@@ -69,7 +69,9 @@ def _simulate(args):
 
     from .simulate import TRUTH_EMULATOR, SurveyConfig, simulate_survey
 
-    cfg = replace(SurveyConfig(), n_stars=args.n_stars, seed=args.seed)
+    overlap = {f"{survey}_fraction": getattr(args, f"{survey}_fraction") for survey in ("apogee", "galah")
+               if getattr(args, f"{survey}_fraction") is not None}
+    cfg = replace(SurveyConfig(), n_stars=args.n_stars, seed=args.seed, **overlap)
     simulate_survey(args.out, cfg, args.truth or TRUTH_EMULATOR)
 
 
@@ -314,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n-stars", type=int, default=20000)
     sim.add_argument("--seed", type=int, default=42)
     sim.add_argument("--truth", default=None, help="truth emulator (default: committed one)")
+    sim.add_argument("--apogee-fraction", type=float, default=None,
+                     help="fraction of stars with APOGEE-like labels (default 0.35; a larger one "
+                          "keeps the same stars, spectra and labels and adds labelled stars)")
+    sim.add_argument("--galah-fraction", type=float, default=None, help="likewise (default 0.3)")
     sim.add_argument("--out", default="data/demo/survey")
     sim.set_defaults(func=_simulate)
 

@@ -411,11 +411,18 @@ def _reference_for(reference: str, label_set: str) -> str:
 def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfig,
              ts: TrainingSetConfig, truth_path: str | Path) -> bool:
     """Whether a committed model was trained on this survey configuration, simulated from this
-    truth emulator, with these settings."""
+    truth emulator, with these settings. The overlap fraction of the *other* high-resolution
+    survey is not compared: it draws only that survey's labels, so the model's training set
+    does not depend on it."""
     if not committed.exists():
         return False
     cfg = EmulatorModel.load(committed).config
-    return cfg.get("survey_config") == json.loads(json.dumps(asdict(survey_cfg))) \
+
+    def own(survey_config: dict | None) -> dict | None:
+        other = "galah" if ts.survey == "apogee" else "apogee"
+        return survey_config and {k: v for k, v in survey_config.items() if k != f"{other}_fraction"}
+
+    return own(cfg.get("survey_config")) == own(json.loads(json.dumps(asdict(survey_cfg)))) \
         and cfg.get("truth_emulator_sha256") == file_digest(truth_path) \
         and cfg.get("n_hidden") == train_config.n_hidden \
         and cfg.get("regularize") == train_config.regularize \

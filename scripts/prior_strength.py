@@ -1,12 +1,15 @@
-"""How strong should the gradient prior be? Side by side, the validation summaries of demo runs
-on the same synthetic survey whose overall models differ only in the prior (``ddpayne train
---d-scale``, ``--prior-weighting``), each then fitted, flagged and reported by ``ddpayne demo`` (the metal-poor and
-GALAH models stay the committed ones). Per run: the X_flag 1 fraction inside the training
-coverage, the robust scatter against truth at S/N 100, the precision and accuracy over the
-Cramer-Rao bound at S/N 100, the overall model's bias against truth by true [Fe/H] (S/N > 30)
-and the best validation chi^2 per used pixel. A run directory without a report (only RUN/model.pt)
-is fitted and flagged here (parts in RUN/catalog.parts, resumable) on --store, without the
-Cramer-Rao experiment. SYNTHETIC survey only: it needs the truth.
+"""How strong a prior, and how many training stars? Side by side, the validation summaries of
+demo runs on the same synthetic survey whose overall models differ only in the prior (``ddpayne
+train --d-scale``, ``--prior-weighting``) or in the training set (trained on a store simulated
+with a larger high-resolution overlap, ``ddpayne simulate --apogee-fraction``: the same stars and
+spectra, more of them labelled), each then fitted, flagged and reported by ``ddpayne demo`` (the
+metal-poor and GALAH models stay the committed ones). Per run: the training stars and epochs, the
+X_flag 1 fraction inside the training coverage, the robust scatter against truth at S/N 100, the
+precision and accuracy over the Cramer-Rao bound at S/N 100, the overall model's bias against
+truth by true [Fe/H] (S/N > 30) and the best validation chi^2 per used pixel. A run directory
+without a report (only RUN/model.pt) is fitted and flagged here (parts in RUN/catalog.parts,
+resumable) on --store, without the Cramer-Rao experiment. SYNTHETIC survey only: it needs the
+truth.
 
 Usage (writes JSON atomically):
     ddpayne train --store data/demo/survey --out RUN/model.pt --d-scale logg=25 ...
@@ -14,6 +17,10 @@ Usage (writes JSON atomically):
     ddpayne demo --out RUN
     python scripts/prior_strength.py NAME=RUN ... --store data/demo/survey \
         --out data/studies/prior_strength.json
+    ddpayne simulate --apogee-fraction 0.7 --out S70
+    ddpayne train --store S70 --out RUN70/model.pt --epochs 210
+    python scripts/prior_strength.py "3,154 stars=data/demo" "6,403 stars=RUN70" \
+        --store data/demo/survey --out data/studies/training_size.json
 """
 import argparse
 import json
@@ -55,6 +62,8 @@ def run_figures(run: Path, store_path: str) -> dict:
     out = {
         "d_scale": model.config.get("d_scale", {}),
         "prior_weighting": model.config.get("prior_weighting", "absolute"),
+        "n_train": model.config.get("n_train"),
+        "epochs": len(model.history["epoch"]),
         "valid_chi2_per_used_pixel": model.history["valid_chi2_best"] / float(model.mask.sum()),
         "featured_flag1_fraction": {k: round(v, 3) for k, v in s["featured_flag1_fraction"].items()},
         "featureless_flag0_fraction": round(s["featureless_flag0_fraction"], 3),

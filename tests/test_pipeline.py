@@ -287,6 +287,9 @@ def test_models_and_stores_are_tied_to_their_truth_emulator(demo_bundle, truth_p
     ts = TrainingSetConfig(label_set=TEST_LABELS, min_snr=20)
     assert _matches(out / "model.pt", survey, train, ts, truth_path)
     assert not _matches(out / "model.pt", replace(survey, seed=survey.seed + 1), train, ts, truth_path)
+    assert not _matches(out / "model.pt", replace(survey, apogee_fraction=0.6), train, ts, truth_path)
+    # the GALAH overlap draws only GALAH labels: an APOGEE-label model's training set is the same
+    assert _matches(out / "model.pt", replace(survey, galah_fraction=0.1), train, ts, truth_path)
     for setting in ({"reference": "lamost-table1+lamost-isochrone"}, {"clip_sigma": 5.0},
                     {"d_scale": {"teff": 50.0}}):
         assert not _matches(out / "model.pt", survey, replace(train, **setting), ts, truth_path)

@@ -48,3 +48,20 @@ def test_survey_crb_scales_as_one_over_snr_and_grows_with_the_lsf(stars, truth_p
     # Not knowing the LSF width costs information: never a smaller bound, larger for some label.
     free = survey_crb(truth, visits, ("cu_fe",), fitted, lsf_free=True)
     assert np.all(free >= crb * (1 - 1e-9)) and np.any(free > crb * 1.05)
+
+
+def test_a_larger_overlap_only_adds_labelled_stars():
+    """``apogee_fraction`` draws which stars carry APOGEE-like labels and nothing else: a larger
+    overlap keeps every star, visit and label of the smaller one (the training-set-size study
+    relies on it) and labels more stars."""
+    from ddpayne_core.simulate import build_meta
+
+    labels = ("teff", "logg", "vmic", "feh", "mg_fe", "cu_fe")
+    small = build_meta(replace(SurveyConfig(), n_stars=500), labels)
+    large = build_meta(replace(SurveyConfig(), n_stars=500, apogee_fraction=0.7), labels)
+    apogee = [c for c in small.columns if c.startswith("apogee_")]
+    other = [c for c in small.columns if c not in apogee]
+    assert apogee and small[other].equals(large[other])
+    had = small["apogee_teff"].notna()
+    assert large.loc[had, apogee].equals(small.loc[had, apogee])
+    assert large["apogee_teff"].notna().sum() > 1.6 * had.sum()
