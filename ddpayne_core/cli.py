@@ -87,7 +87,7 @@ def _train_config(args):
     return replace(TrainConfig(), n_hidden=args.n_hidden, epochs=args.epochs,
                    regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed,
                    reference=args.reference, clip_sigma=args.clip_sigma,
-                   prior_weighting=args.prior_weighting)
+                   prior_weighting=args.prior_weighting, prior_shape_only=args.prior_shape_only)
 
 
 def _train(args):
@@ -254,6 +254,9 @@ def _add_train_args(p):
                    help="absolute: every reference star's gradient weighted by D alone (X19 eq. "
                         "2); relative: also by the inverse of its amplitude, so that weak "
                         "gradients (metal-poor, hot stars) are matched in shape as closely")
+    p.add_argument("--prior-shape-only", action="store_true",
+                   help="hold each gradient to the ab initio one's shape, its amplitude free "
+                        "within a factor 2 (the data set it)")
 
 
 def _add_reference_arg(p):

@@ -58,6 +58,9 @@ D_SCALE_ABUNDANCES = 50.0  # X19 sec. 2: D_scale for [Fe/H] and [X/Fe]
 # Ours: the relative prior weighting (loss.relative_weights) weighs no gradient more than as if
 # its amplitude were this fraction of its label's mean over the reference stars.
 RELATIVE_PRIOR_FLOOR = 0.1
+# Ours: the shape-only prior (loss.GradientPrior.amplitude_range) lets the data scale each ab
+# initio gradient by up to this factor either way.
+SHAPE_PRIOR_AMPLITUDE = (0.5, 2.0)
 BATCH_SIZE = 512  # SPEC sec. 5
 LEARNING_RATE_START = 1e-2  # SPEC sec. 5
 LEARNING_RATE_END = 1e-4  # SPEC sec. 5

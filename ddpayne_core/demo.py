@@ -430,4 +430,5 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("clip_sigma", 0.0) == train_config.clip_sigma \
         and cfg.get("d_scale", {}) == train_config.d_scale \
         and cfg.get("prior_weighting", "absolute") == train_config.prior_weighting \
+        and cfg.get("prior_shape_only", False) == train_config.prior_shape_only \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

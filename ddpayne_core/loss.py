@@ -30,7 +30,11 @@ class GradientPrior:
 
     x_ref: (n_ref, n_label) scaled reference labels; x_step: (n_ref, n_label, n_label) scaled
     stepped labels; dflux: (n_ref, n_label, n_pix) ab initio dF; weight: (n_ref, n_label) the
-    D of each star's gradient in each label; pix_weight: (n_pix,) 1 where the prior applies.
+    D of each star's gradient in each label; pix_weight: (n_pix,) 1 where the prior applies;
+    amplitude_range: None (X19: the emulator matches dF_abinitio itself) or (lo, hi): it matches
+    a * dF_abinitio, a the least-squares amplitude of its own gradient on the ab initio one,
+    clipped to [lo, hi] (the prior then holds the gradient's shape and lets the data set its
+    size within that range).
     """
 
     x_ref: torch.Tensor
@@ -38,14 +42,16 @@ class GradientPrior:
     dflux: torch.Tensor
     weight: torch.Tensor
     pix_weight: torch.Tensor
+    amplitude_range: tuple | None = None
 
     @classmethod
     def build(cls, ref_labels: np.ndarray, steps: np.ndarray, dflux: np.ndarray,
               scaler: Scaler, d_scale: np.ndarray, pix_weight: np.ndarray,
-              relative: bool = False) -> "GradientPrior":
+              relative: bool = False, amplitude_range: tuple | None = None) -> "GradientPrior":
         """ref_labels, steps: (n_ref, n_label) physical; dflux: (n_ref, n_label, n_pix);
         d_scale: (n_label,). relative: weigh each star's gradient by the inverse of its
-        amplitude (``relative_weights``), else every star by D_scale alone (X19 eq. 2)."""
+        amplitude (``relative_weights``), else every star by D_scale alone (X19 eq. 2);
+        amplitude_range: see the class."""
         n_lab = ref_labels.shape[1]
         stepped = ref_labels[:, None, :] + steps[:, :, None] * np.eye(n_lab)[None]
         weight = np.tile(np.asarray(d_scale, dtype=np.float64), (dflux.shape[0], 1))
@@ -53,14 +59,27 @@ class GradientPrior:
             weight = weight * relative_weights(dflux, pix_weight)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
         return cls(f32(scaler.scale(ref_labels)), f32(scaler.scale(stepped)), f32(dflux),
-                   f32(weight), f32(pix_weight))
+                   f32(weight), f32(pix_weight), amplitude_range)
+
+    def target(self, emulator_dflux: torch.Tensor) -> torch.Tensor:
+        """What the emulator's gradients (n_ref, n_label, n_pix) are held to: dF_ab, or with an
+        amplitude_range dF_ab times their clipped least-squares amplitude on it. The amplitude
+        is taken as given (no gradient flows through it), so the loss still separates by pixel."""
+        if self.amplitude_range is None:
+            return self.dflux
+        with torch.no_grad():
+            ab = self.dflux * self.pix_weight
+            amp = (emulator_dflux * ab).sum(-1) / (ab * self.dflux).sum(-1).clamp_min(1e-30)
+            amp = amp.clamp(*self.amplitude_range)
+        return self.dflux * amp[..., None]
 
     def per_pixel(self, net) -> torch.Tensor:
-        """D-weighted |dF_emu - dF_ab| summed over stars and labels, per pixel: (n_pix,)."""
+        """D-weighted |dF_emu - target| summed over stars and labels, per pixel: (n_pix,)."""
         n_ref, n_lab = self.x_ref.shape
         base = net(self.x_ref)                                        # (n_ref, p)
         stepped = net(self.x_step.reshape(n_ref * n_lab, n_lab)).reshape(n_ref, n_lab, -1)
-        diff = (stepped - base[:, None, :] - self.dflux).abs()
+        emu = stepped - base[:, None, :]
+        diff = (emu - self.target(emu)).abs()
         return torch.einsum("jkp,jk->p", diff, self.weight) * self.pix_weight
 
     def emulator_dflux(self, net) -> torch.Tensor:

@@ -37,7 +37,9 @@ class TrainConfig:
     prior; d_scale: per-label overrides of D_scale; reference: reference-gradient grid name;
     solve_output_every: epochs between exact solves of the output layer (0 = pure Adam);
     clip_sigma, clip_every: outlier rejection of training pixels (``outlier_keep``; 0 = none);
-    prior_weighting: "absolute" (X19 eq. 2) or "relative" (``loss.relative_weights``)."""
+    prior_weighting: "absolute" (X19 eq. 2) or "relative" (``loss.relative_weights``);
+    prior_shape_only: hold the emulator's gradients to the ab initio shape with an amplitude
+    free within constants.SHAPE_PRIOR_AMPLITUDE (``GradientPrior.amplitude_range``)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -54,6 +56,7 @@ class TrainConfig:
     clip_sigma: float = 0.0
     clip_every: int = 20
     prior_weighting: str = "absolute"
+    prior_shape_only: bool = False
 
 
 class TrainingCancelled(Exception):
@@ -93,7 +96,8 @@ def solve_output_layer(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar:
 
     The chi^2 term is quadratic in (w, fbar); the prior's |dF_emu - dF_ab| is linear inside the
     absolute value, so it enters as one iteratively-reweighted least-squares step (weights
-    D_k / |current residual|, floored at ``l1_floor``), which never increases the loss.
+    D_k / |current residual|, floored at ``l1_floor``), which never increases the loss (with a
+    shape-only prior, the loss at the current amplitudes, ``GradientPrior.target``).
     x: (n, n_label) scaled labels; flux, ivar: (n, n_pix). Cheap next to a gradient step."""
     n_pix, n_hidden = net.w.shape
     ata = torch.zeros(n_pix, n_hidden + 1, n_hidden + 1, dtype=torch.float64)
@@ -111,8 +115,10 @@ def solve_output_layer(net: Emulator, x: torch.Tensor, flux: torch.Tensor, ivar:
             _, h_step = net._hidden(prior.x_step.reshape(n_ref * n_lab, n_lab))
             dh = h_step.reshape(n_pix, n_hidden, n_ref, n_lab) - h_ref[:, :, :, None]
             dh = dh.reshape(n_pix, n_hidden, n_ref * n_lab)
-            target = prior.dflux.permute(2, 0, 1).reshape(n_pix, n_ref * n_lab)
-            resid = (net.w[:, None, :] @ dh)[:, 0, :] - target
+            emu = (net.w[:, None, :] @ dh)[:, 0, :]                           # (p, j*k)
+            target = prior.target(emu.T.reshape(n_ref, n_lab, n_pix)).permute(2, 0, 1) \
+                .reshape(n_pix, n_ref * n_lab)
+            resid = emu - target
             c = (prior.weight.reshape(-1)[None, :] * prior.pix_weight[:, None]
                  / resid.abs().clamp_min(l1_floor))[:, None, :]
             ata[:, :n_hidden, :n_hidden] += torch.bmm(dh * c, dh.transpose(1, 2)).double()
@@ -167,7 +173,9 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
             d_scale[label_names.index(lab)] = val
         prior = GradientPrior.build(ref.reference_labels(), ref.steps(), ref.dflux, scaler,
                                     d_scale, np.ones(flux.shape[1]),
-                                    relative=config.prior_weighting == "relative")
+                                    relative=config.prior_weighting == "relative",
+                                    amplitude_range=C.SHAPE_PRIOR_AMPLITUDE
+                                    if config.prior_shape_only else None)
 
     solve = (lambda: solve_output_layer(net, x_all[tr_t], f_all[tr_t], iv_all[tr_t], prior)) \
         if config.solve_output_every else (lambda: None)

@@ -83,8 +83,10 @@ def main():
     ap.add_argument("--store", default="data/demo/survey",
                     help="the survey store, for runs without a report")
     ap.add_argument("--out", default="data/studies/prior_strength.json")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the runs already in --out (the new ones replace those of their name)")
     args = ap.parse_args()
-    runs = {}
+    runs = json.loads(Path(args.out).read_text())["runs"] if args.add and Path(args.out).exists() else {}
     for item in args.runs:
         name, _, path = item.partition("=")
         runs[name] = run_figures(Path(path), args.store)

@@ -101,3 +101,36 @@ def test_relative_prior_weights_hold_weak_gradients_to_the_same_shape():
         else:
             np.testing.assert_allclose(totals[1], totals[0] / 2, rtol=1e-5)
             np.testing.assert_allclose(prior.weight.numpy(), 5.0)
+
+
+def test_shape_only_prior_frees_the_amplitude_within_its_range():
+    """An emulator whose gradients have the ab initio shape at 1.5 and 3 times the amplitude
+    (two reference stars): X19's prior charges both; the shape-only prior charges nothing at
+    1.5 (inside SHAPE_PRIOR_AMPLITUDE) and, at 3, only the excess over the range's top; a
+    gradient of another shape is charged either way."""
+    from ddpayne_core.constants import SHAPE_PRIOR_AMPLITUDE
+    from ddpayne_core.labels import Scaler
+    from ddpayne_core.loss import GradientPrior
+
+    shape = np.sin(np.linspace(0, 6, 50))
+    dflux = np.stack([shape, shape])[:, None, :]                          # (2 stars, 1 label, 50)
+    ref = np.array([[5000.0], [6000.0]])
+    scaler = Scaler(np.array([4000.0]), np.array([7000.0]))
+
+    def emulator(gradients):
+        def net(x, x_step=prior.x_step[:, 0, 0]):
+            hit = (x[:, :1] == x_step[None, :]).float()
+            return hit @ torch.as_tensor(gradients, dtype=torch.float32)
+        return net
+
+    hi = SHAPE_PRIOR_AMPLITUDE[1]
+    scaled = np.stack([1.5 * shape, 3.0 * shape])
+    for shape_only in (False, True):
+        prior = GradientPrior.build(ref, np.full((2, 1), 100.0), dflux, scaler, np.array([5.0]),
+                                    np.ones(50), amplitude_range=SHAPE_PRIOR_AMPLITUDE
+                                    if shape_only else None)
+        excess = (np.array([0.0, 3.0 - hi]) if shape_only else np.array([0.5, 2.0]))
+        np.testing.assert_allclose(prior.per_pixel(emulator(scaled)).numpy(),
+                                   5.0 * (excess[:, None] * np.abs(shape)).sum(0), rtol=1e-4, atol=1e-6)
+        other = np.stack([np.cos(np.linspace(0, 6, 50))] * 2)
+        assert prior.per_pixel(emulator(other)).sum() > 0.5 * 5.0 * 2 * np.abs(shape).sum()
