@@ -64,7 +64,8 @@ class GradientPrior:
     def target(self, emulator_dflux: torch.Tensor) -> torch.Tensor:
         """What the emulator's gradients (n_ref, n_label, n_pix) are held to: dF_ab, or with an
         amplitude_range dF_ab times their clipped least-squares amplitude on it. The amplitude
-        is taken as given (no gradient flows through it), so the loss still separates by pixel."""
+        is taken as given (no gradient flows through it), so each pixel's network is still
+        trained by its own terms alone, given the amplitudes of the current step."""
         if self.amplitude_range is None:
             return self.dflux
         with torch.no_grad():
