@@ -30,6 +30,12 @@ ALPHA_ELEMENTS = ("O", "Mg", "Si", "Ca", "Ti")  # X19 sec. 6 uses Mg Si Ca Ti fo
 
 # --- Preprocessing (SPEC sec. 3) -------------------------------------------------------------
 CONTINUUM_KERNEL_AA = {"lamost": 50.0, "desi": 20.0}  # Gaussian width L, X19 sec. 2 / Z24 eq. 2
+# Ours (session 15): pixel weights of the pseudo-continuum smoothing. "mask": every usable pixel
+# (ivar > 0) alike; "ivar": by inverse variance (SPEC sec. 3, Z24 eqs. 1-2). Photon noise gives a
+# line core a higher ivar than the continuum beside it, so an ivar-weighted continuum sinks into
+# the lines by an amount ab initio spectra (no noise) cannot share; README *The pipeline* and
+# data/studies/continuum_weighting.json.
+CONTINUUM_WEIGHTS = "mask"
 TELLURIC_BANDS_AA = ((6270.0, 6330.0), (6800.0, 6990.0), (7100.0, 7320.0), (7520.0, 7740.0),
                      (8050.0, 8350.0))  # SPEC sec. 3
 BLUE_LIMIT_AA = 3900.0  # SPEC sec. 3: pixels bluer than this are masked

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .constants import CONTINUUM_WEIGHTS
 from .io_utils import atomic_path
 from .labels import Scaler
 
@@ -106,6 +107,17 @@ class EmulatorModel:
         x = torch.as_tensor(self.scaler.scale(np.atleast_2d(labels)), dtype=torch.float32)
         with torch.no_grad():
             return self.net(x).numpy().astype(np.float64)
+
+    def check_preprocessing(self, name: str = "emulator") -> None:
+        """Raise ValueError if the emulator was trained on spectra whose pseudo-continuum was
+        weighted otherwise than this ddpayne weights it (``constants.CONTINUUM_WEIGHTS``): its
+        fits would be biased. Models that record nothing predate the choice (session 15) and
+        were trained with inverse-variance weights."""
+        used = self.config.get("continuum_weights", "ivar")
+        if used != CONTINUUM_WEIGHTS:
+            raise ValueError(f"{name}: trained on spectra normalized with {used!r} continuum weights, "
+                             f"but this ddpayne normalizes with {CONTINUUM_WEIGHTS!r} "
+                             "(constants.CONTINUUM_WEIGHTS); retrain it with `ddpayne train`")
 
     def save(self, path: str | Path) -> Path:
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}

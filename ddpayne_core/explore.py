@@ -166,6 +166,7 @@ def load_bundle(directory: str | Path = DEFAULT_BUNDLE, catalog: str | Path | No
                                     "a catalogue with DDPAYNE_CATALOG / DDPAYNE_MODEL)")
     store_path = Path(store) if store else directory / "survey"
     emulator = EmulatorModel.load(model)
+    emulator.check_preprocessing(str(model))
     table = pd.read_parquet(catalog)
     missing = [c for c in ("teff", "logg", "feh", "snr") if c not in table]
     if missing:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .constants import (BLUE_LIMIT_AA, C_KMS, DICHROIC_AA, NA_D_WINDOW_AA, RED_LIMIT_AA,
-                        TELLURIC_BANDS_AA)
+from .constants import (BLUE_LIMIT_AA, C_KMS, CONTINUUM_WEIGHTS, DICHROIC_AA, NA_D_WINDOW_AA,
+                        RED_LIMIT_AA, TELLURIC_BANDS_AA)
 from .instrument import Instrument
 from .normalize import normalize
 
@@ -154,16 +154,20 @@ def shift_to_rest(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, rv: np.n
     return out_flux, out_ivar
 
 
-def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrument: Instrument):
+def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrument: Instrument,
+                     continuum_weights: str = CONTINUUM_WEIGHTS):
     """Observed-frame spectra on the instrument grid -> rest frame, normalized, masked.
 
-    flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s. Returns normalized (flux, ivar); masked
-    pixels have ivar 0 and flux 1, never NaN.
+    flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s; continuum_weights: see
+    ``normalize.pseudo_continuum`` (an emulator must be fitted with the weights it was trained
+    with, ``EmulatorModel.check_preprocessing``). Returns normalized (flux, ivar); masked pixels
+    have ivar 0 and flux 1, never NaN.
     """
     flux = np.where(np.isfinite(flux), flux, 0.0)
     ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
     rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv)
-    norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width)
+    norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width,
+                                continuum_weights)
     return norm, np.where(instrument_mask(instrument.wave)[None, :], norm_ivar, 0.0)
 
 

@@ -24,6 +24,7 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
               config: FitConfig, subset: np.ndarray | None = None) -> pd.DataFrame:
     """Fit rows [start, stop) of a store (only those at the offsets ``subset`` when given): a
     table of fit results joined to their metadata."""
+    model.check_preprocessing()
     inst = get_instrument(store.info["instrument"])
     meta = store.meta_rows(start, stop, META_COLUMNS)
     flux, ivar = store.read(start, stop)
@@ -81,6 +82,7 @@ def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(),
     """
     from .spectra import SpectrumFormatError, read_lamost, to_grid
 
+    model.check_preprocessing()
     inst = get_instrument("lamost")
     grids, metas, skipped = [], [], []
     for path in progress(files, desc="reading"):

@@ -261,7 +261,8 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
     net.load_state_dict(best_state)
     net.eval()
     cfg = config_dict(config)
-    cfg.update(n_train=int(len(tr)), n_valid=int(len(va)))
+    # The spectra were normalized by the pipeline's pseudo-continuum; a fit must use the same.
+    cfg.update(n_train=int(len(tr)), n_valid=int(len(va)), continuum_weights=C.CONTINUUM_WEIGHTS)
     history["valid_chi2_best"] = float(best_val.sum())
     if prior is not None:
         history["final_prior"] = float(prior.per_pixel(net).sum().detach())

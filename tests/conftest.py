@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddpayne_core.constants import CONTINUUM_WEIGHTS
 from ddpayne_core.emulator import Emulator, EmulatorModel
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.labels import Scaler
@@ -49,7 +50,8 @@ def make_truth(seed=7, n_lines=500) -> EmulatorModel:
         net.w[:, 0] = -torch.as_tensor(depth / 0.75, dtype=torch.float32)
         net.fbar.fill_(1.0)
     return EmulatorModel(net, TEST_LABELS, Scaler(LO, HI), inst.wave, np.ones(n_pix, bool),
-                         {"physics": "test truth"})
+                         # an exact model of spectra normalized as this ddpayne normalizes them
+                         {"physics": "test truth", "continuum_weights": CONTINUUM_WEIGHTS})
 
 
 def reference_from(truth: EmulatorModel, n_ref=6, seed=3) -> ReferenceGradients:

@@ -40,13 +40,38 @@ def test_normalization_does_not_depend_on_snr(lamost):
     assert abs(np.mean((means[0] - noiseless)[use])) < 1e-3
 
 
-def test_uniform_ivar_scaling_leaves_continuum_unchanged(lamost):
+@pytest.mark.parametrize("weights", ["mask", "ivar"])
+def test_uniform_ivar_scaling_leaves_continuum_unchanged(lamost, weights):
     wave = lamost.wave
     flux = _star(wave)
     ivar = np.random.default_rng(2).uniform(0.5, 2.0, wave.size)
-    c1 = pseudo_continuum(wave, flux, ivar, 50.0)
-    c2 = pseudo_continuum(wave, flux, 37.0 * ivar, 50.0)
+    c1 = pseudo_continuum(wave, flux, ivar, 50.0, weights)
+    c2 = pseudo_continuum(wave, flux, 37.0 * ivar, 50.0, weights)
     np.testing.assert_allclose(c1, c2, rtol=1e-12)
+
+
+def test_photon_noise_leaves_the_continuum_where_an_ab_initio_spectrum_has_it(lamost):
+    """An observed spectrum weighted by its photon-noise ivar (sigma ~ sqrt(flux): a line's core
+    has a higher ivar than the continuum beside it) gets, with the default mask weights, the
+    pseudo-continuum of the same spectrum normalized as ab initio spectra are (no noise, every
+    pixel alike). With the papers' ivar weights the continuum sinks into the lines: by their
+    weighted harmonic mean, below the arithmetic one wherever a line lies within the kernel."""
+    wave, width = lamost.wave, lamost.continuum_width
+    flux = _star(wave)
+    photon, ab_initio = 1.0 / flux, np.ones(wave.size)
+    use = instrument_mask(wave)
+    reference = pseudo_continuum(wave, flux, ab_initio, width)
+    np.testing.assert_allclose(pseudo_continuum(wave, flux, photon, width)[use], reference[use],
+                               rtol=1e-12)
+    sunk = pseudo_continuum(wave, flux, photon, width, weights="ivar") / reference
+    assert np.all(sunk[use] < 1 + 1e-12)
+    assert np.median(sunk[use]) < 0.99
+
+
+def test_unknown_continuum_weights_are_refused(lamost):
+    with pytest.raises(ValueError, match="'mask' or 'ivar'"):
+        pseudo_continuum(lamost.wave, np.ones(lamost.wave.size), np.ones(lamost.wave.size), 50.0,
+                         "median")
 
 
 def test_flat_spectrum_normalizes_to_one_and_ivar_scales(lamost):

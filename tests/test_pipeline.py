@@ -295,8 +295,23 @@ def test_models_and_stores_are_tied_to_their_truth_emulator(demo_bundle, truth_p
         assert not _matches(out / "model.pt", survey, replace(train, **setting), ts, truth_path)
     other = make_truth(seed=8).save(tmp_path / "other_truth.pt")
     assert not _matches(out / "model.pt", survey, train, ts, other)
+    stale = EmulatorModel.load(out / "model.pt")
+    stale.config["continuum_weights"] = "ivar"
+    assert not _matches(stale.save(tmp_path / "stale.pt"), survey, train, ts, truth_path)
     with pytest.raises(ValueError, match="made from other inputs"):
         simulate_survey(out / "survey", survey, other, log=lambda *a: None)
+
+
+def test_a_model_trained_on_other_continuum_weights_is_refused(tiny_store, truth_model, tmp_path):
+    """An emulator trained on spectra whose pseudo-continuum was weighted otherwise (the papers'
+    ivar weights, or any model from before the choice was recorded) would bias every label: the
+    fit refuses it and says what to do."""
+    stale = replace(truth_model, config={**truth_model.config, "continuum_weights": "ivar"})
+    legacy = replace(truth_model, config={"physics": "recorded no continuum weights"})
+    for model in (stale, legacy):
+        with pytest.raises(ValueError, match="'ivar' continuum weights.*retrain"):
+            fit_store(model, open_store(tiny_store), tmp_path / "refused.parquet", FitConfig(),
+                      **QUIET)
 
 
 def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_path):
