@@ -80,6 +80,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     GALAH-label model is trained with ``galah_train_config``, by default ``train_config`` (with
     the default reference grid where ``train_config``'s is not stepped in every GALAH label)."""
     out = Path(out)
+    _clear_older_pipeline(out, log)
     done = out / "report" / "summary.json"
     if done.exists() and not retrain:
         log(f"demo already complete in {out} (catalog.parquet, report/); delete {done} to redo it")
@@ -406,6 +407,28 @@ def _reference_for(reference: str, label_set: str) -> str:
     grid (stepped in every label of both sets)."""
     covered = set(get_label_set(label_set)) <= set(load_reference_gradients(reference).labels)
     return reference if covered else C.REFERENCE_GRID
+
+
+DEMO_OUTPUTS = ("model*.pt", "model*.ckpt", "catalog*.parquet", "catalog*.parts", "report")
+
+
+def _clear_older_pipeline(out: Path, log=print) -> None:
+    """A demo folder whose models were trained on spectra normalized otherwise than this ddpayne
+    normalizes them (an older ddpayne made it) keeps only its survey, which no model touched:
+    its models, fits, catalogues and report are removed, to be made again."""
+    stale = []
+    for path in sorted(out.glob("model*.pt")):
+        try:
+            EmulatorModel.load(path).check_preprocessing(str(path))
+        except ValueError:
+            stale.append(path.name)
+    if not stale:
+        return
+    log(f"{out}: {', '.join(stale)} trained on spectra normalized otherwise than this ddpayne "
+        "does; models, fits and report are made again (the survey is kept)")
+    for pattern in DEMO_OUTPUTS:
+        for item in out.glob(pattern):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
 
 
 def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfig,

@@ -7,6 +7,7 @@ only tensors and plain metadata, loaded with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -118,6 +119,18 @@ class EmulatorModel:
             raise ValueError(f"{name}: trained on spectra normalized with {used!r} continuum weights, "
                              f"but this ddpayne normalizes with {CONTINUUM_WEIGHTS!r} "
                              "(constants.CONTINUUM_WEIGHTS); retrain it with `ddpayne train`")
+
+    def digest(self) -> str:
+        """A short SHA-256 of the weights, labels, scaling and pixel mask: which model made a
+        resumable fit's parts (``survey.fit_store``)."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().numpy().tobytes())
+        h.update("\n".join(self.labels).encode())
+        for array in (self.scaler.lo, self.scaler.hi, self.mask):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}

@@ -2,16 +2,18 @@
 Parquet part per chunk (atomic), so a killed run resumes without refitting what is done."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .constants import NA_D_WINDOW_AA
-from .emulator import EmulatorModel
+from .emulator import EmulatorModel, config_dict
 from .fit import FitConfig, fit_result_table, fit_spectra, window_chi2
 from .instrument import get_instrument
-from .io_utils import atomic_path
+from .io_utils import atomic_path, atomic_write_text
 from .progress import progress
 from .spectra import fits_files, preprocess_batch
 from .store import SpectralStore
@@ -48,7 +50,7 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
     chunk in memory at a time; parts go to ``<out>.parts/``. Returns the results in store
     order, or None with ``collect=False`` (memory then stays flat in survey size; read the
     parts later)."""
-    parts_dir, chunks, todo = _parts(out, store)
+    parts_dir, chunks, todo = _parts(out, store, model, config, rows)
     if len(todo) < len(chunks):
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
     for start, stop in progress(todo, desc="fitting"):
@@ -60,11 +62,27 @@ def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
     return _collect(parts_dir, chunks) if collect else None
 
 
-def _parts(out, store: SpectralStore):
-    """The parts folder of catalogue ``out``, the store's chunks and those not yet fitted."""
+def _parts(out, store: SpectralStore, model: EmulatorModel, config: FitConfig, rows=None):
+    """The parts folder of catalogue ``out``, the store's chunks and those not yet fitted.
+
+    The folder's ``fit.json`` names the model (``EmulatorModel.digest``), fit configuration and
+    row selection its parts were made with; a resumed run with any other raises ValueError
+    rather than mixing two models' fits in one catalogue."""
     out = Path(out)
     parts_dir = out.parent / f"{out.stem}.parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
+    made_with = {"model": model.digest(), "fit_config": config_dict(config),
+                 "rows": None if rows is None
+                 else hashlib.sha256(np.asarray(rows, bool).tobytes()).hexdigest()[:16]}
+    manifest = parts_dir / "fit.json"
+    if manifest.exists() or any(parts_dir.glob("part-*.parquet")):
+        before = json.loads(manifest.read_text()) if manifest.exists() else "an unrecorded model"
+        if before != made_with:
+            raise ValueError(f"{parts_dir}: holds fits made with another model, fit configuration "
+                             f"or selection of spectra ({before} here, {made_with} now); delete "
+                             "the folder, or fit to another output, to start afresh")
+    else:
+        atomic_write_text(manifest, json.dumps(made_with))
     chunks = list(store.chunks())
     todo = [(a, b) for a, b in chunks if not (parts_dir / f"part-{a:010d}.parquet").exists()]
     return parts_dir, chunks, todo
@@ -160,7 +178,7 @@ def fit_store_dask(model_path, store: SpectralStore, out, client=None, n_workers
     in-process ``fit_store`` (None with ``collect=False``: the parts stay on disk)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    parts_dir, chunks, todo = _parts(out, store)
+    parts_dir, chunks, todo = _parts(out, store, EmulatorModel.load(model_path), config)
     own = client is None
     if own:
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,

@@ -314,6 +314,39 @@ def test_a_model_trained_on_other_continuum_weights_is_refused(tiny_store, truth
                       **QUIET)
 
 
+def test_a_resumed_fit_never_mixes_two_models(tiny_store, truth_model, tmp_path):
+    """Parts left by a fit are resumed only by the same model, fit configuration and selection of
+    spectra; anything else is refused, naming the folder, instead of joining two fits."""
+    store, out, cfg = open_store(tiny_store), tmp_path / "fit.parquet", replace(FitConfig(), n_candidates=8)
+    rows = np.zeros(store.n_spec, bool)
+    rows[:5] = True
+    fit_store(truth_model, store, out, cfg, rows=rows, **QUIET)
+    assert len(fit_store(truth_model, store, out, cfg, rows=rows, **QUIET)) == 5
+    other = make_truth(seed=8)
+    other.config = dict(truth_model.config)
+    for model, config, selection in ((other, cfg, rows), (truth_model, replace(cfg, fit_lsf=False), rows),
+                                     (truth_model, cfg, None)):
+        with pytest.raises(ValueError, match="fit.parts: holds fits made with another model"):
+            fit_store(model, store, out, config, rows=selection, **QUIET)
+
+
+def test_a_demo_folder_from_an_older_pipeline_is_made_again(truth_model, tmp_path):
+    """Models trained on spectra normalized otherwise are removed with every fit, catalogue and
+    report made from them; the survey stays. A current folder is left alone."""
+    from ddpayne_core.demo import _clear_older_pipeline
+
+    for name in ("survey/store.json", "catalog.parquet", "catalog.parts/part-0000000000.parquet",
+                 "report/summary.json", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    truth_model.save(tmp_path / "model.pt")
+    _clear_older_pipeline(tmp_path, log=lambda *a: None)
+    assert (tmp_path / "catalog.parquet").exists() and (tmp_path / "report").exists()
+    replace(truth_model, config={"physics": "before session 15"}).save(tmp_path / "model_mp.pt")
+    _clear_older_pipeline(tmp_path, log=lambda *a: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "survey"]
+
+
 def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_path):
     from ddpayne_core.survey import fit_store_dask
 
