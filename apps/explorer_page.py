@@ -3,21 +3,24 @@ click-to-inspect (spectrum, model, residual, labels), emulator-versus-ab-initio 
 spectra, and live flag tuning. Layout only: every number comes from ddpayne_core.explore."""
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
 import numpy as np
 import panel as pn
 import param
 from bokeh import events
-from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, EqHistColorMapper,
+from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, EqHistColorMapper, HoverTool,
                           LinearColorMapper, Range1d)
 from bokeh.palettes import Blues256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
-from ddpayne_core.explore import (density_map, flag_counts, gradient_comparison, label_table,
-                                  robust_range, save_flag_config, selection, star_view)
+from ddpayne_core.explore import (EXPORT_FORMATS, FLAG_CONFIG_DIR, density_map, export_table,
+                                  flag_counts, gradient_comparison, label_table, robust_range,
+                                  save_flag_config, selection, star_view)
 from ddpayne_core.flags import XFlagConfig
-from ddpayne_core.labels import pretty
+from ddpayne_core.constants import CLICK_RADIUS_PX
+from ddpayne_core.labels import pretty, with_unit
 
 from app_state import banner, bundle
 
@@ -54,7 +57,7 @@ def build_explorer(b, tuner):
     xflag_w = pn.widgets.Select(label="require X_flag = 1 for", value="",
                                 options={"(no X_flag filter)": ""} | {pretty(l): l for l in b.model.labels})
     element_w = pn.widgets.Select(label="[X/Fe] map element", value=first_el,
-                                  options={pretty(l): l for l in abund})
+                                  options={pretty(l): l for l in abund}, css_classes=["element-select"])
     color_cols = ["density", "feh", "snr", "chi2ratio"] + \
         [c for c in cat.columns if c.endswith("_gradcorr")] + abund
     color_w = pn.widgets.Select(label="colour by", value="density",
@@ -67,21 +70,40 @@ def build_explorer(b, tuner):
                                   value=int(default.teff_bin))
     fbin_w = pn.widgets.FloatSlider(label="[Fe/H] bin [dex]", start=0.05, end=1.0, step=0.05,
                                     value=default.feh_bin)
+    cut_lo, cut_hi = XFlagConfig.LIMITS["chi2_cuts"]
     cut_ws = [pn.widgets.FloatInput(label=f"chi2ratio cut, S/N tier {i + 1}", value=c, step=0.5,
-                                    width=130) for i, c in enumerate(default.chi2_cuts)]
+                                    start=cut_lo, end=cut_hi, width=130,
+                                    css_classes=[f"chi2-cut-{i + 1}"])
+              for i, c in enumerate(default.chi2_cuts)]
     grad_label_w = pn.widgets.Select(label="gradient spectra of", value=first_el,
                                      options={pretty(l): l for l in b.model.labels})
-    save_path_w = pn.widgets.TextInput(label="save flag configuration to",
-                                       value=str(b.directory / "flag_config.json"))
+    # Saved only inside the bundle folder, under a validated plain name (explore.flag_config_path),
+    # or downloaded by the browser: a served app must not write where a visitor says.
+    save_name_w = pn.widgets.TextInput(name=f"save as (in the bundle's {FLAG_CONFIG_DIR}/)",
+                                       value="flag_config", css_classes=["flag-config-name"])
     save_w = pn.widgets.Button(name="Save flag configuration", button_type="primary")
-    save_msg = pn.pane.Markdown("")
+    save_msg = pn.pane.Markdown("", css_classes=["save-message"])
+    config_msg = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["config-error"])
     tuning = [cutoff_w, snrlim_w, tbin_w, fbin_w, *cut_ws]
     filters = [snr_w, chi2_w, single_w, xflag_w]
 
+    last_valid = {"config": default}
+
     def config() -> XFlagConfig:
-        return XFlagConfig(cutoff=cutoff_w.value, snr_min=snrlim_w.value, teff_bin=tbin_w.value,
-                           feh_bin=fbin_w.value, giant_logg=default.giant_logg,
-                           chi2_cuts=tuple(w.value for w in cut_ws))
+        """The widgets' configuration, or the last valid one with a message saying which field
+        is wrong (an empty or out-of-range field must not silently become NaN)."""
+        try:
+            cfg = XFlagConfig(cutoff=cutoff_w.value, snr_min=snrlim_w.value,
+                              teff_bin=tbin_w.value, feh_bin=fbin_w.value,
+                              giant_logg=default.giant_logg,
+                              chi2_cuts=tuple(w.value for w in cut_ws))
+        except ValueError as exc:
+            config_msg.object = f"{exc}; the last valid value is in use."
+            config_msg.visible = True
+            return last_valid["config"]
+        config_msg.visible = False
+        last_valid["config"] = cfg
+        return cfg
 
     def keep() -> np.ndarray:
         cfg = config()
@@ -98,8 +120,8 @@ def build_explorer(b, tuner):
     # a zoom re-aggregates the current view (~0.05 s per map for 6 million rows) and replaces
     # the image data; nothing is rebuilt.
     state = {"keep": keep(), "bounds": None}
-    kiel = MapView(b, "teff", "logg", invert=True)
-    xfe = MapView(b, "feh", element_w.value, invert=False)
+    kiel = MapView(b, "kiel", "teff", "logg", invert=True)
+    xfe = MapView(b, "xfe", "feh", element_w.value, invert=False)
 
     def draw(m, ranges=None):
         """Re-aggregate map ``m`` over ``ranges`` ((x0, x1), (y0, y1); default: its axes)."""
@@ -122,18 +144,25 @@ def build_explorer(b, tuner):
 
     def change_element(event):
         xfe.set_y(event.new, b.axis_range(event.new))
+        xfe.mark(cat, s.row)
         if state["bounds"] and state["bounds"][1] == event.old:
             _boxed(None, "feh", event.new)   # that box no longer exists: clear it on both maps
         else:
             draw(xfe)
 
     def _clicked(x, y, xcol, ycol):
+        """Select the shown star nearest the click within CLICK_RADIUS_PX screen pixels; a click
+        on empty sky selects nothing and says so."""
         if x is None or y is None:
             return
-        row = b.nearest_row(x, y, xcol, ycol, state["keep"])
+        m = kiel if (xcol, ycol) == (kiel.xcol, kiel.ycol) else xfe
+        row = b.nearest_row(x, y, xcol, ycol, m.pixel_size(), state["keep"])
         s.click = (float(x), float(y), xcol, ycol)
-        if row is not None:
-            s.row = row
+        s.row = -1 if row is None else row
+
+    def mark_star(*_):
+        for m in (kiel, xfe):
+            m.mark(cat, s.row)
 
     def _boxed(bounds, xcol, ycol):
         state["bounds"] = (xcol, ycol, bounds) if bounds else None
@@ -180,9 +209,37 @@ def build_explorer(b, tuner):
     s.param.watch(update_counts, ["version", "selected"])
     update_counts()
 
+    # --- export of the shown stars or the box selection (with the flags as tuned now) -----------
+    export_fmt_w = pn.widgets.Select(name="export format", options=list(EXPORT_FORMATS), value="CSV",
+                                     width=120)
+
+    def exported_rows():
+        rows = state["keep"] & _in_bounds(cat, state["bounds"]) if state["bounds"] else state["keep"]
+        table = cat[rows].copy()
+        cfg = config()
+        for lab in b.model.labels:
+            table[f"{lab}_flag"] = tuner.flag(lab, cfg)[rows]
+        return table
+
+    def export_name():
+        what = "box_selection" if state["bounds"] else "shown_stars"
+        return f"ddpayne_{what}{EXPORT_FORMATS[export_fmt_w.value]}"
+
+    export_w = pn.widgets.FileDownload(callback=lambda: export_table(exported_rows(), export_fmt_w.value),
+                                       filename=export_name(), label="Download the shown stars",
+                                       button_type="default", css_classes=["export-rows"])
+
+    def relabel_export(*_):
+        export_w.filename = export_name()
+        export_w.label = ("Download the box-selected stars" if state["bounds"]
+                          else "Download the shown stars")
+
+    s.param.watch(relabel_export, ["version", "selected"])
+    export_fmt_w.param.watch(relabel_export, "value")
+
     gradcorr_figs, gradcorr_srcs = [], []
     for name in ("dwarfs", "giants"):
-        fig = figure(title=f"median gradcorr, {name} (label below)", width=380, height=280,
+        fig = figure(title=f"median gradcorr, {name}", width=380, height=280,
                      x_range=DataRange1d(flipped=True), x_axis_label="Teff [K]",
                      y_axis_label="[Fe/H]", tools="pan,wheel_zoom,reset,hover",
                      tooltips=[("Teff", "@teff{0}"), ("[Fe/H]", "@feh{0.00}"),
@@ -197,7 +254,9 @@ def build_explorer(b, tuner):
 
     def update_gradcorr_maps(*_):
         cfg = config()
-        for giant, src in enumerate(gradcorr_srcs):
+        for giant, (src, fig) in enumerate(zip(gradcorr_srcs, gradcorr_figs)):
+            fig.title.text = (f"median {pretty(grad_label_w.value)} gradient correlation, "
+                              f"{'giants' if giant else 'dwarfs'}")
             m = tuner.gradcorr_map(grad_label_w.value, cfg, bool(giant))
             src.data = {"left": m["teff"] - cfg.teff_bin / 2, "right": m["teff"] + cfg.teff_bin / 2,
                         "bottom": m["feh"] - cfg.feh_bin / 2, "top": m["feh"] + cfg.feh_bin / 2,
@@ -209,27 +268,37 @@ def build_explorer(b, tuner):
     gradcorr_maps = pn.Row(*[pn.pane.Bokeh(f) for f in gradcorr_figs])
 
     def save_config(_):
-        path = save_flag_config(config(), save_path_w.value)
+        try:
+            path = save_flag_config(config(), b.directory, save_name_w.value)
+        except ValueError as exc:
+            save_msg.object = f"**Not saved:** {exc}"
+            return
         save_msg.object = (f"saved `{path}`; apply to the catalogue with "
                            f"`ddpayne flag --catalog {b.directory / 'catalog.parquet'} --config {path} --reflag-only`")
 
     save_w.on_click(save_config)
+    download_w = pn.widgets.FileDownload(callback=lambda: io.StringIO(config().to_json()),
+                                         filename="flag_config.json", button_type="default",
+                                         label="Download flag configuration")
 
     # --- star inspector and gradient spectra ---------------------------------------------
     # Plain Bokeh figures whose data sources are replaced on a click: far cheaper than
     # rebuilding plots, and each figure keeps its own auto-ranging x axis.
     def inspector_head(row, click):
+        if row < 0 and click[2]:
+            return (f"No shown star within {CLICK_RADIUS_PX:.0f} pixels of the click at "
+                    f"{_value(click[2], click[0])}, {_value(click[3], click[1])}: click on a star "
+                    "(filters hide some), or zoom in.")
         if row < 0:
-            return "Click a star on either map to inspect it."
+            return "Click a star on either map to inspect it (it is ringed on both maps)."
         rec = cat.iloc[row]
-        where = (f"click at {pretty(click[2])} = {click[0]:.6g}, {pretty(click[3])} = {click[1]:.6g}"
-                 if click[2] else "")
+        main = ", ".join(_value(lab, rec[lab], rec.get(f"{lab}_err")) for lab in ("teff", "logg", "feh"))
         extra = "" if b.store is not None else "\n\n(no spectra stored with this catalogue)"
-        return (f"### Star row {row}, specid {rec.get('specid', row)}\n\n{where}; S/N {rec['snr']:.1f}, "
-                f"chi2 {rec.get('chi2', np.nan):.1f} (reduced {rec.get('redchi2', np.nan):.2f}), "
-                f"LSF variance offset {rec.get('lsf_dvar', np.nan):+.2f} px², "
-                f"qflag_chi2 {rec.get('qflag_chi2', '-')}, single star "
-                f"{rec.get('qflag_singlestar', '-')}{extra}")
+        return (f"### Star row {row}, specid {rec.get('specid', row)}: {main}\n\n"
+                f"S/N {rec['snr']:.1f}, chi2 {rec.get('chi2', np.nan):.1f} (reduced "
+                f"{rec.get('redchi2', np.nan):.2f}), LSF variance offset "
+                f"{rec.get('lsf_dvar', np.nan):+.2f} px², qflag_chi2 {rec.get('qflag_chi2', '-')}, "
+                f"single star {rec.get('qflag_singlestar', '-')}{extra}")
 
     # Explicit ranges: Bokeh cannot auto-range figures that start without data.
     full = (float(b.model.wave[0]), float(b.model.wave[-1]))
@@ -297,6 +366,7 @@ def build_explorer(b, tuner):
                 fig.y_range.start, fig.y_range.end = robust_range(both, pad=0.1)
 
     s.param.watch(lambda *_: _with_document_lock(show_star), "row")
+    s.param.watch(lambda *_: _with_document_lock(mark_star), "row")
     grad_label_w.param.watch(lambda *_: _with_document_lock(show_gradients), "value")
     inspector = pn.Column(
         pn.pane.Markdown(pn.bind(inspector_head, s.param.row, s.param.click), css_classes=["inspector"]),
@@ -311,13 +381,18 @@ def build_explorer(b, tuner):
         pn.pane.Markdown("### Filters"), *filters, pn.pane.Markdown("### Maps"), element_w, color_w,
         pn.pane.Markdown("### Flag tuning"), cutoff_w, snrlim_w, tbin_w, fbin_w,
         pn.pane.Markdown("chi2ratio cuts per S/N tier (<200, 200-300, 300-400, 400-500, >500)"),
-        pn.GridBox(*cut_ws, ncols=2), save_path_w, save_w, save_msg, width=320)
+        pn.GridBox(*cut_ws, ncols=2), config_msg, save_name_w, save_w, save_msg, download_w,
+        width=320)
+    # The inspector sits right under the maps so that a click shows its answer on screen.
     main = pn.Column(
-        counts_pane,
+        pn.Row(counts_pane, export_fmt_w, export_w),
         pn.Row(pn.Column(pn.pane.Bokeh(kiel.fig), css_classes=["kiel-map"]),
                pn.Column(pn.pane.Bokeh(xfe.fig), css_classes=["xfe-map"])),
-        pn.pane.Markdown("Box-select on either map to highlight the same stars on both."),
-        grad_label_w, pn.Row(flag_pane, gradcorr_maps), inspector, gradient_view)
+        pn.pane.Markdown("Click a star to inspect it; box-select on either map to highlight the "
+                         "same stars on both."),
+        inspector, grad_label_w, gradient_view,
+        pn.pane.Markdown("### Flags of the shown stars, and the gradient correlations behind X_flag"),
+        pn.Row(flag_pane, gradcorr_maps))
     layout = pn.Column(pn.pane.Markdown("# ddpayne survey explorer  ·  [index](?)"), banner(b),
                        pn.Row(sidebar, main))
     controls = SimpleNamespace(state=s, click=_clicked, cutoff=cutoff_w, snr=snr_w,
@@ -329,15 +404,15 @@ class MapView:
     """One datashaded map: a Bokeh figure with the aggregated image of the shown stars, a red
     overlay of the box-selected ones and a colour bar; ``show`` replaces the images."""
 
-    def __init__(self, b, xcol: str, ycol: str, invert: bool, shape=(420, 520)):
+    def __init__(self, b, name: str, xcol: str, ycol: str, invert: bool, shape=(420, 520)):
         self.xcol, self.ycol, self.shape = xcol, ycol, shape
         (x0, x1), (y0, y1) = b.axis_range(xcol), b.axis_range(ycol)
-        self.fig = figure(width=shape[1] + 100, height=shape[0] + 60, x_axis_label=pretty(xcol),
-                          y_axis_label=pretty(ycol), x_range=Range1d(*((x1, x0) if invert else (x0, x1))),
+        self.fig = figure(name=f"{name}-map", width=shape[1] + 100, height=shape[0] + 60, x_axis_label=with_unit(xcol),
+                          y_axis_label=with_unit(ycol), x_range=Range1d(*((x1, x0) if invert else (x0, x1))),
                           y_range=Range1d(*((y1, y0) if invert else (y0, y1))),
                           tools="pan,wheel_zoom,box_select,tap,reset,save", active_scroll="wheel_zoom",
                           active_drag="box_select",
-                          tooltips=[(pretty(xcol), "$x"), (pretty(ycol), "$y"), ("value", "@image")])
+                          tooltips=_tooltips(xcol, ycol))
         self.mapper = EqHistColorMapper(palette=DENSITY_PALETTE, nan_color=TRANSPARENT)
         empty = {"image": [np.full((1, 1), np.nan)], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
         self.src, self.hi_src = ColumnDataSource(dict(empty)), ColumnDataSource(dict(empty))
@@ -346,6 +421,21 @@ class MapView:
                        color_mapper=LinearColorMapper(palette=["#d62728"], nan_color=TRANSPARENT))
         self.colorbar = ColorBar(color_mapper=self.mapper, title="stars per pixel")
         self.fig.add_layout(self.colorbar, "right")
+        self.marker = ColumnDataSource({"x": [], "y": []}, name=f"selected-star-{name}")
+        self.fig.scatter("x", "y", source=self.marker, marker="circle_cross", size=18,
+                         fill_alpha=0, line_color="#e7298a", line_width=2.5)
+
+    def pixel_size(self) -> tuple[float, float]:
+        """Data units per screen pixel along x and y at the current zoom (the frame size as the
+        browser reports it, else the image's)."""
+        r = self.fig
+        return ((r.x_range.end - r.x_range.start) / (r.inner_width or self.shape[1]),
+                (r.y_range.end - r.y_range.start) / (r.inner_height or self.shape[0]))
+
+    def mark(self, cat, row: int) -> None:
+        """Ring catalogue row ``row`` (none when negative)."""
+        self.marker.data = ({"x": [float(cat[self.xcol].iloc[row])], "y": [float(cat[self.ycol].iloc[row])]}
+                            if row >= 0 else {"x": [], "y": []})
 
     def show(self, image: np.ndarray, selected: np.ndarray | None, ranges) -> None:
         """image, selected: (ny, nx) from explore.density_map over ranges ((x0, x1), (y0, y1))."""
@@ -358,12 +448,29 @@ class MapView:
     def set_palette(self, color: str) -> None:
         density = color == "density"
         self.mapper.palette = DENSITY_PALETTE if density else Viridis256
-        self.colorbar.title = "stars per pixel" if density else f"mean {pretty(color)}"
+        self.colorbar.title = "stars per pixel" if density else f"mean {with_unit(color)}"
 
     def set_y(self, col: str, limits) -> None:
         self.ycol = col
-        self.fig.yaxis.axis_label = pretty(col)
+        self.fig.yaxis.axis_label = with_unit(col)
+        self.fig.select_one(HoverTool).tooltips = _tooltips(self.xcol, col)
         self.fig.y_range.start, self.fig.y_range.end = limits
+
+
+def _value(col: str, value, err=None) -> str:
+    """'Teff 4986 ± 86 K', '[Fe/H] -0.31 ± 0.05 dex': a label as a reader writes it."""
+    unit = with_unit(col)[len(pretty(col)):].strip(" []")
+    digits = 0 if col == "teff" else 2
+    pm = f" ± {err:.{digits}f}" if err is not None and np.isfinite(err) else ""
+    return f"{pretty(col)} {value:.{digits}f}{pm}{' ' + unit if unit else ''}"
+
+
+def _tooltips(xcol: str, ycol: str) -> list:
+    """Hover text of a map: both coordinates with their units and rounding, and the pixel's
+    value (stars, or the mean of the colour column)."""
+    fmt = {"teff": "{0}", "snr": "{0.0}"}
+    return [(pretty(xcol), f"$x{fmt.get(xcol, '{0.00}')}"), (pretty(ycol), f"$y{fmt.get(ycol, '{0.00}')}"),
+            ("value", "@image{0.[00]}")]
 
 
 def _with_document_lock(fn) -> None:

@@ -26,8 +26,10 @@ _LOCK = threading.Lock()
 def retrain_page():
     b, _ = bundle()
     default = RetrainSettings()
-    dp_w = pn.widgets.FloatInput(label="D_scale: Teff, logg, vmic", value=default.d_scale_params, start=0)
-    da_w = pn.widgets.FloatInput(label="D_scale: [Fe/H], [X/Fe]", value=default.d_scale_abund, start=0)
+    dp_w = pn.widgets.FloatInput(label="D_scale: Teff, logg, vmic", value=default.d_scale_params,
+                                 start=0, end=1e4, css_classes=["dscale-params"])
+    da_w = pn.widgets.FloatInput(label="D_scale: [Fe/H], [X/Fe]", value=default.d_scale_abund,
+                                 start=0, end=1e4, css_classes=["dscale-abund"])
     nh_w = pn.widgets.IntSlider(label="neurons per hidden layer", start=4, end=40, value=default.n_hidden)
     ep_w = pn.widgets.IntInput(label="epochs", value=default.epochs, start=1, end=5000,
                                css_classes=["epochs-input"])
@@ -74,11 +76,11 @@ def retrain_page():
             if _JOB_KEY in pn.state.cache:
                 status.object = "Another training is running on this server; try again when it ends."
                 return
-            settings = RetrainSettings(d_scale_params=dp_w.value, d_scale_abund=da_w.value,
-                                       n_hidden=nh_w.value, epochs=ep_w.value,
-                                       regularize=reg_w.value, max_stars=max_w.value or None)
             out = b.directory / "retrained" / f"model-{time.strftime('%Y%m%d-%H%M%S')}.pt"
-            try:
+            try:   # RetrainSettings names any empty, NaN or out-of-range field
+                settings = RetrainSettings(d_scale_params=dp_w.value, d_scale_abund=da_w.value,
+                                           n_hidden=nh_w.value, epochs=ep_w.value,
+                                           regularize=reg_w.value, max_stars=max_w.value or None)
                 job = start_training(b, settings, out)
             except ValueError as exc:
                 status.object = f"cannot train: {exc}"

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from .memory import keep_freed_memory
+
 
 def _theory_build(args):
     from .theory.atmosphere import ATMOSNET_FILE, build_atmosnet_weights
@@ -405,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # The command line batches tensors of tens to hundreds of MB: keep freed memory rather than
+    # re-fault it (memory.py). A library import never changes the allocator; the CLI and the
+    # fit workers choose to.
+    keep_freed_memory()
     try:
         rc = args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -137,3 +137,7 @@ ALWAYS_KEPT = ("teff", "logg", "feh")  # SPEC sec. 9: never set to -999 by X_fla
 METAL_POOR_BLEND_FEH = (-1.0, -0.6)  # SPEC sec. 9: metal-poor model below -1.0, overall above -0.6
 ALPHA_FE_ELEMENTS = ("mg_fe", "si_fe", "ca_fe", "ti_fe")  # X19 Table 3 note 4
 MISSING = -999.0  # X19 catalogue convention for rejected values
+
+# App: a click selects the nearest shown star within this many screen pixels, else nothing (a
+# click on empty sky must not pick a distant star).
+CLICK_RADIUS_PX = 10.0

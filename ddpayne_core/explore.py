@@ -7,6 +7,8 @@ The Panel app (``apps/``) only lays these out.
 """
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +32,10 @@ from .theory.gradients import ReferenceGradients, load_reference_gradients
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO / "data" / "demo"
 
-# Axis scales that make one unit of click distance look alike on each map: a Kiel map spans
-# ~3000 K by ~5 dex, an [X/Fe]-[Fe/H] map ~3 dex by ~1 dex.
+# Axis scales of the k-d trees that answer clicks (a Kiel map spans ~3000 K by ~5 dex, an
+# [X/Fe]-[Fe/H] map ~3 dex by ~1 dex), so that the trees' balls are not needlessly elongated.
+FLAG_CONFIG_DIR = "flag_configs"
+FLAG_CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,58}\.json")
 CLICK_SCALES = {"teff": 3000.0, "logg": 5.0, "feh": 3.0, "xfe": 1.0}
 
 
@@ -61,24 +65,29 @@ class SurveyBundle:
     def abundance_labels(self) -> list:
         return [lab for lab in self.model.labels if lab.endswith("_fe")]
 
-    def nearest_row(self, x: float, y: float, xcol: str, ycol: str,
-                    allowed: np.ndarray | None = None, k: int = 64) -> int | None:
-        """Catalogue row nearest to the point (x, y) on the map of ``ycol`` against ``xcol``,
-        among rows where ``allowed`` (n_row,) bool is True. A k-d tree per map answers it: the
-        k nearest rows are checked against ``allowed``, widening k until one passes."""
+    def nearest_row(self, x: float, y: float, xcol: str, ycol: str, pixel: tuple[float, float],
+                    allowed: np.ndarray | None = None,
+                    radius_px: float = C.CLICK_RADIUS_PX) -> int | None:
+        """Catalogue row nearest to a click at (x, y) on the map of ``ycol`` against ``xcol``,
+        among rows where ``allowed`` (n_row,) bool is True, or None when no such star lies within
+        ``radius_px`` screen pixels. pixel: (data units per screen pixel along x, along y), so
+        that "near" means near on the screen at the current zoom. A k-d tree per map finds the
+        candidates in a ball enclosing that pixel ellipse; no scan of the catalogue."""
         tree, rows = self._tree(xcol, ycol)
-        if len(rows) == 0:
+        px, py = abs(float(pixel[0])), abs(float(pixel[1]))
+        if len(rows) == 0 or not (px > 0 and py > 0):
             return None
-        q = np.array([x / _scale(xcol), y / _scale(ycol)])
-        while True:
-            kk = min(k, len(rows))
-            _, idx = tree.query(q, k=kk)
-            cand = rows[np.atleast_1d(idx)]
-            if allowed is not None:
-                cand = cand[allowed[cand]]
-            if len(cand) or kk == len(rows):
-                return int(cand[0]) if len(cand) else None
-            k *= 8
+        sx, sy = _scale(xcol), _scale(ycol)
+        ball = radius_px * max(px / sx, py / sy)
+        cand = rows[np.asarray(tree.query_ball_point([x / sx, y / sy], ball), dtype=int)]
+        if allowed is not None:
+            cand = cand[allowed[cand]]
+        if len(cand) == 0:
+            return None
+        d2 = ((self.catalog[xcol].to_numpy()[cand] - x) / px) ** 2 \
+            + ((self.catalog[ycol].to_numpy()[cand] - y) / py) ** 2
+        best = int(np.argmin(d2))
+        return int(cand[best]) if d2[best] <= radius_px ** 2 else None
 
     def axis_range(self, col: str) -> tuple[float, float]:
         """A map axis covering ``col`` (robust_range of the whole catalogue), cached: a
@@ -411,7 +420,43 @@ def flag_counts(tuner: FlagTuner, config: XFlagConfig, keep: np.ndarray) -> pd.D
                          for lab, k in tuner.count_flagged(config, keep).items()])
 
 
-def save_flag_config(config: XFlagConfig, path: str | Path) -> Path:
-    """Write a flag configuration that `ddpayne flag --config PATH --reflag-only` applies."""
-    atomic_write_text(Path(path), config.to_json())
-    return Path(path)
+EXPORT_FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "FITS": ".fits"}
+
+
+def export_table(table: pd.DataFrame, fmt: str) -> io.BytesIO:
+    """``table`` as a file in memory in ``fmt`` (a key of EXPORT_FORMATS) for a browser
+    download: CSV, Parquet, or a FITS binary table (TOPCAT reads all three)."""
+    buf = io.BytesIO()
+    if fmt == "CSV":
+        buf.write(table.to_csv(index=False).encode())
+    elif fmt == "Parquet":
+        table.to_parquet(buf, index=False)
+    elif fmt == "FITS":
+        from astropy.table import Table
+        Table.from_pandas(table.reset_index(drop=True)).write(buf, format="fits")
+    else:
+        raise ValueError(f"export format {fmt!r}: choose one of {sorted(EXPORT_FORMATS)}")
+    buf.seek(0)
+    return buf
+
+
+def flag_config_path(directory: str | Path, name: str) -> Path:
+    """Where a flag configuration called ``name`` is saved for the bundle in ``directory``:
+    always ``<directory>/flag_configs/<name>.json``. The app takes ``name`` from a text field that
+    anyone who reaches the server can fill, so only a plain file name is accepted (letters,
+    digits, '.', '_', '-'; no folders, no leading dot); anything else is a ValueError that says
+    so."""
+    name = str(name).strip()
+    if name and not name.endswith(".json"):
+        name += ".json"
+    if not FLAG_CONFIG_NAME.fullmatch(name):
+        raise ValueError(f"flag configuration name {name!r}: use a plain file name of letters, "
+                         "digits, '.', '_' or '-' (at most 64 characters, no folder, not starting "
+                         "with a dot); it is saved in the bundle's flag_configs/ folder")
+    return Path(directory) / FLAG_CONFIG_DIR / name
+
+
+def save_flag_config(config: XFlagConfig, directory: str | Path, name: str) -> Path:
+    """Write a flag configuration into the bundle ``directory`` (see ``flag_config_path``) for
+    `ddpayne flag --config PATH --reflag-only`; returns the path written."""
+    return atomic_write_text(flag_config_path(directory, name), config.to_json())

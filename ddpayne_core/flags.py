@@ -17,6 +17,19 @@ from .emulator import EmulatorModel
 from .theory.gradients import ReferenceGradients, load_reference_gradients
 
 
+def check_number(what: str, name: str, value, lo: float, hi: float) -> float:
+    """``value`` as a float if it is a finite number in [lo, hi], else a ValueError naming
+    ``what``, the field ``name``, the range and the value given (widgets and JSON files alike
+    can hand over None, NaN, text or 1e308)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = np.nan
+    if isinstance(value, bool) or not (np.isfinite(number) and lo <= number <= hi):
+        raise ValueError(f"{what}: {name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class XFlagConfig:
     """cutoff: bin-median gradcorr above which a bin passes; snr_min: stars entering the medians;
@@ -30,6 +43,21 @@ class XFlagConfig:
     giant_logg: float = C.GIANT_LOGG
     chi2_cuts: tuple = tuple(cut for _, cut in C.CHI2RATIO_TIERS)
 
+    # Allowed ranges (inclusive). A chi2ratio cut below 1 would call a typical fit bad; a
+    # gradcorr cutoff is a correlation coefficient; bins narrower than these hold a few stars.
+    LIMITS = {"cutoff": (0.0, 1.0), "snr_min": (0.0, 1000.0), "teff_bin": (50.0, 3000.0),
+              "feh_bin": (0.02, 3.0), "giant_logg": (0.0, 6.0), "chi2_cuts": (1.0, 1000.0)}
+
+    def __post_init__(self):
+        values = asdict(self)
+        cuts = values.pop("chi2_cuts")
+        if len(cuts) != len(C.CHI2RATIO_TIERS):
+            raise ValueError(f"flag configuration: chi2_cuts needs {len(C.CHI2RATIO_TIERS)} "
+                             "values, one per S/N tier")
+        values.update({f"chi2_cuts[{i}]": c for i, c in enumerate(cuts)})
+        for name, value in values.items():
+            check_number("flag configuration", name, value, *self.LIMITS[name.split("[")[0]])
+
     @classmethod
     def from_json(cls, text: str) -> "XFlagConfig":
         """A configuration saved by ``to_json`` (e.g. from the app); unknown keys are an error."""
@@ -38,10 +66,7 @@ class XFlagConfig:
         if unknown:
             raise ValueError(f"flag configuration: unknown keys {sorted(unknown)}")
         if "chi2_cuts" in values:
-            values["chi2_cuts"] = tuple(float(c) for c in values["chi2_cuts"])
-            if len(values["chi2_cuts"]) != len(C.CHI2RATIO_TIERS):
-                raise ValueError(f"flag configuration: chi2_cuts needs {len(C.CHI2RATIO_TIERS)} "
-                                 "values, one per S/N tier")
+            values["chi2_cuts"] = tuple(values["chi2_cuts"])
         return cls(**values)
 
     def to_json(self) -> str:

@@ -39,6 +39,23 @@ def pretty(label: str) -> str:
     return f"[{el}/Fe]" if el else label
 
 
+# Units of catalogue columns, for axis titles and tables (logg is log10 of g in cm s^-2).
+UNITS = {"teff": "K", "logg": "dex", "vmic": "km/s", "snr": "", "chi2ratio": ""}
+_COLUMN_NAMES = {"snr": "S/N", "chi2ratio": "chi2 / typical chi2 at this S/N",
+                 "redchi2": "reduced chi2"}
+
+
+def with_unit(column: str) -> str:
+    """A column's human name with its unit: 'teff' -> 'Teff [K]', 'mg_fe' -> '[Mg/Fe] [dex]',
+    'teff_gradcorr' -> 'Teff gradient correlation'."""
+    if column.endswith("_gradcorr"):
+        return f"{pretty(column[:-len('_gradcorr')])} gradient correlation"
+    if column in _COLUMN_NAMES:
+        return _COLUMN_NAMES[column]
+    unit = UNITS.get(column, "dex" if column == "feh" or column.endswith("_fe") else "")
+    return f"{pretty(column)} [{unit}]" if unit else pretty(column)
+
+
 def element_of(label: str) -> str | None:
     """Element symbol of an abundance label: 'mg_fe' -> 'Mg', 'feh' -> 'Fe', else None."""
     if label == "feh":

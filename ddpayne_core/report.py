@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+# Figures are built with matplotlib's object API, which needs no backend: importing this module
+# never changes the backend of the process (a Jupyter notebook keeps its inline plots).
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import constants as C  # noqa: E402
-from .catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter  # noqa: E402
-from .explore import FlagTuner  # noqa: E402
-from .flags import XFlagConfig, repeat_precision, spectroscopic_parallax  # noqa: E402
-from .io_utils import atomic_path, atomic_write_text  # noqa: E402
-from .labels import pretty  # noqa: E402
+from . import constants as C
+from .catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter
+from .explore import FlagTuner
+from .flags import XFlagConfig, repeat_precision, spectroscopic_parallax
+from .io_utils import atomic_path, atomic_write_text
+from .labels import pretty
 
 SNR_BINS = (10, 20, 30, 50, 80, 120, 200, 400)
 
@@ -198,13 +197,13 @@ def _save(fig, path: Path, mark: str = "") -> None:
         fig.text(0.5, 0.005, mark, ha="center", va="bottom", color="C3", fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def _grid(n: int, size=2.6):
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.6, size * rows), squeeze=False)
+    fig = Figure(figsize=(size * cols + 0.6, size * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -269,7 +268,8 @@ def figure_covariance(catalog, labels, path, snr_min=50.0, mark=""):
         med = np.nanmedian(corr, axis=0)
         mat[iu] = med
         mat[(iu[1], iu[0])] = med
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig = Figure(figsize=(6.5, 5.5))
+    ax = fig.subplots()
     im = ax.imshow(mat, cmap="RdBu", vmin=-1, vmax=1)
     ax.set_xticks(range(n), [pretty(l) for l in labels], rotation=90, fontsize=7)
     ax.set_yticks(range(n), [pretty(l) for l in labels], fontsize=7)
@@ -281,7 +281,8 @@ def figure_covariance(catalog, labels, path, snr_min=50.0, mark=""):
 def figure_density_maps(catalog, labels, path, mark=""):
     good = (catalog["fit_status"] < 2) & (catalog.get("qflag_chi2", 0) == 0)
     c = catalog[good]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5))
+    a1, a2 = fig.subplots(1, 2)
     a1.hist2d(c["teff"], c["logg"], bins=120, cmap="Blues", cmin=1)
     a1.invert_xaxis()
     a1.invert_yaxis()
@@ -302,7 +303,8 @@ def figure_crb(experiment: dict, path, mark=""):
     ``demo.crb_experiment`` (DESI Fig. 9 bottom panel), with each label's response slope."""
     rows = experiment["labels"]
     labs = list(rows)
-    fig, ax = plt.subplots(figsize=(9, 4.4))
+    fig = Figure(figsize=(9, 4.4))
+    ax = fig.subplots()
     fig.subplots_adjust(bottom=0.25)
     x = np.arange(len(labs))
     for i, (key, name) in enumerate((("error_over_crb", "accuracy (against truth)"),

@@ -17,7 +17,7 @@ from .demo import train_from_store
 from .emulator import EmulatorModel
 from .explore import SurveyBundle
 from .fit import FitConfig, fit_spectra, fitted_spectra
-from .flags import XFlagConfig, add_flags, gradcorr
+from .flags import XFlagConfig, add_flags, check_number, gradcorr
 from .instrument import get_instrument
 from .labels import pretty
 from .spectra import preprocess_batch
@@ -38,6 +38,17 @@ class RetrainSettings:
     epochs: int = 50
     regularize: bool = True
     max_stars: int | None = None
+
+    def __post_init__(self):
+        what = "retraining settings"
+        check_number(what, "D_scale of Teff, logg, vmic", self.d_scale_params, 0.0, 1e4)
+        check_number(what, "D_scale of [Fe/H], [X/Fe]", self.d_scale_abund, 0.0, 1e4)
+        for name, value, lo, hi in (("neurons", self.n_hidden, 1, 200),
+                                    ("epochs", self.epochs, 1, 100_000)):
+            if check_number(what, name, value, lo, hi) != int(value):
+                raise ValueError(f"{what}: {name} must be a whole number, got {value!r}")
+        if self.max_stars is not None:
+            check_number(what, "training stars at most", self.max_stars, 1, 1e9)
 
     def train_config(self, labels) -> TrainConfig:
         d = {lab: (self.d_scale_params if lab in ("teff", "logg", "vmic") else self.d_scale_abund)

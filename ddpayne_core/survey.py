@@ -158,8 +158,10 @@ def _fit_part(model_path: str, store_path: str, start: int, stop: int, parts_dir
     """One Dask task: fit rows [start, stop) and write their part atomically (idempotent)."""
     import torch
 
+    from .memory import keep_freed_memory
     from .store import SpectralStore
 
+    keep_freed_memory()
     torch.set_num_threads(1)  # one thread per worker process: the cluster provides parallelism
     part = Path(parts_dir) / f"part-{start:010d}.parquet"
     if not part.exists():

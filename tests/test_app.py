@@ -8,10 +8,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from ddpayne_core.explore import load_bundle, selection
+from ddpayne_core.constants import CLICK_RADIUS_PX
+from ddpayne_core.explore import load_bundle
+from ddpayne_core.flags import XFlagConfig
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -82,19 +86,67 @@ def _kiel_map_box(page, server) -> dict:
     return canvas.bounding_box()
 
 
-def test_click_on_kiel_map_inspects_the_nearest_star(page, server, demo_bundle):
-    box = _kiel_map_box(page, server)
-    page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + 0.65 * box["height"])
+def _screen_point(page, figure: str, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of the data point (x, y) on the Bokeh figure called ``figure``, through
+    the browser's own view of it (its frame's scales and the canvas position)."""
+    return page.evaluate("""([name, x, y]) => {
+        for (const doc of Bokeh.documents) {
+            const fig = doc.get_model_by_name(name);
+            if (!fig) continue;
+            const view = Bokeh.index.find_one(fig);
+            const r = view.canvas_view.el.getBoundingClientRect();
+            return [r.left + view.frame.x_scale.compute(x), r.top + view.frame.y_scale.compute(y)];
+        }
+        return null;
+    }""", [figure, x, y])
+
+
+def test_click_on_a_star_inspects_it_rings_it_and_shows_it_on_screen(page, server, demo_bundle):
+    _kiel_map_box(page, server)
+    cat = load_bundle(demo_bundle[0]).catalog
+    row = int(np.argmin(np.abs(cat["teff"] - cat["teff"].median()) / 300
+                        + np.abs(cat["logg"] - cat["logg"].median())))
+    page.mouse.click(*_screen_point(page, "kiel-map", cat["teff"].iloc[row], cat["logg"].iloc[row]))
     head = page.locator(".inspector").get_by_text(re.compile("Star row")).first
     head.wait_for()
-    row = int(re.search(r"Star row (\d+)", head.inner_text()).group(1))
-    where = page.locator(".inspector").get_by_text(re.compile("click at")).first.inner_text()
-    x, y = (float(v) for v in re.search(r"Teff = ([-\d.e+]+), logg = ([-\d.e+]+)", where).groups())
-    bundle = load_bundle(demo_bundle[0])
-    assert row == bundle.nearest_row(x, y, "teff", "logg", selection(bundle.catalog))
-    teff = bundle.catalog["teff"].iloc[row]
-    page.locator(".label-table").get_by_text(f"{teff:.3f}").wait_for()
+    assert int(re.search(r"Star row (\d+)", head.inner_text()).group(1)) == row
+    assert re.search(r"Teff \d+ (± \d+ )?K", head.inner_text())
+    # The answer is on screen without scrolling (1,000 px high window) ...
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    assert head.bounding_box()["y"] < 1000
+    # ... and the star is ringed on both maps.
+    for name in ("selected-star-kiel", "selected-star-xfe"):
+        page.wait_for_function("(name) => Bokeh.documents.some(d => { const m = "
+                               "d.get_model_by_name(name); return m && m.data.x.length === 1; })",
+                               arg=name)
+    page.locator(".label-table").get_by_text(f"{cat['teff'].iloc[row]:.3f}").wait_for()
     page.get_by_text("gradient spectra").first.wait_for()
+
+
+def test_click_on_empty_sky_selects_nothing_and_says_so(page, server, demo_bundle):
+    _kiel_map_box(page, server)
+    # 15 px inside the top left corner of the Kiel map's frame (hot stars of low gravity).
+    corner = page.evaluate("""() => {
+        for (const doc of Bokeh.documents) {
+            const fig = doc.get_model_by_name("kiel-map");
+            if (!fig) continue;
+            const v = Bokeh.index.find_one(fig), r = v.canvas_view.el.getBoundingClientRect();
+            const sx = v.frame.bbox.left + 15, sy = v.frame.bbox.top + 15;
+            const px = (v.frame.x_scale.invert(sx + 1) - v.frame.x_scale.invert(sx));
+            const py = (v.frame.y_scale.invert(sy + 1) - v.frame.y_scale.invert(sy));
+            return [r.left + sx, r.top + sy, v.frame.x_scale.invert(sx),
+                    v.frame.y_scale.invert(sy), px, py];
+        }
+        return null;
+    }""")
+    px, py, x, y, dx, dy = corner
+    cat = load_bundle(demo_bundle[0]).catalog
+    d_px = np.hypot((cat["teff"] - x) / dx, (cat["logg"] - y) / dy)
+    assert d_px.min() > 2 * CLICK_RADIUS_PX, "the test needs empty sky there"
+    page.mouse.click(px, py)
+    page.locator(".inspector").get_by_text(re.compile("No shown star within")).first.wait_for()
+    assert page.evaluate("""() => Bokeh.documents.map(d => d.get_model_by_name("selected-star-kiel"))
+                            .filter(m => m)[0].data.x.length""") == 0
 
 
 def test_box_selection_on_kiel_map_is_counted(page, server):
@@ -136,3 +188,69 @@ def test_retraining_starts_and_cancels(page, server):
     page.get_by_role("button", name="Cancel").click()
     status.filter(has_text="cancelled").wait_for(timeout=120_000)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+
+
+def test_flag_configuration_is_saved_only_inside_the_bundle(page, server, demo_bundle, tmp_path):
+    _open(page, server + "?page=explorer")
+    name = page.locator(".flag-config-name input").first
+    outside = tmp_path / "evil.json"
+    for bad in (str(outside), "../../evil", ""):
+        name.fill(bad)
+        name.press("Enter")
+        page.get_by_role("button", name="Save flag configuration").click()
+        page.locator(".save-message").get_by_text("Not saved").first.wait_for()
+    assert not outside.exists() and not (demo_bundle[0].parent / "evil.json").exists()
+    name.fill("my_cuts")
+    name.press("Enter")
+    page.get_by_role("button", name="Save flag configuration").click()
+    page.locator(".save-message").get_by_text("saved").first.wait_for()
+    saved = demo_bundle[0] / "flag_configs" / "my_cuts.json"
+    assert XFlagConfig.from_json(saved.read_text()) == XFlagConfig()
+
+
+def test_xfe_map_tooltip_names_the_element_shown(page, server):
+    _open(page, server + "?page=explorer")
+    page.locator(".xfe-map canvas").first.wait_for()
+    page.locator(".element-select select").select_option(label="[Ca/Fe]")
+    tooltips = """() => { for (const d of Bokeh.documents) { const f = d.get_model_by_name("xfe-map");
+        if (f) return f.toolbar.tools.filter(t => t.type === "HoverTool")
+                        .map(t => t.tooltips.map(r => r[0]).join("|")).join(); } return ""; }"""
+    page.wait_for_function(f"() => ({tooltips})().includes('[Ca/Fe]')")
+    assert "[Mg/Fe]" not in page.evaluate(tooltips)
+
+
+def test_bad_numbers_are_refused_with_a_message(page, server):
+    _open(page, server + "?page=explorer")
+    table = page.locator(".flag-counts table")
+    table.wait_for()
+    cut = page.locator(".chi2-cut-1 input").first
+    cut.fill("")
+    cut.press("Enter")
+    alert = page.locator(".config-error").get_by_text(re.compile(r"chi2_cuts\[0\] must be a number"))
+    alert.first.wait_for()
+    _open(page, server + "?page=retrain")
+    epochs = page.locator(".epochs-input input").first
+    epochs.fill("")
+    epochs.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Start training").click()
+    page.locator(".training-status").get_by_text(re.compile("cannot train: .*epochs")).wait_for()
+
+
+def test_box_selection_exports_those_stars(page, server):
+    box = _kiel_map_box(page, server)
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.8 * box["height"], steps=8)
+    page.mouse.up()
+    counts = page.locator(".counts").get_by_text(re.compile("in the box selection"))
+    counts.wait_for()
+    selected = int(re.search(r"([\d,]+) in the box selection", counts.inner_text()).group(1)
+                   .replace(",", ""))
+    button = page.locator(".export-rows").get_by_text("Download the box-selected stars")
+    button.wait_for()
+    with page.expect_download() as info:
+        button.click()
+    table = pd.read_csv(info.value.path())
+    assert len(table) == selected > 0
+    assert {"teff", "logg", "feh", "mg_fe_flag"} <= set(table.columns)

@@ -12,6 +12,7 @@ import pytest
 from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, flag_counts,
                                   gradient_comparison, load_bundle, robust_range,
                                   save_flag_config, selection, star_view)
+from ddpayne_core.constants import CLICK_RADIUS_PX
 from ddpayne_core.fit import fitted_spectra
 from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
 from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, star_residuals,
@@ -34,15 +35,25 @@ def test_missing_catalogue_is_a_clear_error(tmp_path):
         load_bundle(tmp_path)
 
 
-def test_nearest_row_matches_brute_force(bundle):
+def test_click_selects_the_nearest_star_on_screen_or_none(bundle):
     cat = bundle.catalog
     allowed = selection(cat, snr_min=40)
     x, y = cat["teff"].to_numpy(), cat["logg"].to_numpy()
+    pixel = (5.0, 0.01)   # K and dex per screen pixel
     for tx, ty in ((5000.0, 3.0), (6200.0, 4.3), (4300.0, 1.5)):
-        d2 = ((x - tx) / 3000.0) ** 2 + ((y - ty) / 5.0) ** 2
+        d2 = ((x - tx) / pixel[0]) ** 2 + ((y - ty) / pixel[1]) ** 2
         d2[~allowed | ~np.isfinite(d2)] = np.inf
-        assert bundle.nearest_row(tx, ty, "teff", "logg", allowed) == int(np.argmin(d2))
-    assert bundle.nearest_row(5000, 3, "teff", "logg", np.zeros(len(cat), bool)) is None
+        best = int(np.argmin(d2))
+        # A click right beside a star picks it; its neighbours in data units do not matter.
+        near = (x[best] + 3 * pixel[0], y[best] - 2 * pixel[1])
+        d2n = ((x - near[0]) / pixel[0]) ** 2 + ((y - near[1]) / pixel[1]) ** 2
+        d2n[~allowed | ~np.isfinite(d2n)] = np.inf
+        assert bundle.nearest_row(*near, "teff", "logg", pixel, allowed) == int(np.argmin(d2n))
+        expect = best if d2[best] <= CLICK_RADIUS_PX ** 2 else None
+        assert bundle.nearest_row(tx, ty, "teff", "logg", pixel, allowed) == expect
+    # Empty sky: far from every star on screen, nothing is selected.
+    assert bundle.nearest_row(9000.0, -1.0, "teff", "logg", pixel, allowed) is None
+    assert bundle.nearest_row(5000, 3, "teff", "logg", pixel, np.zeros(len(cat), bool)) is None
 
 
 def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
@@ -165,7 +176,8 @@ def test_star_residuals_refit_the_catalogue_row(bundle):
 
 def test_flag_config_round_trip_and_cli_apply(bundle, tmp_path):
     cfg = XFlagConfig(cutoff=0.95, snr_min=5.0, chi2_cuts=(2.0, 3.0, 4.0, 5.0, 6.0))
-    path = save_flag_config(cfg, tmp_path / "flags.json")
+    path = save_flag_config(cfg, tmp_path, "flags")
+    assert path == tmp_path / "flag_configs" / "flags.json"
     assert XFlagConfig.from_json(path.read_text()) == cfg
     with pytest.raises(ValueError, match="unknown keys"):
         XFlagConfig.from_json(json.dumps({"cutof": 0.3}))
@@ -177,6 +189,44 @@ def test_flag_config_round_trip_and_cli_apply(bundle, tmp_path):
     tuner = FlagTuner(bundle.catalog, bundle.model.labels)
     assert np.array_equal(new["mg_fe_flag"].to_numpy(), tuner.flag("mg_fe", cfg))
     assert np.array_equal(new["qflag_chi2"].to_numpy(), tuner.qflag_chi2(cfg))
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/evil.json", "", "  ", ".hidden", "a/b.json",
+                                  "..", "x" * 80, "con\x00.json"])
+def test_flag_config_is_saved_only_inside_the_bundle_under_a_plain_name(tmp_path, name):
+    with pytest.raises(ValueError, match="plain file name"):
+        save_flag_config(XFlagConfig(), tmp_path / "bundle", name)
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("field, value", [("cutoff", -0.1), ("cutoff", float("nan")),
+                                          ("snr_min", None), ("teff_bin", "abc"),
+                                          ("feh_bin", 1e308), ("chi2_cuts", (5.0, -5.0, 10, 12, 15)),
+                                          ("chi2_cuts", (5.0, float("nan"), 10, 12, 15))])
+def test_flag_configuration_refuses_values_out_of_range(field, value):
+    with pytest.raises(ValueError, match=field.split("[")[0]):
+        XFlagConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("d_scale_params", -1.0), ("d_scale_abund", float("nan")),
+                                          ("epochs", None), ("epochs", 2.5), ("n_hidden", 0),
+                                          ("max_stars", 0)])
+def test_retraining_settings_refuse_values_out_of_range(field, value):
+    with pytest.raises(ValueError, match="retraining settings"):
+        RetrainSettings(**{field: value})
+
+
+def test_export_writes_every_format_readably(bundle, tmp_path):
+    from astropy.table import Table
+
+    from ddpayne_core.explore import EXPORT_FORMATS, export_table
+    rows = bundle.catalog.head(7)[["teff", "logg", "feh", "snr"]]
+    for fmt, ext in EXPORT_FORMATS.items():
+        path = tmp_path / f"x{ext}"
+        path.write_bytes(export_table(rows, fmt).read())
+        back = {"CSV": pd.read_csv, "Parquet": pd.read_parquet,
+                "FITS": lambda p: Table.read(p).to_pandas()}[fmt](path)
+        assert np.allclose(back["teff"].to_numpy(), rows["teff"].to_numpy()), fmt
 
 
 def test_retraining_job_cancels_and_finishes(bundle, tmp_path):

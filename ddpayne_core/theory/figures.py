@@ -3,15 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # the object API: no backend is set on import
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..labels import pretty  # noqa: E402
-from ..spectra import instrument_mask  # noqa: E402
-from .gradients import load_reference_gradients  # noqa: E402
+from ..labels import pretty
+from ..spectra import instrument_mask
+from .gradients import load_reference_gradients
 
 
 def gradient_figures(name: str, out_dir: Path) -> Path:
@@ -23,7 +20,8 @@ def gradient_figures(name: str, out_dir: Path) -> Path:
     masked = ~instrument_mask(wave)
     for s, row in enumerate(ref.stars):
         n = len(ref.labels)
-        fig, axes = plt.subplots(n, 1, figsize=(12, 1.1 * n + 1), sharex=True)
+        fig = Figure(figsize=(12, 1.1 * n + 1))
+        axes = fig.subplots(n, 1, sharex=True)
         for k, (ax, lab) in enumerate(zip(np.atleast_1d(axes), ref.labels)):
             ax.fill_between(wave, 0, 1, where=masked, color="0.9", transform=ax.get_xaxis_transform())
             ax.plot(wave, ref.dflux[s, k], lw=0.5, color="k")
@@ -36,5 +34,4 @@ def gradient_figures(name: str, out_dir: Path) -> Path:
         axes[-1].set_xlabel("vacuum wavelength [A]")
         fig.tight_layout(h_pad=0.1)
         fig.savefig(folder / f"star{row['star']:02d}.png", dpi=90)
-        plt.close(fig)
     return folder
