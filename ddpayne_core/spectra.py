@@ -55,9 +55,11 @@ def lamost_header_meta(header, path: Path) -> dict:
 
 
 def read_lamost(path: str | Path) -> RawSpectrum:
-    """Read a LAMOST low-resolution spectrum: DR5-DR7 primary image (5 rows: flux, inverse
-    variance, wavelength, andmask, ormask) or the DR8+ binary table (FLUX, IVAR, WAVELENGTH,
-    ANDMASK, ORMASK columns). Raises SpectrumFormatError naming the file and the problem."""
+    """Read a LAMOST low-resolution spectrum in any released layout: the DR1-DR4 primary image
+    (flux, inverse variance, subcontinuum, andmask, ormask; log-linear wavelength from COEFF0 and
+    COEFF1), the DR5-DR7 and DR8-pipeline primary image (flux, inverse variance, wavelength,
+    andmask, ormask) or the DR8+ binary table (FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK columns).
+    Raises SpectrumFormatError naming the file and the problem."""
     path = Path(path)
     try:
         hdul = fits.open(path, memmap=False)
@@ -70,11 +72,7 @@ def read_lamost(path: str | Path) -> RawSpectrum:
             header = hdul[0].header
             data = hdul[0].data
             if data is not None and data.ndim == 2:
-                if data.shape[0] < 3:
-                    raise SpectrumFormatError(f"{path}: primary image has {data.shape[0]} rows; "
-                                              "LAMOST DR5-DR7 spectra have 5")
-                flux, ivar, wave = (np.asarray(data[i], dtype=np.float64) for i in range(3))
-                andmask = np.asarray(data[3]) if data.shape[0] > 3 else np.zeros_like(flux)
+                flux, ivar, wave, andmask = _lamost_image(header, data, path)
             elif len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU):
                 table = hdul[1].data
                 missing = [c for c in ("FLUX", "IVAR", "WAVELENGTH") if c not in table.names]
@@ -102,6 +100,31 @@ def read_lamost(path: str | Path) -> RawSpectrum:
     if header.get("VACUUM") is False:
         raise SpectrumFormatError(f"{path}: air wavelengths (VACUUM = F) are not supported")
     return RawSpectrum(wave, flux, np.where(bad, 0.0, ivar), bad, meta)
+
+
+def _lamost_image(header, data: np.ndarray, path: Path):
+    """flux, ivar, wavelength [A, vacuum], andmask of a LAMOST primary-image spectrum. The rows
+    are named by the EXTEN0 card: 'Flux, Inverse, Wavelength, Andmask, Ormask' from DR5 on (and
+    in the DR8 pipeline's image files), 'Flux Inverse Subcontinuum Andmask Ormask' in DR1-DR4,
+    where the wavelength is log-linear, log10(lambda) = COEFF0 + COEFF1 * pixel (LAMOST DR1
+    data-release description, FITS format)."""
+    rows = [r.strip().lower() for r in str(header.get("EXTEN0") or "").replace(",", " ").split()]
+    if data.shape[0] < 2 or (rows and rows[:2] != ["flux", "inverse"]):
+        raise SpectrumFormatError(f"{path}: primary image of {data.shape[0]} rows named "
+                                  f"{header.get('EXTEN0')!r}; a LAMOST spectrum starts with "
+                                  "flux and inverse variance")
+    flux, ivar = (np.asarray(data[i], dtype=np.float64) for i in range(2))
+    named = {name: i for i, name in enumerate(rows)}
+    if "wavelength" in named or (not rows and data.shape[0] >= 3):
+        wave = np.asarray(data[named.get("wavelength", 2)], dtype=np.float64)
+    elif header.get("COEFF0") is not None and header.get("COEFF1") is not None:
+        wave = 10.0 ** (float(header["COEFF0"]) + float(header["COEFF1"]) * np.arange(flux.size))
+    else:
+        raise SpectrumFormatError(f"{path}: no wavelength row and no COEFF0/COEFF1 header cards")
+    i_mask = named.get("andmask", 3 if not rows else None)
+    andmask = np.asarray(data[i_mask]) if i_mask is not None and i_mask < data.shape[0] \
+        else np.zeros_like(flux)
+    return flux, ivar, wave, andmask
 
 
 def instrument_mask(wave: np.ndarray) -> np.ndarray:

@@ -45,6 +45,39 @@ def _dr8_table_file(src: Path, dst: Path):
                   fits.BinTableHDU.from_columns(cols, name="COADD")]).writeto(dst)
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LAYOUTS = {"dr1-image": sorted((SHARED / "lamost-formats" / "dr1-image").glob("spec-*.fits*")),
+           "dr8-image": sorted((SHARED / "lamost-formats" / "dr8-image").glob("spec-*.fits*")),
+           "dr10-table": sorted((SHARED / "lamost-dr10" / "spectra").glob("spec-*.fits*"))[:5]}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_real_lamost_layout_reads_and_normalizes(layout):
+    """The real files of each LAMOST layout in ../shared/data (DR1-DR4 image with log-linear
+    COEFF0/COEFF1 wavelengths, DR8-pipeline image, DR10 table) read onto 3700-9100 A and
+    normalize near 1."""
+    files = LAYOUTS[layout]
+    assert files, f"no {layout} files under {SHARED}"
+    for path in files:
+        raw = read_lamost(path)
+        assert np.all(np.diff(raw.wave) > 0), path
+        assert 3690 < raw.wave[0] < 3710 and 9000 < raw.wave[-1] < 9110, path
+        # LAMOST's pixels are log-linear, 1e-4 dex (69 km/s) wide.
+        assert np.allclose(np.diff(np.log10(raw.wave)), 1e-4, rtol=0.02), path
+        assert raw.meta["snr_g"] > 0 and abs(raw.meta["rv"]) < 1000, path
+        flux, ivar = preprocess(raw, get_instrument("lamost"))
+        good = ivar > 0
+        assert good.sum() > 2000 and 0.85 < np.median(flux[good]) < 1.15, path
+
+
+def test_image_without_wavelength_row_or_coefficients_is_refused(tmp_path):
+    data = np.ones((5, 100), dtype=np.float32)
+    header = fits.Header({"EXTEN0": "Flux Inverse Subcontinuum Andmask Ormask"})
+    fits.PrimaryHDU(data, header).writeto(tmp_path / "spec-x.fits")
+    with pytest.raises(SpectrumFormatError, match="spec-x.fits: no wavelength row and no COEFF0"):
+        read_lamost(tmp_path / "spec-x.fits")
+
+
 def test_dr8_table_layout_reads_like_the_image_layout(tmp_path):
     dst = tmp_path / "spec-dr8.fits"
     _dr8_table_file(REAL[0], dst)
@@ -68,7 +101,7 @@ def test_bad_files_give_errors_naming_the_file(tmp_path):
         read_lamost(tmp_path / "missing.fits")
     wrong = tmp_path / "tworows.fits"
     fits.PrimaryHDU(np.ones((2, 100), np.float32)).writeto(wrong)
-    with pytest.raises(SpectrumFormatError, match="tworows.fits: primary image has 2 rows"):
+    with pytest.raises(SpectrumFormatError, match="tworows.fits: no wavelength row"):
         read_lamost(wrong)
 
 
