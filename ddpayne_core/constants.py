@@ -138,6 +138,16 @@ METAL_POOR_BLEND_FEH = (-1.0, -0.6)  # SPEC sec. 9: metal-poor model below -1.0,
 ALPHA_FE_ELEMENTS = ("mg_fe", "si_fe", "ca_fe", "ti_fe")  # X19 Table 3 note 4
 MISSING = -999.0  # X19 catalogue convention for rejected values
 
+# Fit: a parameter within this fraction of its bound (in scaled units; the bound is the training
+# range plus FitConfig.margin) is reported as <label>_at_bound: the bound, not the spectrum, set it.
+AT_BOUND_TOLERANCE = 0.005
+# Coverage: a fit is out_of_coverage when its labels lie farther from the training set (distance
+# to the COVERAGE_K-th nearest training star in min-max scaled label space) than
+# COVERAGE_QUANTILE of the training stars lie from their own k-th neighbours; in the spirit of
+# X19 Fig. 6 (training-star density over label space), the cut is ours.
+COVERAGE_K = 10
+COVERAGE_QUANTILE = 0.99
+
 # App: a click selects the nearest shown star within this many screen pixels, else nothing (a
 # click on empty sky must not pick a distant star).
 CLICK_RADIUS_PX = 10.0

@@ -42,10 +42,12 @@ GALAH_TRAINING_SET = TrainingSetConfig(survey="galah", label_set="lamost-galah")
 
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
                      config: TrainConfig = TrainConfig(), reference_name: str | None = None,
-                     log=print, **hooks) -> EmulatorModel:
-    """Build the training set from a store, preprocess it and train (resumable checkpoint)."""
+                     log=print, meta: pd.DataFrame | None = None, **hooks) -> EmulatorModel:
+    """Build the training set from a store, preprocess it and train (resumable checkpoint).
+    meta: the store's metadata with training-label columns, when they are not in the store
+    itself (labels attached by ``labeltable.attach_labels``)."""
     store = open_store(store_path)
-    meta = store.meta()
+    meta = store.meta() if meta is None else meta
     rows, labels, names = select_training(meta, ts_config)
     flux, ivar = store.read_rows(rows)
     inst = get_instrument(store.info["instrument"])
@@ -111,6 +113,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                     log(f"no {name}: {exc}")
                     continue
         models[name] = EmulatorModel.load(path)
+        if models[name].training_labels is None:   # committed before models carried them
+            models[name].training_labels = select_training(store.meta(), ts)[1]
     model = models["model"]
     results = flagged_fits(model, store, out / "catalog.parquet", fit_config, model_reference(model),
                            log=log)

@@ -102,6 +102,9 @@ class EmulatorModel:
     mask: np.ndarray  # (n_pix,) bool, True = pixel used in fits
     config: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
+    # (n_train, n_label) physical labels of the training stars: where the model has seen data
+    # (flags.out_of_coverage). None for a model saved without them.
+    training_labels: np.ndarray | None = None
 
     def predict(self, labels: np.ndarray) -> np.ndarray:
         """labels: (n_spec, n_label) physical units -> (n_spec, n_pix) normalized flux."""
@@ -139,6 +142,8 @@ class EmulatorModel:
         payload = {"state": state, "meta": json.dumps(meta),
                    "scaler_lo": torch.as_tensor(self.scaler.lo), "scaler_hi": torch.as_tensor(self.scaler.hi),
                    "wave": torch.as_tensor(self.wave), "mask": torch.as_tensor(self.mask)}
+        if self.training_labels is not None:
+            payload["training_labels"] = torch.as_tensor(np.asarray(self.training_labels, np.float64))
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
         return Path(path)
@@ -164,7 +169,8 @@ class EmulatorModel:
         return cls(net, tuple(meta["labels"]),
                    Scaler(payload["scaler_lo"].numpy(), payload["scaler_hi"].numpy()),
                    payload["wave"].numpy(), payload["mask"].numpy().astype(bool),
-                   meta["config"], meta["history"])
+                   meta["config"], meta["history"],
+                   payload["training_labels"].numpy() if "training_labels" in payload else None)
 
 
 def config_dict(cfg) -> dict:

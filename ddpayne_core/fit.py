@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import constants as C
 from .emulator import EmulatorModel
 
 # Status codes of a fit.
@@ -65,6 +66,7 @@ class FitResult:
     n_iter: np.ndarray
     lsf_dvar: np.ndarray
     lsf_dvar_err: np.ndarray
+    at_bound: np.ndarray | None = None   # (n_spec, n_label + fit_lsf) bool: pinned at a fit bound
 
 
 def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:
@@ -251,7 +253,8 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     out = FitResult(np.full((n_spec, n_lab), np.nan), np.full((n_spec, n_lab), np.nan),
                     np.full(n_spec, np.nan), np.full(n_spec, np.nan), n_used,
                     np.full((n_spec, n_lab, n_lab), np.nan), np.full(n_spec, FAILED),
-                    np.zeros(n_spec, dtype=int), np.full(n_spec, np.nan), np.full(n_spec, np.nan))
+                    np.zeros(n_spec, dtype=int), np.full(n_spec, np.nan), np.full(n_spec, np.nan),
+                    np.zeros((n_spec, n_lab + config.fit_lsf), dtype=bool))
     if not ok.any():
         return out
     n_par = n_lab + config.fit_lsf
@@ -302,19 +305,28 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     out.corr[idx] = corr[:, :n_lab, :n_lab]
     out.status[idx] = np.where(done_best.numpy(), CONVERGED, MAX_ITER)
     out.n_iter[idx] = n_iter_best.numpy()
+    # A parameter the fit pressed against its bound is not measured: the bound set its value.
+    out.at_bound[idx] = np.abs(x_best.numpy()) >= bound * (1 - C.AT_BOUND_TOLERANCE)
     if config.fit_lsf:
         out.lsf_dvar[idx], out.lsf_dvar_err[idx] = x_best.numpy()[:, n_lab], sd[:, n_lab]
     return out
 
 
 def fit_result_table(model: EmulatorModel, result: FitResult) -> pd.DataFrame:
-    """One row per spectrum: <label>, <label>_err, chi2, redchi2, n_pix_used, fit_status,
-    n_iter, lsf_dvar, lsf_dvar_err and label_corr (the flattened upper triangle of the
-    correlation matrix)."""
+    """One row per spectrum: <label>, <label>_err, <label>_at_bound, chi2, redchi2, n_pix_used,
+    fit_status, n_iter, lsf_dvar, lsf_dvar_err, lsf_at_bound, at_bound (any label or the LSF
+    offset at its fit bound) and label_corr (the flattened upper triangle of the correlation
+    matrix)."""
     cols = {}
+    n_lab = len(model.labels)
+    pinned = result.at_bound if result.at_bound is not None \
+        else np.zeros((len(result.chi2), n_lab), dtype=bool)
     for k, lab in enumerate(model.labels):
         cols[lab] = result.labels[:, k]
         cols[f"{lab}_err"] = result.errors[:, k]
+        cols[f"{lab}_at_bound"] = pinned[:, k]
+    cols["lsf_at_bound"] = pinned[:, n_lab] if pinned.shape[1] > n_lab else np.zeros(len(pinned), bool)
+    cols["at_bound"] = pinned.any(axis=1)
     cols.update(chi2=result.chi2, redchi2=result.redchi2, n_pix_used=result.n_pix_used,
                 fit_status=result.status, n_iter=result.n_iter, lsf_dvar=result.lsf_dvar,
                 lsf_dvar_err=result.lsf_dvar_err)

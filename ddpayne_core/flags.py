@@ -406,10 +406,45 @@ def model_reference(model: EmulatorModel) -> ReferenceGradients:
     return load_reference_gradients(model.config.get("reference", C.TABLE1_GRID))
 
 
+def coverage_distance(model: EmulatorModel, labels: np.ndarray, k: int = C.COVERAGE_K):
+    """Distance of each fit's labels (n, n_label) physical to its k-th nearest training star
+    in the model's min-max scaled label space, and the same for the training stars themselves
+    (their own k-th neighbour, not counting themselves). Returns ((n,), (n_train,)), or None
+    when the model carries no training labels."""
+    if model.training_labels is None:
+        return None
+    from scipy.spatial import cKDTree
+
+    train = model.scaler.scale(np.asarray(model.training_labels, np.float64))
+    tree = cKDTree(train)
+    kk = min(k, len(train) - 1)
+    x = model.scaler.scale(np.asarray(labels, np.float64))
+    ok = np.all(np.isfinite(x), axis=1)
+    dist = np.full(len(x), np.nan)
+    dist[ok] = tree.query(x[ok], k=[kk])[0][:, 0]
+    own = tree.query(train, k=[kk + 1])[0][:, 0]
+    return dist, own
+
+
+def add_coverage(table, model: EmulatorModel, quantile: float = C.COVERAGE_QUANTILE):
+    """Add coverage_dist and out_of_coverage (True where the fit lies farther from the training
+    set than ``quantile`` of the training stars lie from theirs; see constants.COVERAGE_K) to
+    a catalogue table of fits made with ``model``; nothing when the model has no training
+    labels."""
+    found = coverage_distance(model, table[list(model.labels)].to_numpy(dtype=np.float64))
+    if found is None:
+        return table
+    dist, own = found
+    table["coverage_dist"] = dist
+    table["out_of_coverage"] = ~(dist <= np.quantile(own, quantile))   # NaN (failed fit): out
+    return table
+
+
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):
-    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio and, where
-    the table carries Gaia-like astrometry (phot_g_mean_mag, a_g, parallax, parallax_error),
-    snr_dparallax and qflag_singlestar, to a catalogue table of fits made with ``model``
+    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio,
+    coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
+    astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
+    qflag_singlestar, to a catalogue table of fits made with ``model``
     (columns <label>, chi2, chi2_na, snr)."""
     g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
     for k, lab in enumerate(model.labels):
@@ -422,6 +457,7 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFla
     if all(c in table for c in astrometry):
         table["snr_dparallax"], table["qflag_singlestar"] = binary_flag(
             table["teff"], table["logg"], table["feh"], *(table[c] for c in astrometry))
+    add_coverage(table, model)
     return reflag(table, model.labels, config)
 
 

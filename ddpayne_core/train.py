@@ -267,4 +267,4 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
     if prior is not None:
         history["final_prior"] = float(prior.per_pixel(net).sum().detach())
     return EmulatorModel(net, label_names, scaler, np.asarray(wave), np.asarray(mask, bool),
-                         cfg, history)
+                         cfg, history, labels)

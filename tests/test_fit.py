@@ -140,3 +140,21 @@ def test_fit_recovers_lsf_offset_and_unbiased_labels(model):
     ignored = fit_spectra(model, flux, iv, FitConfig(n_starts=5, fit_lsf=False))
     assert np.isnan(ignored.lsf_dvar).all()
     assert np.median(np.abs(ignored.labels - truth) / model.scaler.span) > 5 * np.median(err)
+
+
+def test_labels_pinned_at_a_fit_bound_are_flagged(model):
+    """A star hotter than anything the model covers is fitted at the Teff bound, and says so;
+    stars inside the range are not flagged."""
+    from ddpayne_core.fit import fit_result_table
+
+    inside = _truth(6, 5)
+    # Far outside: the emulator extrapolated to 2.5 x its Teff range, which no fit may reach.
+    outside = inside[:2].copy()
+    outside[:, 0] = 4000 + 2.5 * 3000
+    flux = model.predict(np.vstack([inside, outside]))
+    res = fit_spectra(model, flux, np.full_like(flux, 1e4), FitConfig(fit_lsf=False))
+    table = fit_result_table(model, res)
+    assert not table["at_bound"].iloc[:6].any()
+    assert table["teff_at_bound"].iloc[6:].all() and table["at_bound"].iloc[6:].all()
+    hi = model.scaler.unscale(np.full(4, 0.5 + FitConfig().margin))[0]
+    np.testing.assert_allclose(table["teff"].iloc[6:], hi, rtol=1e-3)

@@ -238,3 +238,29 @@ def test_chi2ratio_flags_bad_fits_crowded_where_good_stars_are_few():
     flagged = qflag_chi2(chi2ratio(chi2, snr, teff, logg, feh), snr).astype(bool)
     assert flagged[:n_bad].mean() > 0.95
     assert flagged[n_bad:].mean() < 0.01
+
+
+def test_out_of_coverage_marks_fits_far_from_every_training_star():
+    import pandas as pd
+
+    from ddpayne_core.emulator import Emulator, EmulatorModel
+    from ddpayne_core.flags import add_coverage
+    from ddpayne_core.labels import Scaler
+
+    rng = np.random.default_rng(0)
+    # Training stars on a thin main-sequence-like strip in (Teff, logg).
+    teff = rng.uniform(5000, 7000, 500)
+    train = np.column_stack([teff, 4.5 - (teff - 5000) / 2000 * 0.5 + rng.normal(0, 0.03, 500)])
+    model = EmulatorModel(Emulator(2, 10, 4), ("teff", "logg"), Scaler.fit(train),
+                          np.linspace(4000, 5000, 10), np.ones(10, bool), training_labels=train)
+    fits = pd.DataFrame({"teff": [6000.0, 6000.0, 5200.0, np.nan], "logg": [4.25, 2.5, 4.45, 4.0]})
+    add_coverage(fits, model)
+    # On the strip: covered; a giant at the same Teff (inside the label *ranges*): not; a failed
+    # fit: not.
+    assert fits["out_of_coverage"].tolist() == [False, True, False, True]
+    # About 1 % of the training stars themselves are beyond the cut (COVERAGE_QUANTILE).
+    own = add_coverage(pd.DataFrame(train, columns=["teff", "logg"]), model)
+    assert 0.0 < own["out_of_coverage"].mean() < 0.03
+    # A model without training labels adds nothing.
+    model.training_labels = None
+    assert "out_of_coverage" not in add_coverage(pd.DataFrame({"teff": [6000.0], "logg": [4.0]}), model)
