@@ -294,6 +294,8 @@ def build_explorer(b, tuner):
         rec = cat.iloc[row]
         main = ", ".join(_value(lab, rec[lab], rec.get(f"{lab}_err")) for lab in ("teff", "logg", "feh"))
         extra = "" if b.store is not None else "\n\n(no spectra stored with this catalogue)"
+        warn = _warnings(rec, b.model.labels)
+        extra += f"\n\n**Caution:** {'; '.join(warn)}" if warn else ""
         return (f"### Star row {row}, specid {rec.get('specid', row)}: {main}\n\n"
                 f"S/N {rec['snr']:.1f}, chi2 {rec.get('chi2', np.nan):.1f} (reduced "
                 f"{rec.get('redchi2', np.nan):.2f}), LSF variance offset "
@@ -372,7 +374,8 @@ def build_explorer(b, tuner):
         pn.pane.Markdown(pn.bind(inspector_head, s.param.row, s.param.click), css_classes=["inspector"]),
         pn.pane.Bokeh(spec), pn.pane.Bokeh(resid),
         pn.pane.DataFrame(pn.bind(lambda r: label_table(b, r) if r >= 0 else None, s.param.row),
-                          index=False, css_classes=["label-table"], float_format="{:.3f}".format))
+                          index=False, css_classes=["label-table"], float_format="{:.3f}".format),
+        pn.pane.Markdown(FLAG_LEGEND, css_classes=["flag-legend"]))
     gradient_view = pn.Column(gradient_head, pn.pane.Bokeh(grad_figs[0]),
                               pn.Row(*[pn.pane.Bokeh(f) for f in grad_figs[1:]]))
 
@@ -455,6 +458,30 @@ class MapView:
         self.fig.yaxis.axis_label = with_unit(col)
         self.fig.select_one(HoverTool).tooltips = _tooltips(self.xcol, col)
         self.fig.y_range.start, self.fig.y_range.end = limits
+
+
+FLAG_LEGEND = ("Flags: **X_flag 1** = the label is measured from spectral features (its "
+               "gradient spectrum correlates with the ab initio one above the cutoff), 0 = not; "
+               "**qflag_chi2 0** = good fit, 1 = chi2 high for its S/N; **single star 1** = "
+               "single, 0 = likely binary, -1 = undetermined; **at fit bound** = the bound, not "
+               "the spectrum, set the value.")
+
+
+def _warnings(rec, labels) -> list:
+    """What should make a reader distrust this star's labels, in words."""
+    out = []
+    pinned = [pretty(lab) for lab in labels if bool(rec.get(f"{lab}_at_bound", False))]
+    if pinned:
+        out.append(f"{', '.join(pinned)} at the fit bound (not measured)")
+    if bool(rec.get("lsf_at_bound", False)):
+        out.append("LSF offset at its bound")
+    if bool(rec.get("out_of_coverage", False)):
+        out.append("labels outside the training set's coverage")
+    if rec.get("qflag_chi2", 0) == 1:
+        out.append("poor fit (qflag_chi2 = 1)")
+    if rec.get("fit_status", 0) != 0:
+        out.append(f"fit_status {rec.get('fit_status')} (1 = not converged, 2 = failed)")
+    return out
 
 
 def _value(col: str, value, err=None) -> str:

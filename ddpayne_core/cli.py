@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .memory import keep_freed_memory
 
+DEMO_OUT, REAL_DEMO_OUT = "data/demo", "data/demo_real"
+DEMO_EPOCHS, REAL_EPOCHS = 420, 300
+
 
 def _theory_build(args):
     from .theory.atmosphere import ATMOSNET_FILE, build_atmosnet_weights
@@ -192,11 +195,20 @@ def _ingest(args):
 def _demo(args):
     from dataclasses import replace
 
-    from .demo import run_demo
     from .train import TrainConfig
 
+    train_config = replace(TrainConfig(), epochs=args.epochs, reference=args.reference)
+    if args.real:
+        from .real import default_real_config, run_real
+        out = args.out if args.out != DEMO_OUT else REAL_DEMO_OUT
+        run_real(out, default_real_config(args.spectra, args.labels), retrain=args.retrain,
+                 train_config=replace(train_config, epochs=args.epochs or REAL_EPOCHS))
+        return
+    if args.spectra or args.labels:
+        raise ValueError("--spectra and --labels go with --real")
+    from .demo import run_demo
     run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,
-             train_config=replace(TrainConfig(), epochs=args.epochs, reference=args.reference))
+             train_config=replace(train_config, epochs=args.epochs or DEMO_EPOCHS))
 
 
 def _report(args):
@@ -395,11 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--truth", help="truth emulator of a synthetic survey")
     rp.set_defaults(func=_report)
 
-    dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default data")
+    dm = sub.add_parser("demo", help="simulate + train + fit + catalogue on the default (synthetic) "
+                        "data, or with --real on real LAMOST spectra and a label table")
     dm.add_argument("--n-stars", type=int, default=20000)
-    dm.add_argument("--out", default="data/demo")
-    dm.add_argument("--epochs", type=int, default=420, help="training epochs when (re)training")
+    dm.add_argument("--out", default=DEMO_OUT, help=f"default {DEMO_OUT}; {REAL_DEMO_OUT} with --real")
+    dm.add_argument("--epochs", type=int, default=None,
+                    help=f"training epochs when (re)training (default {DEMO_EPOCHS}; {REAL_EPOCHS} with --real)")
     dm.add_argument("--retrain", action="store_true")
+    dm.add_argument("--real", action="store_true",
+                    help="real LAMOST spectra by label transfer: the DR10 spectra and LAMOST "
+                         "pipeline labels in shared/data unless --spectra/--labels say otherwise")
+    dm.add_argument("--spectra", help="with --real: a folder of LAMOST FITS files")
+    dm.add_argument("--labels", help="with --real: a label table (CSV/Parquet/FITS) with obsid or "
+                                     "file and teff, logg, feh columns")
     _add_reference_arg(dm)
     dm.set_defaults(func=_demo)
     return p

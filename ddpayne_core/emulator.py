@@ -143,7 +143,7 @@ class EmulatorModel:
                    "scaler_lo": torch.as_tensor(self.scaler.lo), "scaler_hi": torch.as_tensor(self.scaler.hi),
                    "wave": torch.as_tensor(self.wave), "mask": torch.as_tensor(self.mask)}
         if self.training_labels is not None:
-            payload["training_labels"] = torch.as_tensor(np.asarray(self.training_labels, np.float64))
+            payload["training_labels"] = torch.tensor(np.asarray(self.training_labels, np.float64))
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
         return Path(path)

@@ -24,7 +24,7 @@ from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, mod
                     nearest_reference, qflag_chi2)
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
-from .labels import pretty
+from .labels import pretty, with_unit
 from .spectra import preprocess_batch
 from .store import SpectralStore, open_store
 from .theory.gradients import ReferenceGradients, load_reference_gradients
@@ -222,15 +222,36 @@ class StarView:
     info: dict
 
 
+def comparison_labels(bundle: SurveyBundle, row: int) -> tuple[str, dict]:
+    """What a star's fitted labels can be compared with: on a synthetic bundle the true labels
+    (from the store), on a real one the reference survey's (<prefix>_<label> columns named by
+    the catalogue's ``reference_labels``). Returns (column title, {label: value})."""
+    if bundle.synthetic and bundle.store is not None:
+        truth = bundle.store.meta_rows(row, row + 1).iloc[0]
+        return "true (synthetic)", {lab: truth.get(lab, np.nan) for lab in bundle.model.labels}
+    prefix = bundle.metadata.get("reference_labels")
+    if prefix:
+        rec = bundle.catalog.iloc[row]
+        return f"{prefix.upper()} reference", {lab: rec.get(f"{prefix}_{lab}", np.nan)
+                                              for lab in bundle.model.labels}
+    return "", {}
+
+
 def label_table(bundle: SurveyBundle, row: int) -> pd.DataFrame:
-    """The fitted labels of one catalogue row with errors, X_flag and gradcorr."""
+    """The fitted labels of one catalogue row with errors and units, the labels they compare
+    with (``comparison_labels``), X_flag, gradcorr and whether the fit sat on a bound."""
     rec = bundle.catalog.iloc[row]
+    title, other = comparison_labels(bundle, row)
     out = []
     for lab in bundle.model.labels:
-        out.append({"label": pretty(lab), "value": rec.get(lab, np.nan),
-                    "error": rec.get(f"{lab}_err", np.nan),
-                    "flag": rec.get(f"{lab}_flag", np.nan),
-                    "gradcorr": rec.get(f"{lab}_gradcorr", np.nan)})
+        entry = {"label": with_unit(lab), "fitted": rec.get(lab, np.nan),
+                 "error": rec.get(f"{lab}_err", np.nan)}
+        if title:
+            entry[title] = other.get(lab, np.nan)
+        entry.update({"X_flag (1 = measured)": rec.get(f"{lab}_flag", np.nan),
+                      "gradient correlation": rec.get(f"{lab}_gradcorr", np.nan),
+                      "at fit bound": bool(rec.get(f"{lab}_at_bound", False))})
+        out.append(entry)
     return pd.DataFrame(out)
 
 

@@ -8,6 +8,7 @@ survey, recovery of injected bad spectra and binaries and the error over the Cra
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -474,3 +475,175 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
     lines += ["Figures: validation.png, precision_vs_snr.png, gradcorr_maps.png, "
               "label_correlations.png, density_maps.png, error_over_crb.png", ""]
     return "\n".join(lines)
+
+
+# --- real spectra validated against reference labels (held-out stars) ----------------------------
+REAL_SNR_BINS = (10.0, 20.0, 50.0, 100.0, np.inf)
+# Spectral classes validated apart: A stars lie beyond X19's Teff range (X_flag 0 above 7500 K,
+# X19 sec. 5.4.2) and The Cannon fails differently on them.
+REAL_TYPE_GROUPS = {"A": ("A",), "F/G": ("F", "G")}
+
+
+def real_validation(catalog: pd.DataFrame, labels, prefix: str, snr_min: float = 20.0) -> pd.DataFrame:
+    """Fitted minus reference label on the held-out stars, by spectral type group and S/N bin
+    (plus all S/N > ``snr_min``): n, median bias and robust scatter per label. Only fits that did
+    not fail (fit_status < 2) with a reference label enter."""
+    rows = []
+    held = catalog[catalog["heldout"].astype(bool) & (catalog["fit_status"] < 2)]
+    snr = held["snr"].to_numpy(dtype=float)
+    bins = [(f"S/N > {snr_min:g}", snr > snr_min)] + [
+        (f"S/N {lo:g}-{hi:g}", (snr >= lo) & (snr < hi)) for lo, hi in zip(REAL_SNR_BINS[:-1], REAL_SNR_BINS[1:])]
+    for group, letters in REAL_TYPE_GROUPS.items():
+        in_group = held["spectral_type"].isin(letters).to_numpy()
+        for name, sel in bins:
+            m = held[in_group & sel]
+            row = {"type": group, "snr": name, "n": len(m)}
+            for lab in labels:
+                b, s = robust_bias_scatter(m[lab] - m[f"{prefix}_{lab}"])
+                row[f"{lab}_bias"], row[f"{lab}_scatter"] = b, s
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def chi2_by_snr(catalog: pd.DataFrame, bins=REAL_SNR_BINS) -> pd.DataFrame:
+    """Median reduced chi2 of the fits per S/N bin and spectral type group: what the model
+    reaches on real spectra (1 = residuals as the noise predicts)."""
+    rows = []
+    for group, letters in REAL_TYPE_GROUPS.items():
+        g = catalog[catalog["spectral_type"].isin(letters) & (catalog["fit_status"] < 2)]
+        for lo, hi in zip(bins[:-1], bins[1:]):
+            m = g[(g["snr"] >= lo) & (g["snr"] < hi)]
+            rows.append({"type": group, "snr": f"{lo:g}-{hi:g}", "n": len(m),
+                         "median_redchi2": float(m["redchi2"].median()) if len(m) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def residual_stacks(catalog: pd.DataFrame, store, model, snr_min: float = 30.0,
+                    max_per_type: int = 200) -> dict:
+    """Median of (data - model) over the held-out spectra of each type group with S/N >
+    ``snr_min``: where the model fails to describe real spectra (tellurics, sky lines, Balmer
+    wings, the blue end). Returns {group: (n_pix,)} on the model's grid (NaN where masked)."""
+    from .fit import fitted_spectra
+    from .instrument import get_instrument
+    from .spectra import preprocess_batch
+
+    inst = get_instrument(store.info["instrument"])
+    out = {}
+    for group, letters in REAL_TYPE_GROUPS.items():
+        m = catalog[catalog["heldout"].astype(bool) & catalog["spectral_type"].isin(letters)
+                    & (catalog["snr"] > snr_min) & (catalog["fit_status"] < 2)].head(max_per_type)
+        if m.empty:
+            continue
+        rows = m["specid"].to_numpy()
+        flux, ivar = store.read_rows(rows)
+        norm, niv = preprocess_batch(flux, ivar, m["rv"].to_numpy(), inst)
+        best = fitted_spectra(model, m[list(model.labels)].to_numpy(), m["lsf_dvar"].to_numpy())
+        resid = np.where(niv > 0, norm - best, np.nan)
+        with warnings.catch_warnings():   # masked pixels: an all-NaN column stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[group] = np.nanmedian(resid, axis=0)
+    return out
+
+
+def figure_real(catalog, labels, prefix, path, synthetic=None):
+    """Fitted against reference labels for the held-out stars (A stars and F/G apart), with the
+    synthetic-trained model's fits of the same spectra beside them when given."""
+    models = [("DD-Payne trained on real spectra", catalog)] + \
+        ([("synthetic-trained model", synthetic)] if synthetic is not None else [])
+    fig = Figure(figsize=(3.6 * len(labels), 3.4 * len(models)))
+    axes = np.atleast_2d(fig.subplots(len(models), len(labels), squeeze=False))
+    units = {"teff": " [K]", "logg": " [dex]", "feh": " [dex]"}
+    for r, (name, cat) in enumerate(models):
+        held = cat[cat["heldout"].astype(bool) & (cat["fit_status"] < 2) & (cat["snr"] > 20)]
+        for c, lab in enumerate(labels):
+            ax = axes[r, c]
+            for group, letters in REAL_TYPE_GROUPS.items():
+                m = held[held["spectral_type"].isin(letters)]
+                ax.scatter(m[f"{prefix}_{lab}"], m[lab], s=3, alpha=0.6, label=group)
+            lo, hi = np.nanpercentile(held[f"{prefix}_{lab}"], [0.5, 99.5])
+            ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+            ax.set_xlabel(f"{prefix.upper()} {pretty(lab)}{units.get(lab, ' [dex]')}")
+            ax.set_ylabel(f"fitted {pretty(lab)}")
+            ax.set_title(name, fontsize=8)
+            ax.legend(fontsize=7, markerscale=3)
+    fig.suptitle(f"Held-out real LAMOST spectra, S/N(g) > 20: fitted against {prefix.upper()} labels")
+    _save(fig, path)
+
+
+def figure_real_diagnostics(chi2: pd.DataFrame, stacks: dict, wave: np.ndarray, path):
+    fig = Figure(figsize=(12, 6.5))
+    a1, a2 = fig.subplots(2, 1)
+    for group, g in chi2.groupby("type"):
+        a1.plot(range(len(g)), g["median_redchi2"], "o-", label=group)
+        a1.set_xticks(range(len(g)), g["snr"])
+    a1.axhline(1, color="k", lw=0.8)
+    a1.set_xlabel("S/N(g)")
+    a1.set_ylabel("median reduced chi2")
+    a1.legend()
+    for group, r in stacks.items():
+        a2.plot(wave, r, lw=0.6, label=f"{group} stars")
+    a2.axhline(0, color="k", lw=0.5)
+    a2.set_xlabel("rest-frame vacuum wavelength [A]")
+    a2.set_ylabel("median (data - model), normalized flux")
+    a2.legend()
+    fig.suptitle("Real LAMOST spectra: chi2 against S/N, and the held-out residuals stacked by type")
+    _save(fig, path)
+
+
+def write_real_report(out: str | Path, catalog: pd.DataFrame, model, prefix: str,
+                      synthetic: pd.DataFrame | None = None, store=None, log=print) -> dict:
+    """Validation of a DD-Payne on real spectra against reference labels (held-out stars):
+    scatter and bias by type and S/N for it and the synthetic-trained model, chi2 against S/N,
+    residual stacks, the flags' counts; with the peer benchmark's figures when
+    ``benchmarks/bench_cannon_real.py`` left them in ``out/peer_cannon.json``. Writes
+    summary.md, summary.json and PNG figures; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [lab for lab in model.labels if f"{prefix}_{lab}" in catalog]
+    val = real_validation(catalog, labels, prefix)
+    summary = {"synthetic": False, "reference": prefix, "n_spectra": len(catalog),
+               "n_heldout": int(catalog["heldout"].sum()),
+               "fit_failed": int((catalog["fit_status"] == 2).sum()),
+               "validation": val.to_dict(orient="records")}
+    if synthetic is not None:
+        summary["validation_synthetic_model"] = real_validation(synthetic, labels, prefix).to_dict(orient="records")
+    chi2 = chi2_by_snr(catalog)
+    summary["redchi2_by_snr"] = chi2.to_dict(orient="records")
+    flags = {c: int(catalog[c].astype(bool).sum()) for c in
+             ["at_bound", "out_of_coverage", "lsf_at_bound"] + [f"{lab}_at_bound" for lab in model.labels]
+             if c in catalog}
+    flags["qflag_chi2_bad"] = int((catalog.get("qflag_chi2", pd.Series(dtype=float)) == 1).sum())
+    for lab in model.labels:
+        if f"{lab}_flag" in catalog:
+            flags[f"{lab}_flag_1"] = int((catalog[f"{lab}_flag"] == 1).sum())
+    # A fit pinned at a bound or outside the training coverage that claims nothing is wrong.
+    problem = catalog.get("at_bound", False) | catalog.get("out_of_coverage", False)
+    flags["problem_fits_with_nothing_set"] = int((problem & (catalog["fit_status"] == 0)
+                                                  & ~catalog.get("at_bound", False)
+                                                  & ~catalog.get("out_of_coverage", False)).sum())
+    summary["flags"] = flags
+    figure_real(catalog, labels, prefix, out / "real_validation.png", synthetic)
+    if store is not None:
+        stacks = residual_stacks(catalog, store, model)
+        figure_real_diagnostics(chi2, stacks, model.wave, out / "real_chi2_residuals.png")
+    peer = out / "peer_cannon.json"
+    if peer.exists():
+        summary["peer_cannon"] = json.loads(peer.read_text())
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
+    lines = [f"# Validation on real LAMOST spectra against {prefix.upper()} labels",
+             "", f"{summary['n_spectra']:,} real spectra fitted ({summary['fit_failed']} failed); "
+             f"{summary['n_heldout']:,} are of held-out stars (never trained on).", "",
+             "## Held-out stars: fitted minus reference (median bias, robust scatter)", "",
+             markdown_table(val, index=False)]
+    if synthetic is not None:
+        lines += ["", "## The same spectra fitted by the synthetic-trained model", "",
+                  markdown_table(pd.DataFrame(summary["validation_synthetic_model"]), index=False)]
+    lines += ["", "## Median reduced chi2 against S/N(g)", "", markdown_table(chi2, index=False),
+              "", "## Flags (all spectra)", "", markdown_table(pd.Series(flags, name="count").to_frame())]
+    if "peer_cannon" in summary:
+        lines += ["", "## The Cannon on the same training spectra (benchmarks/bench_cannon_real.py)", "",
+                  markdown_table(pd.DataFrame(summary["peer_cannon"]["rows"]), index=False)]
+    lines += ["", "Figures: real_validation.png, real_chi2_residuals.png"]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    log(f"real-data report -> {out / 'summary.md'}")
+    return summary

@@ -1,0 +1,171 @@
+"""Real LAMOST spectra end to end by label transfer (X19 sec. 3 trained on real LAMOST spectra
+with high-resolution labels; Z24 sec. 3.2 transferred LAMOST labels to DESI spectra).
+
+A folder of LAMOST files and a label table (by default the 2,323 real DR10 spectra in
+``shared/data/lamost-dr10`` with the LAMOST stellar pipeline's Teff, logg, [Fe/H]) become a
+spectral store with the reference labels attached, split into training and held-out *stars*;
+a DD-Payne is trained on the training stars (or the committed model is taken when it was trained
+on exactly these inputs), every spectrum is fitted and flagged, and the held-out stars validate
+it against the reference labels, side by side with the synthetic-trained demo model.
+
+Outputs in one folder: survey/ (store), labels.parquet (metadata + reference labels, star_id,
+heldout), model.pt, catalog.parquet (every spectrum, with reference labels beside the fitted
+ones), catalog_synthetic_model.parquet (held-out spectra fitted by the synthetic-trained
+model) and report/ (``report.write_real_report``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .catalog import write_catalog
+from .demo import COMMITTED_MODEL, flagged_fits, train_from_store
+from .emulator import EmulatorModel
+from .fit import FitConfig
+from .flags import model_reference
+from .ingest import ingest_lamost
+from .io_utils import atomic_path, file_digest
+from .labeltable import attach_labels, read_label_table, star_ids, test_split
+from .report import write_real_report
+from .store import write_meta
+from .train import TrainConfig
+from .trainingset import TrainingSetConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DR10 = REPO.parent / "shared" / "data" / "lamost-dr10"
+COMMITTED_REAL_MODEL = REPO / "data" / "models" / "lamost_dr10_lasp.pt"
+
+
+@dataclass(frozen=True)
+class RealDataConfig:
+    """spectra: folder of LAMOST files; labels: label table (``labeltable.read_label_table``);
+    prefix: name of the reference survey (columns <prefix>_<label>); label_names: the labels
+    trained; test_fraction, seed: held-out share of the *stars* (``labeltable.test_split``);
+    min_snr: S/N(g) of the training spectra (header SNRG; 20 as the Cannon comparison of
+    docs/validation.md)."""
+
+    spectra: str = str(SHARED_DR10 / "spectra")
+    labels: str = str(SHARED_DR10 / "lasp_labels.csv")
+    prefix: str = "lasp"
+    label_names: tuple = ("teff", "logg", "feh")
+    test_fraction: float = 0.25
+    seed: int = 0
+    min_snr: float = 20.0
+
+    def training_set(self) -> TrainingSetConfig:
+        return TrainingSetConfig(survey=self.prefix, label_set=tuple(self.label_names),
+                                 min_snr=self.min_snr, min_snr_metal_poor=self.min_snr)
+
+
+def prepare(out: str | Path, cfg: RealDataConfig, log=print) -> tuple:
+    """Ingest ``cfg.spectra`` into ``out/survey`` (resumable) and attach the reference labels,
+    star ids, the held-out split and the spectral type (first letter of the LAMOST subclass);
+    written to ``out/labels.parquet``. Returns (store, meta)."""
+    out = Path(out)
+    store = ingest_lamost([cfg.spectra], out / "survey", log=log)
+    table = read_label_table(cfg.labels, cfg.label_names)
+    meta = attach_labels(store.meta(), table, cfg.label_names, cfg.prefix)
+    meta["star_id"] = star_ids(meta["ra"], meta["dec"])
+    meta["heldout"] = test_split(meta["star_id"].to_numpy(), cfg.test_fraction, cfg.seed)
+    meta["spectral_type"] = meta["subclass"].fillna("").astype(str).str[:1]
+    # The store's own metadata learns the star ids: fits carry them, and the error calibration
+    # pairs repeat visits by them (flags.calibrate_errors).
+    stored = store.meta()
+    stored["star_id"] = meta["star_id"].to_numpy()
+    write_meta(store.path, stored, store.chunk)
+    n_match = int(meta[f"{cfg.prefix}_matched"].sum())
+    log(f"{n_match} of {len(meta)} spectra have {cfg.prefix} labels; {meta['star_id'].nunique()} "
+        f"stars, {int(meta['heldout'].sum())} spectra of held-out stars")
+    with atomic_path(out / "labels.parquet") as tmp:
+        meta.to_parquet(tmp)
+    return store, meta
+
+
+def training_meta(meta: pd.DataFrame, cfg: RealDataConfig) -> pd.DataFrame:
+    """``meta`` with the held-out stars' reference labels removed: they are never trained on."""
+    m = meta.copy()
+    for lab in cfg.label_names:
+        m.loc[m["heldout"], f"{cfg.prefix}_{lab}"] = np.nan
+    return m
+
+
+def provenance(cfg: RealDataConfig, train_config: TrainConfig) -> dict:
+    """What a real-data model was trained from: the label table's digest, the split, the
+    training-set rules and the training configuration (a committed model is reused only when
+    all match)."""
+    return {"label_table_sha256": file_digest(cfg.labels), "split": [cfg.test_fraction, cfg.seed],
+            "training_set": asdict(cfg.training_set()), "n_hidden": train_config.n_hidden,
+            "epochs": train_config.epochs, "reference": train_config.reference}
+
+
+def real_model(out: Path, meta: pd.DataFrame, cfg: RealDataConfig, train_config: TrainConfig,
+               retrain: bool = False, committed: Path = COMMITTED_REAL_MODEL,
+               log=print) -> EmulatorModel:
+    """``out/model.pt``: kept if present, else the committed model when its provenance matches,
+    else trained on the training stars."""
+    path = out / "model.pt"
+    want = provenance(cfg, train_config)
+    if not path.exists() and not retrain and committed.exists():
+        if EmulatorModel.load(committed).config.get("real_provenance") == json.loads(json.dumps(want)):
+            log(f"using the committed model {committed} (trained on these spectra, labels and "
+                "split; --retrain trains anew)")
+            shutil.copyfile(committed, path)
+    if not path.exists() or retrain:
+        model = train_from_store(out / "survey", path, cfg.training_set(), train_config,
+                                 log=log, meta=training_meta(meta, cfg))
+        model.config["real_provenance"] = want
+        model.save(path)
+    return EmulatorModel.load(path)
+
+
+def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: bool = False,
+             train_config: TrainConfig = TrainConfig(), fit_config: FitConfig = FitConfig(),
+             synthetic_model: str | Path | None = COMMITTED_MODEL, log=print) -> dict:
+    """The real-data demo: prepare, train (or reuse), fit and flag every spectrum, fit the
+    held-out spectra with the synthetic-trained model too, and write the report. Returns the
+    report's summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store, meta = prepare(out, cfg, log)
+    model = real_model(out, meta, cfg, train_config, retrain, log=log)
+    results = _with_reference(flagged_fits(model, store, out / "catalog.parquet", fit_config,
+                                           model_reference(model), log=log), meta, cfg)
+    catalog_meta = {"synthetic": False, "model": str(out / "model.pt"),
+                    "model_config": model.config, "fit_config": asdict(fit_config),
+                    "reference_labels": cfg.prefix, "label_table": str(cfg.labels),
+                    "error_scale": results.attrs.pop("error_scale")}
+    write_catalog(results, out / "catalog.parquet", catalog_meta)
+    synthetic = None
+    if synthetic_model is not None and Path(synthetic_model).exists():
+        log(f"fitting the held-out spectra with the synthetic-trained model {synthetic_model}")
+        other = EmulatorModel.load(synthetic_model)
+        synthetic = _with_reference(flagged_fits(other, store, out / "catalog_synthetic_model.parquet",
+                                                 fit_config, model_reference(other),
+                                                 rows=meta["heldout"].to_numpy(), log=log), meta, cfg)
+        write_catalog(synthetic, out / "catalog_synthetic_model.parquet",
+                      {**catalog_meta, "model": str(synthetic_model), "model_config": other.config,
+                       "error_scale": synthetic.attrs.pop("error_scale")})
+    return write_real_report(out / "report", results, model, cfg.prefix, synthetic=synthetic,
+                             store=store, log=log)
+
+
+def _with_reference(results: pd.DataFrame, meta: pd.DataFrame, cfg: RealDataConfig) -> pd.DataFrame:
+    """Fit results (rows carry specid = store row) with the reference labels, star id, split and
+    spectral type of their spectra beside the fitted labels."""
+    cols = [f"{cfg.prefix}_{lab}" for lab in cfg.label_names] + ["heldout", "spectral_type", "star_id"]
+    extra = meta.set_index("specid")[cols].reindex(results["specid"].to_numpy())
+    results = results.drop(columns=[c for c in cols if c in results.columns])
+    out = pd.concat([results.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
+    out.attrs = results.attrs
+    return out
+
+
+def default_real_config(spectra: str | None = None, labels: str | None = None) -> RealDataConfig:
+    """The default inputs, with ``spectra``/``labels`` replacing them when given."""
+    cfg = RealDataConfig()
+    return replace(cfg, spectra=spectra or cfg.spectra, labels=labels or cfg.labels)
