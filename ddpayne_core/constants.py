@@ -34,7 +34,7 @@ CONTINUUM_KERNEL_AA = {"lamost": 50.0, "desi": 20.0}  # Gaussian width L, X19 se
 # (ivar > 0) alike; "ivar": by inverse variance (SPEC sec. 3, Z24 eqs. 1-2). Photon noise gives a
 # line core a higher ivar than the continuum beside it, so an ivar-weighted continuum sinks into
 # the lines by an amount ab initio spectra (no noise) cannot share; README *The pipeline* and
-# data/studies/continuum_weighting.json.
+# studies/continuum_weighting/continuum_weighting.json.
 CONTINUUM_WEIGHTS = "mask"
 TELLURIC_BANDS_AA = ((6270.0, 6330.0), (6800.0, 6990.0), (7100.0, 7320.0), (7520.0, 7740.0),
                      (8050.0, 8350.0))  # SPEC sec. 3
@@ -94,7 +94,7 @@ TABLE1_REFERENCE_STARS = (
 )
 TABLE1_GRID = "lamost-table1"  # X19 sec. 2 and Table 1: the 16 stars at [X/Fe] 0, every label stepped
 # Ours (session 11): the default prior and X_flag reference, Table 1's stars at Milky Way [X/Fe]
-# (theory/gradients.galactic_xfe); README *Training*, data/studies/reference_manifold.json.
+# (theory/gradients.galactic_xfe); README *Training*, studies/reference_manifold/reference_manifold.json.
 REFERENCE_GRID = "lamost-table1-galactic"
 TABLE1_VMIC = 1.5  # X19 Table 1 note: vmic of every reference star, km/s
 TABLE1_VMIC_STEP = 1.0  # X19 Table 1 note

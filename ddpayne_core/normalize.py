@@ -11,7 +11,7 @@ initio spectra, and only the mask weights make it the *same* normalization for b
 ivar-weighted continuum sinks into strong lines by an amount that depends on the noise model,
 which a noiseless ab initio spectrum cannot share. Measured on the synthetic survey: the truth's
 logg gradient seen through the pipeline correlates 0.49 with the ab initio one in cool giants with
-ivar weights, 0.81 with mask weights (scripts/continuum_weighting.py).
+ivar weights, 0.81 with mask weights (studies/continuum_weighting/continuum_weighting.py).
 
 A pixel masked in one spectrum only (a bad pixel, a cosmic ray, the pixels an RV shift makes
 touch them) would drop out of that spectrum's average: if it lies in a line, the continuum

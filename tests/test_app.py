@@ -25,7 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does)")
+        pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (tools/setup.sh does)")
     return {**browser_type_launch_args, "executable_path": CHROMIUM}
 
 

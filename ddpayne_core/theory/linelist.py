@@ -9,7 +9,7 @@ Pruning keeps a line when a curve-of-growth strength proxy,
 exceeds a threshold, where A(X) is the solar abundance of the rarest constituent and theta =
 5040/T is taken at the temperature where that kind of line is strongest in our label range
 (hot for high-excitation atomic lines, cool for molecules). The threshold is chosen by measuring the
-change of R~1800 spectra (see ``docs``/README and ``benchmarks/theory_pruning.py``).
+change of R~1800 spectra (see ``docs``/README and ``studies/theory_checks/theory_pruning.py``).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ The demo model's logg gradient correlates with the ab initio one too weakly for 
 order), emulators trained with other seeds would disagree with each other and their mean would
 correlate better; if it is a bias set by the training data and the prior, they agree. Four
 emulators, identical but for ``TrainConfig.seed``, are trained on every ``--stride``-th pixel of
-the demo's APOGEE-label training set (the loss separates by pixel, ``scripts/emulator_study.py``)
+the demo's APOGEE-label training set (the loss separates by pixel, ``studies/emulator_settings/emulator_study.py``)
 and compared, with the committed model seen on the same pixels, at the *true* labels of a
 random sample of single stars inside the training coverage (SYNTHETIC truth):
 
@@ -13,8 +13,8 @@ random sample of single stars inside the training coverage (SYNTHETIC truth):
 - the median correlation between two seeds' gradients.
 
 Usage (trained models cached in --work, so a rerun only evaluates; JSON written atomically):
-    python scripts/emulator_seeds.py --store data/demo/survey --work /tmp/seeds \
-        --out data/studies/emulator_seeds.json
+    python studies/emulator_settings/emulator_seeds.py --store data/demo/survey --work /tmp/seeds \
+        --out studies/emulator_settings/emulator_seeds.json
 """
 import argparse
 import json
@@ -61,7 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default="data/demo/survey")
     ap.add_argument("--work", type=Path, required=True, help="folder caching the trained seeds")
-    ap.add_argument("--out", type=Path, default=Path("data/studies/emulator_seeds.json"))
+    ap.add_argument("--out", type=Path, default=Path("studies/emulator_settings/emulator_seeds.json"))
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=420)
     ap.add_argument("--n-stars", type=int, default=1500)

@@ -2,7 +2,7 @@
 bundle with `ddpayne app`, drives Debian's chromium with Playwright, clicks a star on the Kiel
 map and starts a short retraining.
 
-Usage: .venv/bin/python scripts/screenshots.py [--bundle data/demo]
+Usage: .venv/bin/python tools/screenshots.py [--bundle data/demo]
 """
 import argparse
 import re

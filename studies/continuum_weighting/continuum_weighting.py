@@ -10,7 +10,7 @@ mask weights are the same normalization for both and the ivar weights (SPEC sec.
 emulator, its gradients can match the ab initio ones only as well as this ceiling allows.
 
 Usage (SYNTHETIC; writes JSON atomically):
-    python scripts/continuum_weighting.py --store data/demo/survey --out data/studies/continuum_weighting.json
+    python studies/continuum_weighting/continuum_weighting.py --store data/demo/survey --out studies/continuum_weighting/continuum_weighting.json
 """
 import argparse
 import json
@@ -40,7 +40,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", default="data/demo/survey")
-    ap.add_argument("--out", default="data/studies/continuum_weighting.json")
+    ap.add_argument("--out", default="studies/continuum_weighting/continuum_weighting.json")
     ap.add_argument("--n-stars", type=int, default=400)
     ap.add_argument("--seed", type=int, default=2)
     args = ap.parse_args()

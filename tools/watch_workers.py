@@ -3,7 +3,7 @@
 Every --every seconds prints: UTC time, fit parts written in --parts (one per store chunk) and the
 resident memory of each child process of --pid (the LocalCluster's workers), until --pid exits.
 Reads /proc only (Linux). Usage:
-    python benchmarks/watch_workers.py --pid $(pgrep -f bench_scale.py) \
+    python tools/watch_workers.py --pid $(pgrep -f bench_scale.py) \
         --parts /tmp/ddpayne-scale/large_2w.parts --every 120
 """
 import argparse

@@ -4,7 +4,7 @@
   4150 K / 2.5, KURUCZ): T and P compared at equal column mass RHOX.
 - The solar model (5777 K, 4.438, 0): hydrostatic equilibrium P ~ g RHOX at depth, and the
   Rosseland optical depth where T = Teff (grey-atmosphere expectation: tau ~ 2/3).
-Writes data/theory/atmosphere_check.json. Usage: python benchmarks/theory_atmosphere_check.py
+Writes data/theory/atmosphere_check.json. Usage: python studies/theory_checks/theory_atmosphere_check.py
 """
 import json
 import tarfile

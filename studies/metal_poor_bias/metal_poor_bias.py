@@ -7,8 +7,8 @@ the higher, the emulator's spectrum at the true labels is wrong. SYNTHETIC surve
 needs the truth.
 
 Usage (writes JSON atomically):
-    python scripts/metal_poor_bias.py --demo data/demo "galactic prior=data/models/demo_emulator.pt" \
-        [NAME=MODEL.pt ...] --out data/studies/metal_poor_bias.json [--per-bin 300]
+    python studies/metal_poor_bias/metal_poor_bias.py --demo data/demo "galactic prior=data/models/demo_emulator.pt" \
+        [NAME=MODEL.pt ...] --out studies/metal_poor_bias/metal_poor_bias.json [--per-bin 300]
 """
 import argparse
 import json
@@ -70,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="[NAME=]MODEL.pt")
     ap.add_argument("--demo", type=Path, required=True, help="output of ddpayne demo (its survey/)")
-    ap.add_argument("--out", type=Path, default=Path("data/studies/metal_poor_bias.json"))
+    ap.add_argument("--out", type=Path, default=Path("studies/metal_poor_bias/metal_poor_bias.json"))
     ap.add_argument("--per-bin", type=int, default=300)
     args = ap.parse_args()
     store = open_store(args.demo / "survey")

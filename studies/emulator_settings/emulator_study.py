@@ -25,7 +25,7 @@ of the high-resolution survey's noisy ones: the part of the error that label noi
 ``d_scale`` as "xF" (every label's default D times F).
 
 Usage (writes JSON atomically, marked synthetic, a row per setting under "settings", resumable):
-    python scripts/emulator_study.py --demo /tmp/demo_new --out data/studies/emulator_settings.json
+    python studies/emulator_settings/emulator_study.py --demo /tmp/demo_new --out studies/emulator_settings/emulator_settings.json
 """
 import argparse
 import json
@@ -144,7 +144,7 @@ def evaluate(model, truth_meta, sample, fit_rows, norm, nivar, references, featu
 
 
 def main():
-    ap = study_parser(__doc__, "data/studies/emulator_settings.json")
+    ap = study_parser(__doc__, "studies/emulator_settings/emulator_settings.json")
     ap.add_argument("--n-flag-sample", type=int, default=3000)
     ap.add_argument("--n-fit", type=int, default=1000)
     ap.add_argument("--rerun", nargs="*", default=[], choices=list(SETTINGS),

@@ -8,8 +8,8 @@ the `lamost-table1-galactic` grid), each against the MOOG gradients computed at 
 Metal-poor survey stars lie near the second point, not the first.
 
 Usage (writes JSON atomically, marked synthetic: the models are trained on the synthetic survey):
-    python scripts/reference_manifold.py [NAME=]MODEL.pt [[NAME=]MORE.pt ...] \
-        --out data/studies/reference_manifold.json
+    python studies/reference_manifold/reference_manifold.py [NAME=]MODEL.pt [[NAME=]MORE.pt ...] \
+        --out studies/reference_manifold/reference_manifold.json
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ def correlations(model: EmulatorModel, grid: str) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="[NAME=]PATH of a model (NAME defaults to PATH)")
-    ap.add_argument("--out", type=Path, default=Path("data/studies/reference_manifold.json"))
+    ap.add_argument("--out", type=Path, default=Path("studies/reference_manifold/reference_manifold.json"))
     args = ap.parse_args()
     stars = load_reference_gradients(GRIDS[0]).stars
     metal_poor = np.asarray(stars["feh"]) <= -1.0

@@ -10,7 +10,7 @@ same pixels. Per population and label it records the median and robust scatter o
 and the median reduced chi2 of the fits.
 
 Usage (writes JSON atomically, marked synthetic):
-    python scripts/population_bias.py --demo /tmp/demo_new --out data/studies/population_bias.json
+    python studies/emulator_settings/population_bias.py --demo /tmp/demo_new --out studies/emulator_settings/population_bias.json
 """
 import json
 from dataclasses import replace
@@ -39,7 +39,7 @@ LABELS = ("teff", "logg", "vmic", "feh", "n_fe", "o_fe", "mg_fe", "mn_fe", "ni_f
 
 
 def main():
-    ap = study_parser(__doc__, "data/studies/population_bias.json")
+    ap = study_parser(__doc__, "studies/emulator_settings/population_bias.json")
     ap.add_argument("--n-per-population", type=int, default=300)
     args = ap.parse_args()
 

@@ -15,12 +15,12 @@ Usage (writes JSON atomically):
     ddpayne train --store data/demo/survey --out RUN/model.pt --d-scale logg=25 ...
     cp -r data/demo/survey data/models/demo_emulator_{mp,galah}.pt RUN/   (as model_mp.pt, ...)
     ddpayne demo --out RUN
-    python scripts/prior_strength.py NAME=RUN ... --store data/demo/survey \
-        --out data/studies/prior_strength.json
+    python studies/prior_strength/prior_strength.py NAME=RUN ... --store data/demo/survey \
+        --out studies/prior_strength/prior_strength.json
     ddpayne simulate --apogee-fraction 0.7 --out S70
     ddpayne train --store S70 --out RUN70/model.pt --epochs 210
-    python scripts/prior_strength.py "3,154 stars=data/demo" "6,403 stars=RUN70" \
-        --store data/demo/survey --out data/studies/training_size.json
+    python studies/prior_strength/prior_strength.py "3,154 stars=data/demo" "6,403 stars=RUN70" \
+        --store data/demo/survey --out studies/prior_strength/training_size.json
 """
 import argparse
 import json
@@ -82,7 +82,7 @@ def main():
     ap.add_argument("runs", nargs="+", help="NAME=DEMO_DIR")
     ap.add_argument("--store", default="data/demo/survey",
                     help="the survey store, for runs without a report")
-    ap.add_argument("--out", default="data/studies/prior_strength.json")
+    ap.add_argument("--out", default="studies/prior_strength/prior_strength.json")
     ap.add_argument("--add", action="store_true",
                     help="keep the runs already in --out (the new ones replace those of their name)")
     args = ap.parse_args()

@@ -3,7 +3,7 @@ pixel with the emulator at the training (high-resolution, noisy) labels, its mea
 share of the few worst pixels, and the median at the true labels (SYNTHETIC survey only). The
 validation chi^2 in data/models/*.json is a mean over pixels.
 
-Usage: python scripts/emulator_chi2.py --demo data/demo [--n 800]
+Usage: python studies/emulator_settings/emulator_chi2.py --demo data/demo [--n 800]
 """
 import argparse
 from pathlib import Path

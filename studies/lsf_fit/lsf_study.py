@@ -13,7 +13,7 @@ measures the repeat-visit precision (visit-to-visit scatter / sqrt 2) of every l
   variance.
 
 Usage (writes JSON atomically, marked synthetic):
-    python scripts/lsf_study.py --demo data/demo --out data/studies/lsf_fit.json
+    python studies/lsf_fit/lsf_study.py --demo data/demo --out studies/lsf_fit/lsf_fit.json
 """
 import argparse
 import json
@@ -45,7 +45,7 @@ def repeat_precision(labels: np.ndarray) -> np.ndarray:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", default="data/demo", help="a demo directory (survey/, model.pt)")
-    ap.add_argument("--out", default="data/studies/lsf_fit.json")
+    ap.add_argument("--out", default="studies/lsf_fit/lsf_fit.json")
     ap.add_argument("--n-stars", type=int, default=200)
     ap.add_argument("--snr", type=float, default=100.0)
     args = ap.parse_args()

@@ -5,7 +5,7 @@ line-dense region; spectra are compared over 4000-5000 A, away from the synthesi
 several (threshold, step) settings, convolved to R~1800 and normalized. Printed: time, max |dF| of
 the spectrum and of the [Mg/Fe] gradient spectrum (step +0.5) against the near-complete
 reference (threshold -13 dex, 0.01 A), which runs first in the same process.
-Usage: python benchmarks/theory_pruning.py        (~3 minutes)
+Usage: python studies/theory_checks/theory_pruning.py        (~3 minutes)
 """
 import time
 from dataclasses import replace

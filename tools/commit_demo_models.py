@@ -2,7 +2,7 @@
 each with a provenance JSON (training set size, epochs, wall time, validation chi2, the truth
 emulator the survey came from), so that `ddpayne demo` reuses them.
 
-Usage: python scripts/commit_demo_models.py DIR --made-by "ddpayne demo --retrain --out DIR"
+Usage: python tools/commit_demo_models.py DIR --made-by "ddpayne demo --retrain --out DIR"
 """
 import argparse
 import datetime
