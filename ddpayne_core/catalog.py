@@ -135,7 +135,7 @@ def alpha_fe(values: dict, errors: dict):
 
 def metal_poor_weight(feh_overall) -> np.ndarray:
     """Weight of the metal-poor model: 0 above [Fe/H] = -0.6, 1 below -1.0, linear between
-    (SPEC sec. 9), read on the overall model's [Fe/H]."""
+    (docs/spec.md sec. 9), read on the overall model's [Fe/H]."""
     from .constants import METAL_POOR_BLEND_FEH
 
     lo, hi = METAL_POOR_BLEND_FEH
@@ -166,7 +166,7 @@ def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
 
 
 def blend_metal_poor(overall: pd.DataFrame, metal_poor: pd.DataFrame, labels) -> pd.DataFrame:
-    """Blend the overall and metal-poor models' results (SPEC sec. 9): weights from the overall
+    """Blend the overall and metal-poor models' results (docs/spec.md sec. 9): weights from the overall
     [Fe/H]; values and errors mixed linearly; flags and gradcorr from the model of larger weight."""
     if not np.array_equal(overall["specid"], metal_poor["specid"]):
         raise ValueError("overall and metal-poor catalogues must list the same spectra")

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from .memory import keep_freed_memory
+from .paths import DEMO_OUT, REAL_DEMO_OUT
 
-DEMO_OUT, REAL_DEMO_OUT = "data/demo", "data/demo_real"
 DEMO_EPOCHS, REAL_EPOCHS = 420, 300
 
 
@@ -240,7 +240,8 @@ def _app(args):
     """Serve apps/ with Panel, bound to localhost unless --address says otherwise."""
     import os
 
-    apps = Path(__file__).resolve().parents[1] / "apps"
+    from .paths import APPS as apps
+
     cmd = [sys.executable, "-m", "panel", "serve", str(apps), "--address", args.address,
            "--port", str(args.port), "--allow-websocket-origin", f"{args.address}:{args.port}",
            "--num-threads", "2", "--args", "--bundle", str(Path(args.bundle).resolve())]
@@ -337,16 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of stars with APOGEE-like labels (default 0.35; a larger one "
                           "keeps the same stars, spectra and labels and adds labelled stars)")
     sim.add_argument("--galah-fraction", type=float, default=None, help="likewise (default 0.3)")
-    sim.add_argument("--out", default="data/demo/survey")
+    sim.add_argument("--out", default=str(DEMO_OUT / "survey"))
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", help="train an emulator on a store's high-resolution overlap")
-    tr.add_argument("--store", default="data/demo/survey")
+    tr.add_argument("--store", default=str(DEMO_OUT / "survey"))
     tr.add_argument("--survey", default="apogee", choices=["apogee", "galah"])
     tr.add_argument("--label-set", default="lamost-apogee")
     tr.add_argument("--metal-poor", action="store_true", help="train on [Fe/H] < -0.5 stars only")
     tr.add_argument("--max-stars", type=int, default=None)
-    tr.add_argument("--out", default="data/demo/model.pt")
+    tr.add_argument("--out", default=str(DEMO_OUT / "model.pt"))
     _add_train_args(tr)
     tr.set_defaults(func=_train)
 
@@ -392,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     ig.set_defaults(func=_ingest)
 
     ap_ = sub.add_parser("app", help="serve the Panel apps (explorer, retraining) on a catalogue")
-    ap_.add_argument("--bundle", default="data/demo",
+    ap_.add_argument("--bundle", default=str(DEMO_OUT),
                      help="folder with catalog.parquet, model.pt and survey/")
     ap_.add_argument("--address", default="127.0.0.1", help="interface to bind (default localhost)")
     ap_.add_argument("--port", type=int, default=5006)
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="validation report (PNG figures, summary.md, summary.json) "
                         "of a fitted, flagged catalogue into DIR/report/")
-    rp.add_argument("--dir", default="data/demo", help="folder with catalog.parquet, model.pt, survey/")
+    rp.add_argument("--dir", default=str(DEMO_OUT), help="folder with catalog.parquet, model.pt, survey/")
     rp.add_argument("--catalog")
     rp.add_argument("--model")
     rp.add_argument("--store")

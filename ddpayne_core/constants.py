@@ -28,21 +28,21 @@ ATOMIC_NUMBER = {
 # Alpha elements that follow [alpha/Fe] in the model atmospheres (atmosnet's ALPHA_FE label).
 ALPHA_ELEMENTS = ("O", "Mg", "Si", "Ca", "Ti")  # X19 sec. 6 uses Mg Si Ca Ti for [alpha/Fe]
 
-# --- Preprocessing (SPEC sec. 3) -------------------------------------------------------------
+# --- Preprocessing (docs/spec.md sec. 3) -------------------------------------------------------------
 CONTINUUM_KERNEL_AA = {"lamost": 50.0, "desi": 20.0}  # Gaussian width L, X19 sec. 2 / Z24 eq. 2
-# Ours (session 15): pixel weights of the pseudo-continuum smoothing. "mask": every usable pixel
-# (ivar > 0) alike; "ivar": by inverse variance (SPEC sec. 3, Z24 eqs. 1-2). Photon noise gives a
+# Ours: pixel weights of the pseudo-continuum smoothing. "mask": every usable pixel
+# (ivar > 0) alike; "ivar": by inverse variance (docs/spec.md sec. 3, Z24 eqs. 1-2). Photon noise gives a
 # line core a higher ivar than the continuum beside it, so an ivar-weighted continuum sinks into
 # the lines by an amount ab initio spectra (no noise) cannot share; README *The pipeline* and
 # studies/continuum_weighting/continuum_weighting.json.
 CONTINUUM_WEIGHTS = "mask"
 TELLURIC_BANDS_AA = ((6270.0, 6330.0), (6800.0, 6990.0), (7100.0, 7320.0), (7520.0, 7740.0),
-                     (8050.0, 8350.0))  # SPEC sec. 3
-BLUE_LIMIT_AA = 3900.0  # SPEC sec. 3: pixels bluer than this are masked
-RED_LIMIT_AA = 8880.0  # SPEC sec. 3: pixels redder than this are masked
-DICHROIC_AA = (5720.0, 6060.0)  # SPEC sec. 3: LAMOST dichroic overlap, masked ...
+                     (8050.0, 8350.0))  # docs/spec.md sec. 3
+BLUE_LIMIT_AA = 3900.0  # docs/spec.md sec. 3: pixels bluer than this are masked
+RED_LIMIT_AA = 8880.0  # docs/spec.md sec. 3: pixels redder than this are masked
+DICHROIC_AA = (5720.0, 6060.0)  # docs/spec.md sec. 3: LAMOST dichroic overlap, masked ...
 NA_D_WINDOW_AA = (5880.0, 5910.0)  # ... except the Na D window (also X19 sec. 5.4 chi2_na)
-EMULATOR_MISMATCH_CUT = 0.05  # SPEC sec. 3: mask pixels with |model - solar obs| > 0.05
+EMULATOR_MISMATCH_CUT = 0.05  # docs/spec.md sec. 3: mask pixels with |model - solar obs| > 0.05
 # Balmer line cores (air, A) and their half-widths masked while smoothing the continuum
 # (Z24 sec. 2); half-widths chosen to cover the core at R~1800.
 BALMER_CORES_AA = ((3970.07, 8.0), (4101.74, 10.0), (4340.47, 12.0), (4861.33, 15.0),
@@ -52,13 +52,13 @@ DIB_CORES_AA = ((4428.0, 10.0), (5780.5, 4.0), (5797.1, 3.0), (6283.8, 5.0), (66
                 (8620.4, 3.0))
 
 # LAMOST native wavelength grid: log10-lambda step 1e-4 from 3700 A, 3909 pixels
-# (issue 3: "LAMOST-like spectra (3909 pixels)"; LAMOST DR5 data model).
+# (LAMOST DR5 data model).
 LAMOST_LOGLAM_START = 3.5682  # log10(3700 A)
 LAMOST_LOGLAM_STEP = 1e-4
 LAMOST_NPIX = 3909
 LAMOST_RESOLUTION = 1800.0  # X19 sec. 2: mean LSF of LAMOST, R ~ 1800
 
-# --- Training (SPEC sec. 5, X19 sec. 2) -------------------------------------------------------
+# --- Training (docs/spec.md sec. 5, X19 sec. 2) -------------------------------------------------------
 D_SCALE_PARAMS = 5.0  # X19 sec. 2: D_scale for Teff, logg, vmic
 D_SCALE_ABUNDANCES = 50.0  # X19 sec. 2: D_scale for [Fe/H] and [X/Fe]
 # Ours: the relative prior weighting (loss.relative_weights) weighs no gradient more than as if
@@ -67,10 +67,10 @@ RELATIVE_PRIOR_FLOOR = 0.1
 # Ours: the shape-only prior (loss.GradientPrior.amplitude_range) lets the data scale each ab
 # initio gradient by up to this factor either way.
 SHAPE_PRIOR_AMPLITUDE = (0.5, 2.0)
-BATCH_SIZE = 512  # SPEC sec. 5
-LEARNING_RATE_START = 1e-2  # SPEC sec. 5
-LEARNING_RATE_END = 1e-4  # SPEC sec. 5
-METAL_POOR_TRAINING_FEH = -0.5  # SPEC sec. 5: metal-poor training set [Fe/H] < -0.5
+BATCH_SIZE = 512  # docs/spec.md sec. 5
+LEARNING_RATE_START = 1e-2  # docs/spec.md sec. 5
+LEARNING_RATE_END = 1e-4  # docs/spec.md sec. 5
+METAL_POOR_TRAINING_FEH = -0.5  # docs/spec.md sec. 5: metal-poor training set [Fe/H] < -0.5
 
 # --- Reference stars (X19 Table 1) --------------------------------------------------------------
 # (Teff K, dTeff, logg, dlogg, [Fe/H], d[Fe/H]); all with vmic 1.5 (step 1.0), [X/Fe] 0 (step 0.5).
@@ -93,7 +93,7 @@ TABLE1_REFERENCE_STARS = (
     (7059, 200, 4.19, -0.25, -2.5, 0.5),
 )
 TABLE1_GRID = "lamost-table1"  # X19 sec. 2 and Table 1: the 16 stars at [X/Fe] 0, every label stepped
-# Ours (session 11): the default prior and X_flag reference, Table 1's stars at Milky Way [X/Fe]
+# Ours: the default prior and X_flag reference, Table 1's stars at Milky Way [X/Fe]
 # (theory/gradients.galactic_xfe); README *Training*, studies/reference_manifold/reference_manifold.json.
 REFERENCE_GRID = "lamost-table1-galactic"
 TABLE1_VMIC = 1.5  # X19 Table 1 note: vmic of every reference star, km/s
@@ -110,7 +110,7 @@ GALACTIC_CU_PLATEAU = -0.4  # [Cu/Fe] at [Fe/H] <= -1.5, linear to 0 at solar (M
 GALACTIC_PLATEAU_FEH = {"alpha": -1.0, "mn": -1.5, "cu": -1.5}  # [Fe/H] where each plateau starts
 DREDGE_UP_GIANT = {"logg_max": 3.0, "c_fe": -0.2, "n_fe": 0.3}  # red giants after the first dredge-up (Gratton+ 2000)
 
-# --- Quality (SPEC sec. 8, X19 sec. 5.4) --------------------------------------------------------
+# --- Quality (docs/spec.md sec. 8, X19 sec. 5.4) --------------------------------------------------------
 # Nearest-reference-star metric D = sqrt((dTeff/100)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2).
 GRADCORR_METRIC_SCALES = {"teff": 100.0, "logg": 0.2, "feh": 0.1}  # X19 sec. 2
 GRADCORR_CUTOFF = 0.5  # X19 sec. 5.4.2: bin median gradcorr > 0.5 -> X_flag 1
@@ -128,13 +128,13 @@ DESI_CHI2_MAD_CUT = 3.0  # Z24: (chi2 - median) / MAD in S/N bins, cut at 3
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000
 
-# --- Catalogue (SPEC sec. 9, X19 Table 4 and sec. 5) -------------------------------------------
+# --- Catalogue (docs/spec.md sec. 9, X19 Table 4 and sec. 5) -------------------------------------------
 RECOMMENDED_FROM = {  # X19 Table 4: which training set's value the recommended catalogue adopts
     "apogee": ("teff", "logg", "vmic", "feh", "c_fe", "n_fe", "o_fe", "ca_fe", "ni_fe", "cu_fe"),
     "galah": ("na_fe", "mg_fe", "al_fe", "si_fe", "ti_fe", "cr_fe", "mn_fe", "co_fe", "ba_fe"),
 }
-ALWAYS_KEPT = ("teff", "logg", "feh")  # SPEC sec. 9: never set to -999 by X_flag
-METAL_POOR_BLEND_FEH = (-1.0, -0.6)  # SPEC sec. 9: metal-poor model below -1.0, overall above -0.6
+ALWAYS_KEPT = ("teff", "logg", "feh")  # docs/spec.md sec. 9: never set to -999 by X_flag
+METAL_POOR_BLEND_FEH = (-1.0, -0.6)  # docs/spec.md sec. 9: metal-poor model below -1.0, overall above -0.6
 ALPHA_FE_ELEMENTS = ("mg_fe", "si_fe", "ca_fe", "ti_fe")  # X19 Table 3 note 4
 MISSING = -999.0  # X19 catalogue convention for rejected values
 

@@ -23,6 +23,7 @@ from .fit import FitConfig, fit_spectra
 from .instrument import get_instrument
 from .io_utils import file_digest
 from .labels import get_label_set
+from .paths import DEMO_OUT, MODELS
 from .report import flag_information, inside_training_coverage, write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, reobserve, simulate_survey, survey_crb
 from .spectra import instrument_mask, preprocess_batch
@@ -32,11 +33,10 @@ from .theory.gradients import load_reference_gradients
 from .train import TrainConfig, train_emulator
 from .trainingset import TrainingSetConfig, select_training
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "data" / "demo"
-COMMITTED_MODEL = REPO / "data" / "models" / "demo_emulator.pt"
-COMMITTED_MP_MODEL = REPO / "data" / "models" / "demo_emulator_mp.pt"
-COMMITTED_GALAH_MODEL = REPO / "data" / "models" / "demo_emulator_galah.pt"
+DEFAULT_OUT = DEMO_OUT
+COMMITTED_MODEL = MODELS / "demo_emulator.pt"
+COMMITTED_MP_MODEL = MODELS / "demo_emulator_mp.pt"
+COMMITTED_GALAH_MODEL = MODELS / "demo_emulator_galah.pt"
 GALAH_TRAINING_SET = TrainingSetConfig(survey="galah", label_set="lamost-galah")
 
 
@@ -158,7 +158,7 @@ def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out:
     write_catalog(blended, out / "catalog_blended.parquet",
                   {**meta, "model_mp": str(out / "model_mp.pt"), "error_scale_mp": mp.attrs["error_scale"],
                    "blend": f"metal-poor model below [Fe/H] {C.METAL_POOR_BLEND_FEH[0]}, overall "
-                            f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (SPEC sec. 9)"})
+                            f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (docs/spec.md sec. 9)"})
     return blended
 
 

@@ -1,4 +1,4 @@
-"""The DD-Payne spectral emulator (X19 eq. 1; SPEC sec. 4).
+"""The DD-Payne spectral emulator (X19 eq. 1; docs/spec.md sec. 4).
 
 One small network per pixel, evaluated for all pixels in one batched tensor operation:
     f_p(l) = w_p . sigmoid(W2_p sigmoid(W1_p x + b1_p) + b2_p) + fbar_p,
@@ -115,8 +115,8 @@ class EmulatorModel:
     def check_preprocessing(self, name: str = "emulator") -> None:
         """Raise ValueError if the emulator was trained on spectra whose pseudo-continuum was
         weighted otherwise than this ddpayne weights it (``constants.CONTINUUM_WEIGHTS``): its
-        fits would be biased. Models that record nothing predate the choice (session 15) and
-        were trained with inverse-variance weights."""
+        fits would be biased. Models that record nothing predate the choice and were trained with
+        inverse-variance weights."""
         used = self.config.get("continuum_weights", "ivar")
         if used != CONTINUUM_WEIGHTS:
             raise ValueError(f"{name}: trained on spectra normalized with {used!r} continuum weights, "

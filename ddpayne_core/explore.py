@@ -25,12 +25,12 @@ from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, mod
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
 from .labels import pretty, with_unit
+from .paths import DEMO_OUT
 from .spectra import preprocess_batch
 from .store import SpectralStore, open_store
 from .theory.gradients import ReferenceGradients, load_reference_gradients
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_BUNDLE = REPO / "data" / "demo"
+DEFAULT_BUNDLE = DEMO_OUT
 
 # Axis scales of the k-d trees that answer clicks (a Kiel map spans ~3000 K by ~5 dex, an
 # [X/Fe]-[Fe/H] map ~3 dex by ~1 dex), so that the trees' balls are not needlessly elongated.

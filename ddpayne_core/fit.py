@@ -1,4 +1,4 @@
-"""Fitting every spectrum for all labels at once (SPEC sec. 7).
+"""Fitting every spectrum for all labels at once (docs/spec.md sec. 7).
 
 Batched Levenberg-Marquardt over (spectrum, start) pairs with the emulator's analytic Jacobian,
 in scaled label space, bounded to the training range plus a margin. Several starting points per

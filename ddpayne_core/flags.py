@@ -1,4 +1,4 @@
-"""Quality flags (X19 sec. 5.4; SPEC sec. 8): which labels are measured from real spectral
+"""Quality flags (X19 sec. 5.4; docs/spec.md sec. 8): which labels are measured from real spectral
 features (X_gradcorr, X_flag) and which fits are bad (chi2ratio, qflag_chi2).
 
 Flags are recomputed from stored per-star columns with vectorized binning only, so a slider can
@@ -354,7 +354,7 @@ def error_scale_model(pair_snr, pair_teff, pair_feh, pair_dispersion, pair_forma
 
 def calibrate_errors(table, labels, giant_logg: float = C.GIANT_LOGG,
                      min_pairs: int = C.ERROR_SCALE_MIN_PAIRS) -> dict:
-    """Scale every <label>_err to the repeat-visit scatter (X19 sec. 5.3, SPEC sec. 8), in place:
+    """Scale every <label>_err to the repeat-visit scatter (X19 sec. 5.3, docs/spec.md sec. 8), in place:
     the formal error is kept as <label>_err_formal (and reused when called again), the scale
     model of ``error_scale_model`` is fitted to the repeat pairs of dwarfs and giants apart and
     applied to every row of the group. A group with fewer than ``min_pairs`` usable pairs keeps

@@ -1,4 +1,4 @@
-"""Label sets (SPEC sec. 2) as configuration, and min-max scaling.
+"""Label sets (docs/spec.md sec. 2) as configuration, and min-max scaling.
 
 Label names are lowercase catalogue column names: teff [K], logg [cgs], vmic [km/s], feh
 (= [Fe/H]) and <x>_fe (= [X/Fe]) [dex].

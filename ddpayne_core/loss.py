@@ -1,4 +1,4 @@
-"""The DD-Payne training loss (X19 eq. 2; SPEC sec. 5).
+"""The DD-Payne training loss (X19 eq. 2; docs/spec.md sec. 5).
 
     L = (1/N_S) sum_i sum_p (f(l_i)_p - f_i,p)^2 ivar_i,p
         + sum_j sum_k D_k sum_p |dF_emu(j, k)_p - dF_abinitio(j, k)_p|,

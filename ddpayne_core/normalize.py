@@ -1,4 +1,4 @@
-"""Pseudo-continuum normalization (X19 sec. 2; Z24 eqs. 1-2; SPEC sec. 3).
+"""Pseudo-continuum normalization (X19 sec. 2; Z24 eqs. 1-2; docs/spec.md sec. 3).
 
 The pseudo-continuum is the weighted Gaussian smoothing of the spectrum itself,
     fbar(l_i) = sum_j f_j u_j w_ij / sum_j u_j w_ij,  w_ij = exp(-(l_j - l_i)^2 / (2 L^2)),

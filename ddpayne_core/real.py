@@ -31,14 +31,14 @@ from .flags import model_reference
 from .ingest import ingest_lamost
 from .io_utils import atomic_path, file_digest
 from .labeltable import attach_labels, read_label_table, star_ids, test_split
+from .paths import MODELS, SHARED
 from .report import write_real_report
 from .store import write_meta
 from .train import TrainConfig
 from .trainingset import TrainingSetConfig
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DR10 = REPO.parent / "shared" / "data" / "lamost-dr10"
-COMMITTED_REAL_MODEL = REPO / "data" / "models" / "lamost_dr10_lasp.pt"
+SHARED_DR10 = SHARED / "lamost-dr10"
+COMMITTED_REAL_MODEL = MODELS / "lamost_dr10_lasp.pt"
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def partial_slopes(fitted: np.ndarray, true: np.ndarray) -> np.ndarray:
 def flag_information(catalog: pd.DataFrame, meta: pd.DataFrame, labels, min_snr: float = 50.0,
                      min_stars: int = 50) -> dict:
     """On a synthetic survey: does X_flag tell labels measured from spectral features from labels
-    inferred from astrophysical correlations (SPEC sec. 8)?
+    inferred from astrophysical correlations (docs/spec.md sec. 8)?
 
     For single, unbroken, fitted stars inside the training coverage with S/N > ``min_snr``,
     per label and X_flag value: the label's ``partial_slopes``. ``meta``: specid, the true labels,

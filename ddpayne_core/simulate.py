@@ -1,4 +1,4 @@
-"""The synthetic survey: the embedded default data (SPEC sec. 10). Everything it makes is
+"""The synthetic survey: the embedded default data (docs/spec.md sec. 10). Everything it makes is
 marked synthetic.
 
 Physics: spectra come from the *truth emulator*, a network trained on MOOG spectra of the
@@ -33,10 +33,11 @@ from .instrument import get_instrument
 from .io_utils import file_digest
 from .labels import LABEL_SETS
 from .progress import progress
+from .paths import MODELS
 from .spectra import preprocess_batch, shift_to_rest
 from .store import SpectralStore, chunk_done, create_store, write_chunk
 
-TRUTH_EMULATOR = Path(__file__).resolve().parents[1] / "data" / "models" / "truth_emulator.pt"
+TRUTH_EMULATOR = MODELS / "truth_emulator.pt"
 ALPHA = ("o_fe", "mg_fe", "si_fe", "ca_fe", "ti_fe")
 SKY_LINES_AA = (5578.9, 5891.6, 6302.0, 6365.5, 6865.0, 7246.0, 7913.7, 8345.0, 8829.0)  # vacuum
 # High-resolution survey errors (1 sigma) and systematic offsets of the synthetic APOGEE-like and

@@ -1,5 +1,5 @@
 """Survey spectra: reading LAMOST FITS, rest-frame shift, common grid, masks, normalization
-(SPEC sec. 3).
+(docs/spec.md sec. 3).
 
 Every reader returns a ``RawSpectrum``; ``preprocess`` turns raw spectra into normalized flux and
 inverse variance on an instrument's grid, masked pixels having zero inverse variance (never NaN).
@@ -129,7 +129,7 @@ def _lamost_image(header, data: np.ndarray, path: Path):
 
 def instrument_mask(wave: np.ndarray) -> np.ndarray:
     """True where a pixel may be used in fits: outside telluric bands, within 3900-8880 A, out of
-    the dichroic overlap except the Na D window (SPEC sec. 3). (n_pix,) bool."""
+    the dichroic overlap except the Na D window (docs/spec.md sec. 3). (n_pix,) bool."""
     use = (wave >= BLUE_LIMIT_AA) & (wave <= RED_LIMIT_AA)
     for lo, hi in TELLURIC_BANDS_AA:
         use &= (wave < lo) | (wave > hi)

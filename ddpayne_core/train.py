@@ -1,4 +1,4 @@
-"""Training the emulator on survey spectra with the gradient-spectrum prior (SPEC sec. 5).
+"""Training the emulator on survey spectra with the gradient-spectrum prior (docs/spec.md sec. 5).
 
 Adam on mini-batches of 512, learning rate decaying exponentially from 1e-2 to 1e-4, the chi^2 and
 the prior terms logged separately every epoch. After every epoch the output layer of each pixel

@@ -1,5 +1,5 @@
 """Training sets: survey spectra of stars with high-resolution labels (X19 sec. 3, eqs. 3-4;
-SPEC sec. 5).
+docs/spec.md sec. 5).
 
 ``crossmatch`` attaches a high-resolution catalogue (``highres.read_*``) to survey metadata by
 sky position (astropy). ``select_training`` applies X19's rules: LAMOST g-band S/N > 50, relaxed
@@ -31,7 +31,7 @@ class TrainingSetConfig:
     label_set: str = "lamost-apogee"
     min_snr: float = TRAINING_MIN_SNR
     min_snr_metal_poor: float = TRAINING_MIN_SNR_METAL_POOR
-    metal_poor: bool = False        # the metal-poor training set ([Fe/H] < -0.5, SPEC sec. 5)
+    metal_poor: bool = False        # the metal-poor training set ([Fe/H] < -0.5, docs/spec.md sec. 5)
     max_stars: int | None = None
     seed: int = 0
 

@@ -1,4 +1,4 @@
-"""Catalogue rules of SPEC sec. 9 pinned with hand-made cases."""
+"""Catalogue rules of docs/spec.md sec. 9 pinned with hand-made cases."""
 import numpy as np
 import pandas as pd
 import pytest

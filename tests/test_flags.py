@@ -1,4 +1,4 @@
-"""Every threshold of SPEC sec. 8 pinned with small hand-made cases."""
+"""Every threshold of docs/spec.md sec. 8 pinned with small hand-made cases."""
 import numpy as np
 import pytest
 

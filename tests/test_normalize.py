@@ -1,4 +1,4 @@
-"""Pseudo-continuum normalization and masks (SPEC sec. 3)."""
+"""Pseudo-continuum normalization and masks (docs/spec.md sec. 3)."""
 import numpy as np
 import pytest
 

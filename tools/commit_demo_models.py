@@ -19,7 +19,7 @@ MODELS = {
                                "(LAMOST-APOGEE labels)"),
     "model_mp": (COMMITTED_MP_MODEL, "DD-Payne metal-poor emulator of the embedded default SYNTHETIC "
                                      "survey (LAMOST-APOGEE labels, training stars with APOGEE-like "
-                                     "[Fe/H] < -0.5); blended with the overall model (SPEC sec. 9)"),
+                                     "[Fe/H] < -0.5); blended with the overall model (docs/spec.md sec. 9)"),
     "model_galah": (COMMITTED_GALAH_MODEL, "DD-Payne emulator of the embedded default SYNTHETIC "
                                            "survey (LAMOST-GALAH labels)"),
 }

@@ -5,7 +5,7 @@ read those pickles once with a restricted unpickler that can only rebuild numpy 
 weights as a plain ``.npz`` (``data/theory/atmosnet_c3k_cool.npz``), and evaluate the network with
 numpy here. Each of the 8 atmosphere columns (RHOX, T, P, XNE, ABROSS, ACCRAD, VTURB, FLXCNV)
 has its own network of two hidden leaky-ReLU layers over 80 depths; the output is
-log10(value + 1e-16), which atmosnet wrongly exponentiates with e (SPEC sec. 10).
+log10(value + 1e-16), which atmosnet wrongly exponentiates with e (docs/spec.md sec. 10).
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io_utils import atomic_write_npz
+from ..paths import THEORY
 
-ATMOSNET_FILE = Path(__file__).resolve().parents[2] / "data" / "theory" / "atmosnet_c3k_cool.npz"
+ATMOSNET_FILE = THEORY / "atmosnet_c3k_cool.npz"
 MIN_DEPTHS = 50  # of 80: a truncated model must still reach far below the photosphere
 COLUMNS = ("RHOX", "T", "P", "XNE", "ABROSS", "ACCRAD", "VTURB", "FLXCNV")
 

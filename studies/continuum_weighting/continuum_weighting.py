@@ -5,7 +5,7 @@ continuum, photon-noise ivar, no noise drawn, then ``preprocess_batch``) is diff
 each label with the nearest reference star's step, and its gradient correlated (X_gradcorr)
 with that star's ab initio gradient, once with each ``normalize.pseudo_continuum`` weighting.
 The truth emulator was trained on ab initio spectra normalized with every pixel alike, so the
-mask weights are the same normalization for both and the ivar weights (SPEC sec. 3, Z24 eqs.
+mask weights are the same normalization for both and the ivar weights (docs/spec.md sec. 3, Z24 eqs.
 1-2) are not: photon noise weighs line cores above the continuum beside them. Whatever the
 emulator, its gradients can match the ab initio ones only as well as this ceiling allows.
 
