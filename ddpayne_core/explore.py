@@ -20,8 +20,8 @@ from . import constants as C
 from .catalog import read_catalog_metadata
 from .emulator import EmulatorModel
 from .fit import fitted_spectra
-from .flags import (XFlagConfig, _bin_index, _group_medians, emulator_dflux, model_reference,
-                    nearest_reference, qflag_chi2)
+from .flags import (XFlagConfig, bin_index, emulator_dflux, group_medians, medians_at,
+                    model_reference, nearest_reference, qflag_chi2, xflag_eligible, xflag_rule)
 from .instrument import get_instrument
 from .io_utils import atomic_write_text
 from .labels import pretty, with_unit
@@ -352,15 +352,13 @@ class FlagTuner:
         self._keys: dict = {}
         self._count_cache: dict = {}
         self._count_hash = None
-        cool_teff, cool_logg = C.XFLAG_COOL_DWARF
-        self._outside = (self.teff > C.XFLAG_TEFF_MAX) | ((self.teff < cool_teff) & (self.logg > cool_logg))
 
     def _bin_keys(self, config: XFlagConfig):
         """Bin key of every row and, once sorted, each row's index into the unique keys:
         (unique keys (n_bins,), row bin index (n_row,)). Cached per bin configuration."""
         key = (config.teff_bin, config.feh_bin, config.giant_logg)
         if key not in self._keys:
-            keys = _bin_index(np.nan_to_num(self.teff), np.nan_to_num(self.feh),
+            keys = bin_index(np.nan_to_num(self.teff), np.nan_to_num(self.feh),
                               self.logg < config.giant_logg, config)
             uniq, inv = np.unique(keys, return_inverse=True)
             self._keys = {key: (keys, uniq, inv.astype(np.int32))}
@@ -374,7 +372,7 @@ class FlagTuner:
             use = np.isfinite(g) & np.isfinite(self.teff) & np.isfinite(self.feh) \
                 & (self.snr > config.snr_min)
             keys = self._bin_keys(config)[0]
-            self._medians[key] = _group_medians(keys[use], g[use]) if use.any() else \
+            self._medians[key] = group_medians(keys[use], g[use]) if use.any() else \
                 (np.zeros(0, np.int64), np.zeros(0))
         return self._medians[key]
 
@@ -387,19 +385,15 @@ class FlagTuner:
         if key not in self._medians:
             uniq, med = self.bin_medians(label, config)
             _, all_bins, inv = self._bin_keys(config)
-            bin_med = np.full(len(all_bins), np.nan)
-            if len(uniq):
-                pos = np.clip(np.searchsorted(uniq, all_bins), 0, len(uniq) - 1)
-                hit = uniq[pos] == all_bins
-                bin_med[hit] = med[pos[hit]]
-            eligible = np.isfinite(self.gradcorr[label]) & ~self._outside
+            bin_med = medians_at(uniq, med, all_bins)
+            eligible = xflag_eligible(self.gradcorr[label], self.teff, self.logg, self.feh)
             self._medians[key] = (bin_med, inv, eligible, hash(np.packbits(eligible).tobytes()))
         return self._medians[key]
 
     def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
         """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
         bin_med, inv, eligible, _ = self._lookup(label, config)
-        return ((bin_med > config.cutoff)[inv] & eligible).astype(np.int8)
+        return xflag_rule(bin_med[inv], eligible, config.cutoff)
 
     def count_flagged(self, config: XFlagConfig, keep: np.ndarray) -> dict:
         """Per label, the rows in ``keep`` with X_flag 1, from per-bin counts of the kept,

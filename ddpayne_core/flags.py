@@ -97,7 +97,7 @@ def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray,
     return f[n:].reshape(n, len(unit), -1) - f[:n, None, :]
 
 
-def _centred(a: np.ndarray):
+def centred(a: np.ndarray):
     a = a - a.mean(-1, keepdims=True)
     return a, np.sqrt((a ** 2).sum(-1))
 
@@ -116,7 +116,7 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | N
                             labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
                             ref.stars["feh"])
     steps = ref.steps()[idx]                                           # (n, k)
-    ab, ab_norm = _centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
+    ab, ab_norm = centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
     columns = [names.index(lab) for lab in which]
     out = np.full((len(labels), len(which)), np.nan)
     rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
@@ -126,20 +126,20 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | N
         batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
-        emu, emu_norm = _centred(emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask])
+        emu, emu_norm = centred(emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask])
         with np.errstate(invalid="ignore", divide="ignore"):
             out[r] = (emu * ab[idx[r]]).sum(-1) / (emu_norm * ab_norm[idx[r]])
     return out
 
 
-def _bin_index(teff, feh, giant, config: XFlagConfig):
+def bin_index(teff, feh, giant, config: XFlagConfig):
     """One integer per (dwarf/giant, Teff bin, [Fe/H] bin)."""
     t = np.floor(np.asarray(teff) / config.teff_bin).astype(np.int64)
     f = np.floor((np.asarray(feh) + 10.0) / config.feh_bin).astype(np.int64)
     return (giant.astype(np.int64) * 10_000 + t) * 10_000 + f
 
 
-def _group_medians(keys: np.ndarray, values: np.ndarray):
+def group_medians(keys: np.ndarray, values: np.ndarray):
     """Median of ``values`` per unique key (vectorized: one sort). Returns (keys, medians)."""
     order = np.lexsort((values, keys))
     k, v = keys[order], values[order]
@@ -149,24 +149,44 @@ def _group_medians(keys: np.ndarray, values: np.ndarray):
     return uniq, 0.5 * (v[lo] + v[hi])
 
 
+def xflag_eligible(gradcorr_values, teff, logg, feh) -> np.ndarray:
+    """Rows that may carry X_flag = 1 at all (X19 sec. 5.4.2): finite gradcorr and labels, and
+    neither Teff > 7500 K nor a cool dwarf (Teff < 4500 K, logg > 3.8). (n,) bool."""
+    g, teff, logg, feh = (np.asarray(a, dtype=np.float64) for a in (gradcorr_values, teff, logg, feh))
+    cool_teff, cool_logg = C.XFLAG_COOL_DWARF
+    return np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) \
+        & ~((teff > C.XFLAG_TEFF_MAX) | ((teff < cool_teff) & (logg > cool_logg)))
+
+
+def medians_at(uniq: np.ndarray, medians: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The median of each of ``keys``' bins from ``group_medians``' (uniq, medians); NaN for a
+    bin no star entered."""
+    out = np.full(len(keys), np.nan)
+    if len(uniq):
+        pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+        hit = uniq[pos] == keys
+        out[hit] = medians[pos[hit]]
+    return out
+
+
+def xflag_rule(bin_median: np.ndarray, eligible: np.ndarray, cutoff: float) -> np.ndarray:
+    """X_flag from each row's bin-median gradcorr: 1 where it exceeds ``cutoff`` and the row is
+    eligible, else 0 (X19 sec. 5.4.2). The one rule that flags.x_flag and the app's live
+    re-flagging (explore.FlagTuner) both apply. (n,) int8."""
+    return ((bin_median > cutoff) & eligible).astype(np.int8)
+
+
 def x_flag(gradcorr_values, teff, logg, feh, snr, config: XFlagConfig = XFlagConfig()):
     """X_flag per star (X19 sec. 5.4.2): 1 if the median gradcorr of its (dwarf/giant, Teff,
     [Fe/H]) bin, computed from stars with S/N > snr_min, exceeds the cutoff; 0 otherwise, and 0
-    for Teff > 7500 K or (Teff < 4500 K and logg > 3.8). Inputs (n,); returns (n,) int8."""
+    outside ``xflag_eligible``. Inputs (n,); returns (n,) int8."""
     g = np.asarray(gradcorr_values, dtype=np.float64)
     teff, logg, feh, snr = (np.asarray(a, dtype=np.float64) for a in (teff, logg, feh, snr))
-    finite = np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh)
-    keys = _bin_index(np.nan_to_num(teff), np.nan_to_num(feh), logg < config.giant_logg, config)
-    use = finite & (snr > config.snr_min)
-    flag = np.zeros(g.shape, dtype=np.int8)
-    if use.any():
-        uniq, med = _group_medians(keys[use], g[use])
-        pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
-        passed = (uniq[pos] == keys) & (med[pos] > config.cutoff)
-        flag[passed & finite] = 1
-    cool_teff, cool_logg = C.XFLAG_COOL_DWARF
-    flag[(teff > C.XFLAG_TEFF_MAX) | ((teff < cool_teff) & (logg > cool_logg))] = 0
-    return flag
+    eligible = xflag_eligible(g, teff, logg, feh)
+    keys = bin_index(np.nan_to_num(teff), np.nan_to_num(feh), logg < config.giant_logg, config)
+    use = np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) & (snr > config.snr_min)
+    uniq, med = group_medians(keys[use], g[use]) if use.any() else (np.zeros(0, np.int64), np.zeros(0))
+    return xflag_rule(medians_at(uniq, med, keys), eligible, config.cutoff)
 
 
 def _poly_design(snr, teff, feh, degree: int = 3) -> np.ndarray:
@@ -467,10 +487,10 @@ def chi2ratio_desi(chi2, snr, snr_edges=(0, 10, 20, 30, 50, 80, 120, 200, np.inf
     b = np.digitize(np.asarray(snr, dtype=np.float64), snr_edges)
     ok = np.isfinite(chi2)
     out = np.full(chi2.shape, np.nan)
-    keys, med = _group_medians(b[ok], chi2[ok])
+    keys, med = group_medians(b[ok], chi2[ok])
     pos = np.searchsorted(keys, b[ok])
     dev = np.abs(chi2[ok] - med[pos])
-    _, mad = _group_medians(b[ok], dev)
+    _, mad = group_medians(b[ok], dev)
     out[ok] = (chi2[ok] - med[pos]) / np.where(mad[pos] > 0, mad[pos], np.inf)
     return out
 

@@ -152,7 +152,7 @@ def test_galactic_reference_stars_are_table1_at_galactic_abundances():
     the Galactic trends, stepped 0.5 dex towards solar, so every stepped [X/Fe] lies within
     +-0.5; a solar-metallicity dwarf is Table 1's star exactly (the same cached spectra)."""
     from ddpayne_core.labels import LABEL_SETS
-    from ddpayne_core.theory.gradients import (REFERENCE_LABELS, _point_file, galactic_points,
+    from ddpayne_core.theory.gradients import (REFERENCE_LABELS, point_file, galactic_points,
                                                 grid_spec, table1_points)
 
     ref, step = galactic_points()
@@ -171,7 +171,7 @@ def test_galactic_reference_stars_are_table1_at_galactic_abundances():
     assert np.array_equal(ref[sun], t1[sun]) and np.array_equal(step[sun], t1_step[sun])
     spec, table1 = grid_spec("lamost-table1-galactic"), grid_spec("lamost-table1")
     assert spec.points.shape == (16 * (1 + len(REFERENCE_LABELS)), len(REFERENCE_LABELS))
-    assert _point_file(spec, spec.points[0]) == _point_file(table1, table1.points[0])
+    assert point_file(spec, spec.points[0]) == point_file(table1, table1.points[0])
 
 def test_reference_grids_join_with_plus():
     """"a+b" holds a's stars then b's, with the labels both have; the gradients are the parts'."""

@@ -195,7 +195,7 @@ def grid_spec(name: str) -> GridSpec:
     raise ValueError(f"unknown grid {name!r}; known: {', '.join(REFERENCE_GRIDS)}, truth-grid")
 
 
-def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
+def point_file(spec: GridSpec, point: np.ndarray) -> Path:
     key = json.dumps([spec.physics.key(), spec.instrument, np.round(point, 6).tolist()])
     return WORK_DIR / spec.physics.name / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
 
@@ -203,7 +203,7 @@ def _point_file(spec: GridSpec, point: np.ndarray) -> Path:
 def _compute_point(args) -> str | None:
     """Synthesize one grid point; returns its file, or None (with a message) if MOOG failed."""
     spec, point = args
-    out = _point_file(spec, point)
+    out = point_file(spec, point)
     if out.exists():
         return str(out)
     labels = dict(zip(REFERENCE_LABELS, point.tolist()))
@@ -236,7 +236,7 @@ def compute(names, workers: int = 1, limit: int | None = None) -> None:
     todo = []
     for name in names:
         spec = grid_spec(name)
-        todo += [(spec, p) for p in spec.points if not _point_file(spec, p).exists()]
+        todo += [(spec, p) for p in spec.points if not point_file(spec, p).exists()]
     # Reference-star points that the LAMOST-APOGEE label set needs come first, so that set can be
     # trained on before the GALAH-only labels are done.
     todo.sort(key=lambda item: not _needed_by_apogee(item[0], item[1]))
@@ -352,7 +352,7 @@ def assemble(name: str, labels=None) -> Path:
     spec = grid_spec(name)
     inst = get_instrument(spec.instrument)
     if name not in REFERENCE_GRIDS:
-        files = [_point_file(spec, p) for p in spec.points]
+        files = [point_file(spec, p) for p in spec.points]
         missing = sum(not f.exists() for f in files)
         if missing:
             raise RuntimeError(f"grid {name}: {missing} of {len(files)} spectra not computed yet")
@@ -364,7 +364,7 @@ def assemble(name: str, labels=None) -> Path:
         labels = tuple(labels or REFERENCE_GRIDS[name][1])
         ref, steps = REFERENCE_GRIDS[name][0]()
         cols = [REFERENCE_LABELS.index(lab) for lab in labels]
-        load = lambda point: np.load(_point_file(spec, point)).astype(np.float64)
+        load = lambda point: np.load(point_file(spec, point)).astype(np.float64)
         try:
             base = np.stack([load(r) for r in ref])
             dflux = np.stack([[load(r + steps[s, c] * np.eye(len(REFERENCE_LABELS))[c]) - base[s]

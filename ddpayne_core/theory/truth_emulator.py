@@ -16,7 +16,7 @@ from ..instrument import get_instrument
 from ..io_utils import atomic_write_text
 from ..simulate import TRUTH_EMULATOR
 from ..train import TrainConfig, train_emulator
-from .gradients import REFERENCE_LABELS, _point_file, grid_spec
+from .gradients import REFERENCE_LABELS, point_file, grid_spec
 
 GRID_NOISE = 1e-3  # weight spectra as if sigma = 0.001: the emulator aims at 1e-3 accuracy
 
@@ -24,7 +24,7 @@ GRID_NOISE = 1e-3  # weight spectra as if sigma = 0.001: the emulator aims at 1e
 def computed_grid(name: str = "truth-grid"):
     """Points and spectra of a grid computed so far: ((n, n_label), (n, n_pix))."""
     spec = grid_spec(name)
-    have = [(p, f) for p in spec.points if (f := _point_file(spec, p)).exists()]
+    have = [(p, f) for p in spec.points if (f := point_file(spec, p)).exists()]
     if not have:
         raise RuntimeError(f"no spectra of grid {name} computed yet")
     return np.array([p for p, _ in have]), np.stack([np.load(f) for _, f in have]).astype(np.float64)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ddpayne_core.emulator import EmulatorModel
-from ddpayne_core.flags import _centred, emulator_dflux
+from ddpayne_core.flags import centred, emulator_dflux
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.theory.gradients import load_reference_gradients
 
@@ -29,8 +29,8 @@ def correlations(model: EmulatorModel, grid: str) -> np.ndarray:
     """(n_star, n_label) r between the model's and the grid's finite differences at the grid's
     own reference labels and steps."""
     ref = load_reference_gradients(grid).select_labels(model.labels)
-    ab, ab_norm = _centred(ref.dflux[:, :, model.mask])
-    emu, emu_norm = _centred(emulator_dflux(model, ref.reference_labels(), ref.steps())[:, :, model.mask])
+    ab, ab_norm = centred(ref.dflux[:, :, model.mask])
+    emu, emu_norm = centred(emulator_dflux(model, ref.reference_labels(), ref.steps())[:, :, model.mask])
     return (emu * ab).sum(-1) / (emu_norm * ab_norm)
 
 
