@@ -1,8 +1,10 @@
 """Copy the three demo models that `ddpayne demo --retrain --out DIR` trained into data/models/,
 each with a provenance JSON (training set size, epochs, wall time, validation chi2, the truth
-emulator the survey came from), so that `ddpayne demo` reuses them.
+emulator the survey came from), so that `ddpayne demo` reuses them; with --real, the model that
+`ddpayne demo --real --retrain --out DIR` trained on real LAMOST spectra.
 
 Usage: python tools/commit_demo_models.py DIR --made-by "ddpayne demo --retrain --out DIR"
+       python tools/commit_demo_models.py DIR --real --made-by "ddpayne demo --real --retrain --out DIR"
 """
 import argparse
 import datetime
@@ -13,6 +15,7 @@ from pathlib import Path
 from ddpayne_core.demo import COMMITTED_GALAH_MODEL, COMMITTED_MODEL, COMMITTED_MP_MODEL
 from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.io_utils import atomic_path, atomic_write_text
+from ddpayne_core.real import COMMITTED_REAL_MODEL
 
 MODELS = {
     "model": (COMMITTED_MODEL, "DD-Payne emulator of the embedded default SYNTHETIC survey "
@@ -35,7 +38,8 @@ def provenance(model: EmulatorModel, what: str, made_by: str, machine: str) -> d
             # chi2 per spectrum and used pixel (masked pixels excluded): 1 = the training noise
             "valid_chi2_per_used_pixel_best": round(h["valid_chi2_best"] / int(model.mask.sum()), 3),
             "truth_emulator_sha256": model.config.get("truth_emulator_sha256"),
-            "synthetic": True}
+            "real_provenance": model.config.get("real_provenance"),
+            "synthetic": bool(model.config.get("synthetic", True))}
 
 
 def main():
@@ -43,8 +47,13 @@ def main():
     ap.add_argument("dir", type=Path)
     ap.add_argument("--made-by", required=True)
     ap.add_argument("--machine", default="2 CPU cores")
+    ap.add_argument("--real", action="store_true", help="commit DIR/model.pt as the real-data model")
     args = ap.parse_args()
-    for name, (dest, what) in MODELS.items():
+    models = {"model": (COMMITTED_REAL_MODEL, "DD-Payne emulator trained on REAL LAMOST DR10 spectra "
+                                              "with the LAMOST pipeline's Teff, logg, [Fe/H] (label "
+                                              "transfer; held-out stars never trained on)")} \
+        if args.real else MODELS
+    for name, (dest, what) in models.items():
         model = EmulatorModel.load(args.dir / f"{name}.pt")
         info = provenance(model, what, args.made_by, args.machine)
         with atomic_path(dest) as tmp:
