@@ -48,7 +48,10 @@ def build_explorer(b, tuner):
     s = ExplorerState()
     default = XFlagConfig()
     abund = b.abundance_labels
-    first_el = "mg_fe" if "mg_fe" in abund else abund[0]
+    # The second map: [X/Fe] against [Fe/H]; for a model without abundances (e.g. trained on
+    # Teff, logg, [Fe/H] alone) Teff against [Fe/H].
+    second = abund or ["teff"]
+    first_el = "mg_fe" if "mg_fe" in second else second[0]
 
     # --- widgets -------------------------------------------------------------------------
     snr_w = pn.widgets.FloatSlider(label="S/N at least", start=0, end=200, step=5, value=0)
@@ -56,8 +59,9 @@ def build_explorer(b, tuner):
     single_w = pn.widgets.Checkbox(name="single stars only (qflag_singlestar = 1)")
     xflag_w = pn.widgets.Select(label="require X_flag = 1 for", value="",
                                 options={"(no X_flag filter)": ""} | {pretty(l): l for l in b.model.labels})
-    element_w = pn.widgets.Select(label="[X/Fe] map element", value=first_el,
-                                  options={pretty(l): l for l in abund}, css_classes=["element-select"])
+    element_w = pn.widgets.Select(label="[X/Fe] map element" if abund else "second map: y axis",
+                                  value=first_el, options={pretty(l): l for l in second},
+                                  css_classes=["element-select"])
     color_cols = ["density", "feh", "snr", "chi2ratio"] + \
         [c for c in cat.columns if c.endswith("_gradcorr")] + abund
     color_w = pn.widgets.Select(label="colour by", value="density",

@@ -124,6 +124,9 @@ CHI2_DWARF_TEFF_RANGE = (4500.0, 7500.0)  # X19 sec. 5.4.1: dwarfs fitted on thi
 # X19 sec. 5.4.1: qflag_chi2 bad where chi2ratio exceeds the cut of the S/N tier (S/N upper
 # edge, cut): S/N < 200: 5; 200-300: 7.5; 300-400: 10; 400-500: 12.5; > 500: 15.
 CHI2RATIO_TIERS = ((200.0, 5.0), (300.0, 7.5), (400.0, 10.0), (500.0, 12.5), (np.inf, 15.0))
+# Ours: the chi2ratio's scatter model (dex of chi2) never below 1 %, so a small or degenerate
+# sample cannot divide by zero.
+CHI2_LOG_SCATTER_FLOOR = 0.01
 DESI_CHI2_MAD_CUT = 3.0  # Z24: (chi2 - median) / MAD in S/N bins, cut at 3
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000

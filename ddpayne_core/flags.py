@@ -254,6 +254,8 @@ def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> n
         if fit_on.sum() < 30:
             continue
         log_med, log_sig = _robust_poly(log_chi2, snr, teff, feh, fit_on)
+        # A scatter model fitted to few or identical chi2 can reach 0: floor it (constants).
+        log_sig = np.maximum(log_sig, C.CHI2_LOG_SCATTER_FLOOR)
         med = 10 ** log_med
         out[members] = ((chi2 - med) / (med * np.log(10) * log_sig))[members]
     return out

@@ -46,7 +46,7 @@ def read_label_table(path: str | Path, labels) -> pd.DataFrame:
     blank = ids.isna() | (ids.astype(str).str.strip() == "")
     if blank.any():
         raise ValueError(f"{path}: {int(blank.sum())} row(s) without {key}, e.g. table row(s) "
-                         f"{list(np.nonzero(blank.to_numpy())[0][:5] + 2)} (counting the header as row 1)")
+                         f"{[int(i) + 2 for i in np.nonzero(blank.to_numpy())[0][:5]]} (counting the header as row 1)")
     dup = ids.duplicated(keep=False)
     if dup.any():
         raise ValueError(f"{path}: {key} repeated in {int(dup.sum())} rows, e.g. "
@@ -99,7 +99,7 @@ def star_ids(ra: np.ndarray, dec: np.ndarray, radius_arcsec: float = 3.0) -> np.
     return dense
 
 
-def test_split(star_id: np.ndarray, test_fraction: float = 0.25, seed: int = 0) -> np.ndarray:
+def heldout_split(star_id: np.ndarray, test_fraction: float = 0.25, seed: int = 0) -> np.ndarray:
     """(n,) bool: True for spectra of the held-out stars, a random ``test_fraction`` of the
     distinct stars (every spectrum of a star on the same side)."""
     stars = np.unique(star_id)

@@ -30,7 +30,7 @@ from .fit import FitConfig
 from .flags import model_reference
 from .ingest import ingest_lamost
 from .io_utils import atomic_path, file_digest
-from .labeltable import attach_labels, read_label_table, star_ids, test_split
+from .labeltable import attach_labels, read_label_table, star_ids, heldout_split
 from .paths import MODELS, SHARED
 from .report import write_real_report
 from .store import write_meta
@@ -45,7 +45,7 @@ COMMITTED_REAL_MODEL = MODELS / "lamost_dr10_lasp.pt"
 class RealDataConfig:
     """spectra: folder of LAMOST files; labels: label table (``labeltable.read_label_table``);
     prefix: name of the reference survey (columns <prefix>_<label>); label_names: the labels
-    trained; test_fraction, seed: held-out share of the *stars* (``labeltable.test_split``);
+    trained; test_fraction, seed: held-out share of the *stars* (``labeltable.heldout_split``);
     min_snr: S/N(g) of the training spectra (header SNRG; 20 as the Cannon comparison of
     docs/validation.md)."""
 
@@ -71,7 +71,7 @@ def prepare(out: str | Path, cfg: RealDataConfig, log=print) -> tuple:
     table = read_label_table(cfg.labels, cfg.label_names)
     meta = attach_labels(store.meta(), table, cfg.label_names, cfg.prefix)
     meta["star_id"] = star_ids(meta["ra"], meta["dec"])
-    meta["heldout"] = test_split(meta["star_id"].to_numpy(), cfg.test_fraction, cfg.seed)
+    meta["heldout"] = heldout_split(meta["star_id"].to_numpy(), cfg.test_fraction, cfg.seed)
     meta["spectral_type"] = meta["subclass"].fillna("").astype(str).str[:1]
     # The store's own metadata learns the star ids: fits carry them, and the error calibration
     # pairs repeat visits by them (flags.calibrate_errors).

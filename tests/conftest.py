@@ -1,5 +1,6 @@
 """Shared fixtures: a small synthetic world built from a random 'truth' emulator (no MOOG)."""
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,4 +118,30 @@ def demo_bundle(tmp_path_factory, truth_path):
                                                             min_snr=20),
                        survey_config=replace(SurveyConfig(), apogee_fraction=0.5,
                                              featureless=("cu_fe",)), log=lambda *a: None)
+    return out, summary
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_bundle(tmp_path_factory):
+    """``ddpayne demo --real`` on 160 real LAMOST DR10 spectra of ../shared/data (links to the
+    files) with the LASP labels, a 3-epoch model and a short fit: the real-data path end to end
+    (the model is too small to mean anything)."""
+    from ddpayne_core.fit import FitConfig
+    from ddpayne_core.real import RealDataConfig, run_real
+    from ddpayne_core.train import TrainConfig
+
+    cfg = RealDataConfig()
+    work = tmp_path_factory.mktemp("real")
+    folder = work / "spectra"
+    folder.mkdir()
+    for f in sorted(Path(cfg.spectra).glob("spec-*.fits*"))[:160]:
+        (folder / f.name).symlink_to(f)
+    out = work / "bundle"
+    summary = run_real(out, replace(cfg, spectra=str(folder)),
+                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
+                       fit_config=replace(FitConfig(), n_candidates=8), synthetic_model=None,
+                       log=lambda *a: None)
     return out, summary

@@ -35,12 +35,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(demo_bundle):
+def _serve(bundle: Path):
+    """`ddpayne app` (panel serve apps/ bound to localhost) on ``bundle``; yields the URL."""
     port = _free_port()
-    # `ddpayne app` is `panel serve apps/` bound to localhost with the bundle passed on.
     proc = subprocess.Popen([sys.executable, "-m", "ddpayne_core.cli", "app", "--bundle",
-                             str(demo_bundle[0]), "--port", str(port)], cwd=REPO,
+                             str(bundle), "--port", str(port)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/apps"
     deadline = time.time() + 120
@@ -56,6 +55,16 @@ def server(demo_bundle):
     yield url
     proc.terminate()
     proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(demo_bundle):
+    yield from _serve(demo_bundle[0])
+
+
+@pytest.fixture(scope="module")
+def real_server(real_bundle):
+    yield from _serve(real_bundle[0])
 
 
 def _open(page, url):
@@ -241,3 +250,18 @@ def test_box_selection_is_counted_and_exports_those_stars(page, server):
     table = pd.read_csv(info.value.path())
     assert len(table) == selected > 0
     assert {"teff", "logg", "feh", "mg_fe_flag"} <= set(table.columns)
+
+
+def test_real_bundle_opens_and_a_click_shows_the_reference_labels(page, real_server, real_bundle):
+    """The real-data bundle (real LAMOST spectra, LASP labels): no synthetic banner, a star
+    clicked on the map shows its fitted labels beside the reference survey's."""
+    _kiel_map_box(page, real_server)
+    assert page.get_by_text("SYNTHETIC SURVEY").count() == 0
+    cat = load_bundle(real_bundle[0]).catalog
+    row = int(np.argmin(np.abs(cat["teff"] - cat["teff"].median()) / 300
+                        + np.abs(cat["logg"] - cat["logg"].median())))
+    page.mouse.click(*_screen_point(page, "kiel-map", cat["teff"].iloc[row], cat["logg"].iloc[row]))
+    page.locator(".inspector").get_by_text(re.compile(f"Star row {row}\\b")).first.wait_for()
+    table = page.locator(".label-table")
+    table.get_by_text("LASP reference").wait_for()
+    table.get_by_text(f"{cat['lasp_teff'].iloc[row]:.3f}").wait_for()

@@ -1,0 +1,69 @@
+"""Real LAMOST spectra end to end (ddpayne demo --real) on files of ../shared/data, and label
+tables: joins, stars, the split by star, and bad tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddpayne_core.catalog import read_catalog_metadata
+from ddpayne_core.labeltable import attach_labels, read_label_table, star_ids, heldout_split
+
+
+def test_real_bundle_carries_reference_labels_flags_and_a_report(real_bundle):
+    out, summary = real_bundle
+    cat = pd.read_parquet(out / "catalog.parquet")
+    meta = read_catalog_metadata(out / "catalog.parquet")
+    assert meta["synthetic"] is False and meta["reference_labels"] == "lasp"
+    assert len(cat) == 160 and cat["specid"].is_unique
+    # Every spectrum fitted or failed with a status; none lost.
+    assert cat["fit_status"].isin([0, 1, 2]).all()
+    for col in ("lasp_teff", "lasp_logg", "lasp_feh", "heldout", "spectral_type", "teff_at_bound",
+                "at_bound", "out_of_coverage", "coverage_dist", "teff_flag", "qflag_chi2"):
+        assert col in cat, col
+    # A label pinned at its bound is always flagged so.
+    assert (cat["at_bound"] == cat[["teff_at_bound", "logg_at_bound", "feh_at_bound",
+                                     "lsf_at_bound"]].any(axis=1)).all()
+    # Held-out stars were never trained on: no spectrum of a held-out star shares a star id
+    # with a training spectrum.
+    labels = pd.read_parquet(out / "labels.parquet")
+    held = set(labels.loc[labels["heldout"], "star_id"])
+    assert held and not held & set(labels.loc[~labels["heldout"], "star_id"])
+    assert (out / "report" / "summary.md").exists() and (out / "report" / "real_validation.png").exists()
+    assert summary["flags"]["problem_fits_with_nothing_set"] == 0
+    assert {r["type"] for r in summary["validation"]} == {"A", "F/G"}
+
+
+def test_label_table_joins_by_obsid_or_file_and_groups_repeat_visits(tmp_path):
+    meta = pd.DataFrame({"filename": ["spec-a.fits.gz", "spec-b.fits.gz", "spec-c.fits.gz"],
+                         "obsid": [None, None, None], "ra": [10.0, 10.0 + 1 / 3600, 50.0],
+                         "dec": [5.0, 5.0, -3.0]})
+    table = pd.DataFrame({"file": ["spectra/spec-b.fits.gz", "spectra/spec-a.fits.gz"],
+                          "teff": [5000.0, 6000.0], "logg": [4.0, 2.5], "feh": [0.0, -1.0]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    t = read_label_table(tmp_path / "t.csv", ("teff", "logg", "feh"))
+    joined = attach_labels(meta, t, ("teff", "logg", "feh"), "ref")
+    assert joined["ref_teff"].tolist()[:2] == [6000.0, 5000.0] and np.isnan(joined["ref_teff"][2])
+    assert joined["ref_matched"].tolist() == [True, True, False]
+    ids = star_ids(meta["ra"], meta["dec"])
+    assert ids[0] == ids[1] != ids[2]
+    held = heldout_split(np.array([0, 0, 1, 1, 2, 3, 4, 5]), 0.5, seed=1)
+    assert held[0] == held[1] and held[2] == held[3] and 3 <= held.sum() <= 5
+
+
+@pytest.mark.parametrize("content, message", [
+    ("obsid,teff,logg,feh\n1,5000,4,0\n1,5100,4,0\n", "obsid repeated in 2 rows"),
+    ("obsid,teff,logg,feh\n1,5000,4,0\n,5100,4,0\n", "1 row\\(s\\) without obsid, e.g. table row\\(s\\) \\[3\\]"),
+    ("obsid,teff,logg\n1,5000,4\n", "missing label column\\(s\\) \\['feh'\\]"),
+    ("name,teff,logg,feh\nx,5000,4,0\n", "no id column"),
+])
+def test_bad_label_tables_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_label_table(path, ("teff", "logg", "feh"))
+
+
+def test_a_non_numeric_label_is_not_trained_on(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("obsid,teff,logg,feh\n1,5000,4,abc\n2,5100,4.1,-0.2\n")
+    t = read_label_table(path, ("teff", "logg", "feh"))
+    assert np.isnan(t["feh"][0]) and t["feh"][1] == -0.2
