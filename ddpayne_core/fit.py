@@ -34,7 +34,9 @@ class FitConfig:
     passes only); n_starts: the best candidates from which LM runs explore_iter iterations before
     the best is polished; margin: allowed excursion beyond the training range, in units of the
     scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch;
-    fit_lsf: also fit the LSF variance offset lsf_dvar, bounded to +-lsf_dvar_max [pixel^2]."""
+    fit_lsf: also fit the LSF variance offset lsf_dvar, bounded to +-lsf_dvar_max [pixel^2];
+    model_error: error floor s in normalized flux added in quadrature to every pixel's
+    (``with_model_error``); 0 for spectra the emulator describes to their noise."""
 
     n_candidates: int = 64
     n_starts: int = 2
@@ -47,6 +49,7 @@ class FitConfig:
     seed: int = 0
     fit_lsf: bool = True
     lsf_dvar_max: float = 1.0
+    model_error: float = 0.0
 
 
 @dataclass
@@ -67,6 +70,14 @@ class FitResult:
     lsf_dvar: np.ndarray
     lsf_dvar_err: np.ndarray
     at_bound: np.ndarray | None = None   # (n_spec, n_label + fit_lsf) bool: pinned at a fit bound
+
+
+def with_model_error(ivar: np.ndarray, model_error: float) -> np.ndarray:
+    """Inverse variance with an error floor ``model_error`` (normalized flux) added in
+    quadrature: 1 / (1/ivar + s^2); zero stays zero. Any shape."""
+    if model_error <= 0:
+        return ivar
+    return ivar / (1.0 + ivar * model_error ** 2)
 
 
 def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:
@@ -244,7 +255,7 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
         raise ValueError(f"spectra have {flux.shape[1]} pixels, the emulator {model.net.n_pix}: "
                          "resample them onto the emulator's wavelength grid first")
     good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0) & model.mask[None, :]
-    ivar = np.where(good, ivar, 0.0)
+    ivar = with_model_error(np.where(good, ivar, 0.0), config.model_error)
     flux = np.where(good, flux, 1.0)
     n_spec, n_lab = flux.shape[0], model.net.n_label
     n_used = good.sum(1)

@@ -25,6 +25,7 @@ import torch
 
 from . import constants as C
 from .emulator import Emulator, EmulatorModel, config_dict
+from .fit import with_model_error
 from .io_utils import atomic_path
 from .labels import Scaler
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale
@@ -39,7 +40,10 @@ class TrainConfig:
     clip_sigma, clip_every: outlier rejection of training pixels (``outlier_keep``; 0 = none);
     prior_weighting: "absolute" (X19 eq. 2) or "relative" (``loss.relative_weights``);
     prior_shape_only: hold the emulator's gradients to the ab initio shape with an amplitude
-    free within constants.SHAPE_PRIOR_AMPLITUDE (``GradientPrior.amplitude_range``)."""
+    free within constants.SHAPE_PRIOR_AMPLITUDE (``GradientPrior.amplitude_range``);
+    model_error: a floor s under every pixel's error, ivar -> 1 / (1/ivar + s^2) (The Cannon's
+    scatter term, Ness et al. 2015): without it the highest-S/N spectra, which no emulator fits
+    to their noise, dominate the loss (``fit.with_model_error``)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -57,6 +61,7 @@ class TrainConfig:
     clip_every: int = 20
     prior_weighting: str = "absolute"
     prior_shape_only: bool = False
+    model_error: float = 0.0
 
 
 class TrainingCancelled(Exception):
@@ -153,7 +158,7 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         raise ValueError(f"training label {label_names[bad[1]]} of star {bad[0]} is not finite")
     torch.manual_seed(config.seed)
     scaler = Scaler.fit(labels)
-    ivar = np.where(np.isfinite(flux) & mask[None, :], ivar, 0.0)
+    ivar = with_model_error(np.where(np.isfinite(flux) & mask[None, :], ivar, 0.0), config.model_error)
     flux = np.where(ivar > 0, flux, 1.0)
     tr, va = _split(len(flux), config.valid_fraction, config.seed)
     f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
