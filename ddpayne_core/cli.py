@@ -10,7 +10,7 @@ from pathlib import Path
 from .memory import keep_freed_memory
 from .paths import DEMO_OUT, REAL_DEMO_OUT
 
-DEMO_EPOCHS, REAL_EPOCHS = 420, 300
+DEMO_EPOCHS = 420
 
 
 def _theory_build(args):
@@ -199,10 +199,11 @@ def _demo(args):
 
     train_config = replace(TrainConfig(), epochs=args.epochs, reference=args.reference)
     if args.real:
-        from .real import default_real_config, run_real
+        from .real import REAL_TRAIN_CONFIG, default_real_config, run_real
         out = args.out if args.out != DEMO_OUT else REAL_DEMO_OUT
         run_real(out, default_real_config(args.spectra, args.labels), retrain=args.retrain,
-                 train_config=replace(train_config, epochs=args.epochs or REAL_EPOCHS))
+                 train_config=replace(REAL_TRAIN_CONFIG, reference=args.reference,
+                                      epochs=args.epochs or REAL_TRAIN_CONFIG.epochs))
         return
     if args.spectra or args.labels:
         raise ValueError("--spectra and --labels go with --real")
@@ -413,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--n-stars", type=int, default=20000)
     dm.add_argument("--out", default=DEMO_OUT, help=f"default {DEMO_OUT}; {REAL_DEMO_OUT} with --real")
     dm.add_argument("--epochs", type=int, default=None,
-                    help=f"training epochs when (re)training (default {DEMO_EPOCHS}; {REAL_EPOCHS} with --real)")
+                    help=f"training epochs when (re)training (default {DEMO_EPOCHS}; 300 with --real)")
     dm.add_argument("--retrain", action="store_true")
     dm.add_argument("--real", action="store_true",
                     help="real LAMOST spectra by label transfer: the DR10 spectra and LAMOST "

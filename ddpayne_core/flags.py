@@ -430,17 +430,20 @@ def model_reference(model: EmulatorModel) -> ReferenceGradients:
 
 def coverage_distance(model: EmulatorModel, labels: np.ndarray, k: int = C.COVERAGE_K):
     """Distance of each fit's labels (n, n_label) physical to its k-th nearest training star
-    in the model's min-max scaled label space, and the same for the training stars themselves
+    in the model's min-max scaled space of constants.COVERAGE_LABELS (all labels when it has
+    none of them), and the same for the training stars themselves
     (their own k-th neighbour, not counting themselves). Returns ((n,), (n_train,)), or None
     when the model carries no training labels."""
     if model.training_labels is None:
         return None
     from scipy.spatial import cKDTree
 
-    train = model.scaler.scale(np.asarray(model.training_labels, np.float64))
+    cols = [i for i, lab in enumerate(model.labels) if lab in C.COVERAGE_LABELS] or \
+        list(range(len(model.labels)))
+    train = model.scaler.scale(np.asarray(model.training_labels, np.float64))[:, cols]
     tree = cKDTree(train)
     kk = min(k, len(train) - 1)
-    x = model.scaler.scale(np.asarray(labels, np.float64))
+    x = model.scaler.scale(np.asarray(labels, np.float64))[:, cols]
     ok = np.all(np.isfinite(x), axis=1)
     dist = np.full(len(x), np.nan)
     dist[ok] = tree.query(x[ok], k=[kk])[0][:, 0]
