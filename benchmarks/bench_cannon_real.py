@@ -149,13 +149,18 @@ def run(bundle: Path, snr_min: float, quick: bool):
         ratios = ", ".join(f"{lab} {ours_row[f'{lab} scatter'].iloc[0] / peers[f'{lab} scatter'].min():.2f}"
                            for lab in names)
         print(f"{group}: DD-Payne scatter / best Cannon scatter: {ratios}")
+        same = peers[peers["method"].str.contains("A, F and G together")]
+        if not same.empty:
+            print(f"{group}: DD-Payne scatter / Cannon on the same training set: " + ", ".join(
+                f"{lab} {ours_row[f'{lab} scatter'].iloc[0] / same[f'{lab} scatter'].iloc[0]:.2f}"
+                for lab in names))
     for name, t in timing.items():
         print(f"speed, {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in t.items()))
     if not quick:
         out = bundle / "report" / "peer_cannon.json"
         atomic_write_text(out, json.dumps({"rows": rows_out, "timing": timing,
                                            "snr_min": snr_min}, indent=1, default=float))
-        print(f"-> {out} (shown by the report: ddpayne report-real, or the next ddpayne demo --real)")
+        print(f"-> {out} (the next `ddpayne demo --real` shows it in its report)")
 
 
 if __name__ == "__main__":

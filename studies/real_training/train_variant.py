@@ -1,0 +1,20 @@
+"""Train a real-data model variant on the training stars of data/demo_real (ddpayne demo --real).
+Usage: ME=0.01 BS=32 OUT=/tmp python studies/real_training/train_variant.py NAME EPOCHS REGULARIZE(0/1) [label=D ...]
+"""
+import sys, time
+from pathlib import Path
+from dataclasses import replace
+import numpy as np, pandas as pd
+from ddpayne_core.demo import train_from_store
+from ddpayne_core.real import RealDataConfig, training_meta
+from ddpayne_core.train import TrainConfig
+out = Path("data/demo_real"); name = sys.argv[1]; epochs = int(sys.argv[2]); reg = sys.argv[3] == "1"
+dscale = {}
+for kv in sys.argv[4:]:
+    k, v = kv.split("="); dscale[k] = float(v)
+cfg = RealDataConfig()
+meta = pd.read_parquet(out / "labels.parquet")
+t0 = time.time()
+model = train_from_store(out / "survey", f"{__import__('os').environ.get('OUT', '/tmp')}/{name}.pt", cfg.training_set(),
+                         replace(TrainConfig(), epochs=epochs, regularize=reg, d_scale=dscale, model_error=float(__import__('os').environ.get('ME', 0)), batch_size=int(__import__('os').environ.get('BS', 512))), meta=training_meta(meta, cfg))
+print(name, "train time", time.time() - t0, "best valid per px", min(model.history["valid_chi2"]) / 3909)
