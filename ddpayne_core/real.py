@@ -81,11 +81,10 @@ def prepare(out: str | Path, cfg: RealDataConfig, log=print) -> tuple:
     meta["star_id"] = star_ids(meta["ra"], meta["dec"])
     meta["heldout"] = heldout_split(meta["star_id"].to_numpy(), cfg.test_fraction, cfg.seed)
     meta["spectral_type"] = meta["subclass"].fillna("").astype(str).str[:1]
-    # The store's own metadata learns the star ids: fits carry them, and the error calibration
-    # pairs repeat visits by them (flags.calibrate_errors).
-    stored = store.meta()
-    stored["star_id"] = meta["star_id"].to_numpy()
-    write_meta(store.path, stored, store.chunk)
+    # The store's own metadata learns the star ids (fits carry them; flags.calibrate_errors pairs
+    # repeat visits by them) and the training stars' labels, so that retraining from the store
+    # (the app's retrain page) sees the same training set and never the held-out stars.
+    write_meta(store.path, training_meta(meta, cfg), store.chunk)
     n_match = int(meta[f"{cfg.prefix}_matched"].sum())
     log(f"{n_match} of {len(meta)} spectra have {cfg.prefix} labels; {meta['star_id'].nunique()} "
         f"stars, {int(meta['heldout'].sum())} spectra of held-out stars")

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from ddpayne_core.catalog import read_catalog_metadata
+from ddpayne_core.store import open_store
 from ddpayne_core.labeltable import attach_labels, read_label_table, star_ids, heldout_split
 
 
@@ -27,6 +28,11 @@ def test_real_bundle_carries_reference_labels_flags_and_a_report(real_bundle):
     labels = pd.read_parquet(out / "labels.parquet")
     held = set(labels.loc[labels["heldout"], "star_id"])
     assert held and not held & set(labels.loc[~labels["heldout"], "star_id"])
+    # The store carries the training stars' labels (retraining from it sees the same training
+    # set) and none of the held-out stars'.
+    stored = open_store(out / "survey").meta()
+    assert stored.loc[stored["heldout"], "lasp_teff"].isna().all()
+    assert stored.loc[~stored["heldout"], "lasp_teff"].notna().any()
     assert (out / "report" / "summary.md").exists() and (out / "report" / "real_validation.png").exists()
     assert summary["flags"]["problem_fits_with_nothing_set"] == 0
     assert {r["type"] for r in summary["validation"]} == {"A", "F/G"}
