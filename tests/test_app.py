@@ -171,15 +171,21 @@ def test_gradcorr_slider_changes_the_flag_counts(page, server):
     assert table.inner_text() != before
 
 
-def test_retraining_starts_and_cancels(page, server):
+def _start_training(page, server, epochs: str):
+    """Open the retrain page, type ``epochs`` into the epochs field, press Start; returns the
+    status pane."""
     _open(page, server + "?page=retrain")
-    # Enough epochs that the run cannot finish before Cancel is clicked.
-    epochs = page.locator(".epochs-input input").first
-    epochs.fill("5000")
-    epochs.press("Enter")
+    field = page.locator(".epochs-input input").first
+    field.fill(epochs)
+    field.press("Enter")
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Start training").click()
-    status = page.locator(".training-status")
+    return page.locator(".training-status")
+
+
+def test_retraining_starts_and_cancels(page, server):
+    # Enough epochs that the run cannot finish before Cancel is clicked.
+    status = _start_training(page, server, "5000")
     status.filter(has_text="/5000").wait_for()
     page.get_by_role("button", name="Cancel").click()
     status.filter(has_text="cancelled").wait_for(timeout=120_000)
@@ -224,13 +230,8 @@ def test_bad_numbers_are_refused_with_a_message(page, server):
     cut.press("Enter")
     alert = page.locator(".config-error").get_by_text(re.compile(r"chi2_cuts\[0\] must be a number"))
     alert.first.wait_for()
-    _open(page, server + "?page=retrain")
-    epochs = page.locator(".epochs-input input").first
-    epochs.fill("")
-    epochs.press("Enter")
-    page.wait_for_timeout(500)
-    page.get_by_role("button", name="Start training").click()
-    page.locator(".training-status").get_by_text(re.compile("cannot train: .*epochs")).wait_for()
+    status = _start_training(page, server, "")
+    status.get_by_text(re.compile("cannot train: .*epochs")).wait_for()
 
 
 def test_box_selection_is_counted_and_exports_those_stars(page, server):
