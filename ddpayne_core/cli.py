@@ -98,7 +98,7 @@ def _train_config(args):
 def _train(args):
     from dataclasses import replace
 
-    from .demo import train_from_store
+    from .pipeline import train_from_store
     from .trainingset import TrainingSetConfig
 
     ts = replace(TrainingSetConfig(), survey=args.survey, label_set=args.label_set,
@@ -136,7 +136,8 @@ def _flag(args):
 
     from .catalog import read_catalog_metadata, write_catalog
     from .emulator import EmulatorModel
-    from .flags import XFlagConfig, add_flags, calibrate_errors, model_reference, reflag
+    from .flags import XFlagConfig, model_reference, reflag
+    from .pipeline import flag_catalog
     from .theory.gradients import load_reference_gradients
 
     cfg = XFlagConfig()
@@ -151,9 +152,9 @@ def _flag(args):
         model = EmulatorModel.load(args.model)
         reference = load_reference_gradients(args.reference) if args.reference \
             else model_reference(model)
-        add_flags(table, model, reference, cfg)
-        if {"star_id", "mjd"} <= set(table.columns):
-            meta["error_scale"] = calibrate_errors(table, model.labels)
+        scale = flag_catalog(table, model, reference, cfg, log=lambda *a: None)
+        if scale is not None:
+            meta["error_scale"] = scale
     meta["flag_config"] = asdict(cfg)
     write_catalog(table, args.catalog, meta)
     print(f"flagged {len(table)} rows of {args.catalog} with {asdict(cfg)}")

@@ -18,19 +18,19 @@ from . import constants as C
 from .catalog import (blend_metal_poor, recommended, recovery_by_feh, recovery_scatter,
                       robust_bias_scatter, table3, write_catalog)
 from .emulator import EmulatorModel
-from .flags import add_flags, calibrate_errors, gradcorr, model_reference, reflag
+from .flags import gradcorr, model_reference, reflag
 from .fit import FitConfig, fit_spectra
 from .instrument import get_instrument
 from .io_utils import file_digest
 from .labels import get_label_set
 from .paths import DEMO_OUT, MODELS
+from .pipeline import fit_and_flag, train_from_store
 from .report import flag_information, inside_training_coverage, write_report
 from .simulate import SurveyConfig, TRUTH_EMULATOR, reobserve, simulate_survey, survey_crb
-from .spectra import instrument_mask, preprocess_batch
+from .spectra import preprocess_batch
 from .store import open_store
-from .survey import fit_store
 from .theory.gradients import load_reference_gradients
-from .train import TrainConfig, train_emulator
+from .train import TrainConfig
 from .trainingset import TrainingSetConfig, select_training
 
 DEFAULT_OUT = DEMO_OUT
@@ -38,34 +38,6 @@ COMMITTED_MODEL = MODELS / "demo_emulator.pt"
 COMMITTED_MP_MODEL = MODELS / "demo_emulator_mp.pt"
 COMMITTED_GALAH_MODEL = MODELS / "demo_emulator_galah.pt"
 GALAH_TRAINING_SET = TrainingSetConfig(survey="galah", label_set="lamost-galah")
-
-
-def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
-                     config: TrainConfig = TrainConfig(), reference_name: str | None = None,
-                     log=print, meta: pd.DataFrame | None = None, **hooks) -> EmulatorModel:
-    """Build the training set from a store, preprocess it and train (resumable checkpoint).
-    meta: the store's metadata with training-label columns, when they are not in the store
-    itself (labels attached by ``labeltable.attach_labels``)."""
-    store = open_store(store_path)
-    meta = store.meta() if meta is None else meta
-    rows, labels, names = select_training(meta, ts_config)
-    flux, ivar = store.read_rows(rows)
-    inst = get_instrument(store.info["instrument"])
-    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
-    reference = load_reference_gradients(reference_name or config.reference) \
-        if config.regularize else None
-    log(f"training on {len(rows)} stars ({ts_config.survey} labels: {', '.join(names)}); "
-        f"regularization {'on' if config.regularize else 'off'}")
-    model_path = Path(model_path)
-    model = train_emulator(norm, norm_ivar, labels, names, inst.wave, instrument_mask(inst.wave), config,
-                           reference, checkpoint=model_path.with_suffix(".ckpt"), log=log, **hooks)
-    model.config.update(training_set=asdict(ts_config), store=str(store_path),
-                        synthetic=bool(store.info.get("synthetic")),
-                        survey_config=store.info["provenance"].get("config"),
-                        truth_emulator_sha256=store.info["provenance"].get("truth_emulator_sha256"))
-    model.save(model_path)
-    model_path.with_suffix(".ckpt").unlink(missing_ok=True)
-    return model
 
 
 def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool = False,
@@ -116,7 +88,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
         if models[name].training_labels is None:   # committed before models carried them
             models[name].training_labels = select_training(store.meta(), ts)[1]
     model = models["model"]
-    results = flagged_fits(model, store, out / "catalog.parquet", fit_config, model_reference(model),
+    results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, model_reference(model),
                            log=log)
     meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
             "fit_config": asdict(fit_config),
@@ -126,7 +98,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     if "model_mp" in models:
         blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config, meta, log)
     if "model_galah" in models:
-        galah = flagged_fits(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
+        galah = fit_and_flag(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
                              model_reference(models["model_galah"]), log=log)
         write_catalog(galah, out / "catalog_galah.parquet",
                       {**meta, "model": str(out / "model_galah.pt"), "training_set": "galah",
@@ -148,7 +120,7 @@ def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out:
     poor = (results["feh"] < C.METAL_POOR_BLEND_FEH[1]).to_numpy()
     log(f"metal-poor model: fitting the {poor.sum()} spectra with overall [Fe/H] < "
         f"{C.METAL_POOR_BLEND_FEH[1]}")
-    mp = flagged_fits(model_mp, store, out / "catalog_mp.parquet", fit_config,
+    mp = fit_and_flag(model_mp, store, out / "catalog_mp.parquet", fit_config,
                       model_reference(model_mp), rows=poor, log=log)
     write_catalog(mp, out / "catalog_mp.parquet",
                   {**meta, "model": str(out / "model_mp.pt"), "model_config": model_mp.config,
@@ -160,20 +132,6 @@ def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out:
                    "blend": f"metal-poor model below [Fe/H] {C.METAL_POOR_BLEND_FEH[0]}, overall "
                             f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (docs/spec.md sec. 9)"})
     return blended
-
-
-def flagged_fits(model: EmulatorModel, store, out, fit_config: FitConfig, reference,
-                 rows=None, log=print) -> pd.DataFrame:
-    """Fit (resumably) the store's spectra (or ``rows``), add every flag and scale the errors to
-    the repeat-visit scatter; the scale report is left in ``table.attrs["error_scale"]``."""
-    results = fit_store(model, store, out, fit_config, log=log, rows=rows)
-    log("flagging: gradient correlations against the ab initio reference stars")
-    add_flags(results, model, reference)
-    scale = calibrate_errors(results, model.labels)
-    log("formal errors scaled to the repeat-visit scatter; median factor per label: "
-        + ", ".join(f"{lab} {r['median_scale']:.2f}" for lab, r in scale.items()))
-    results.attrs["error_scale"] = scale
-    return results
 
 
 def blend_subset(overall: pd.DataFrame, metal_poor: pd.DataFrame, rows: np.ndarray, labels) -> pd.DataFrame:

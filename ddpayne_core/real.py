@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import write_catalog
-from .demo import COMMITTED_MODEL, flagged_fits, train_from_store
+from .demo import COMMITTED_MODEL
 from .emulator import EmulatorModel
 from .fit import FitConfig
 from .flags import model_reference
@@ -32,6 +32,7 @@ from .ingest import ingest_lamost
 from .io_utils import atomic_path, file_digest
 from .labeltable import attach_labels, read_label_table, star_ids, heldout_split
 from .paths import MODELS, SHARED
+from .pipeline import fit_and_flag, train_from_store
 from .report import write_real_report
 from .store import write_meta
 from .train import TrainConfig
@@ -142,7 +143,7 @@ def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: b
     out.mkdir(parents=True, exist_ok=True)
     store, meta = prepare(out, cfg, log)
     model = real_model(out, meta, cfg, train_config, retrain, log=log)
-    results = _with_reference(flagged_fits(model, store, out / "catalog.parquet", fit_config,
+    results = _with_reference(fit_and_flag(model, store, out / "catalog.parquet", fit_config,
                                            model_reference(model), log=log), meta, cfg)
     catalog_meta = {"synthetic": False, "model": str(out / "model.pt"),
                     "model_config": model.config, "fit_config": asdict(fit_config),
@@ -153,7 +154,7 @@ def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: b
     if synthetic_model is not None and Path(synthetic_model).exists():
         log(f"fitting the held-out spectra with the synthetic-trained model {synthetic_model}")
         other = EmulatorModel.load(synthetic_model)
-        synthetic = _with_reference(flagged_fits(other, store, out / "catalog_synthetic_model.parquet",
+        synthetic = _with_reference(fit_and_flag(other, store, out / "catalog_synthetic_model.parquet",
                                                  fit_config, model_reference(other),
                                                  rows=meta["heldout"].to_numpy(), log=log), meta, cfg)
         write_catalog(synthetic, out / "catalog_synthetic_model.parquet",

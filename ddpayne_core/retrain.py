@@ -13,15 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .catalog import robust_bias_scatter, write_catalog
-from .demo import train_from_store
 from .emulator import EmulatorModel
 from .explore import SurveyBundle
 from .fit import FitConfig, fit_spectra, fitted_spectra
-from .flags import XFlagConfig, add_flags, check_number, gradcorr
+from .flags import XFlagConfig, check_number, gradcorr
 from .instrument import get_instrument
 from .labels import pretty
+from .pipeline import fit_and_flag, train_from_store
 from .spectra import preprocess_batch
-from .survey import fit_store
 from .train import TrainConfig, TrainingCancelled
 from .trainingset import TrainingSetConfig, select_training
 
@@ -172,10 +171,10 @@ def adopt(bundle: SurveyBundle, model_path: str | Path, config: XFlagConfig = XF
     d = bundle.directory
     stamp = time.strftime("%Y%m%d-%H%M%S")
     new_cat = d / f"catalog-{stamp}.parquet"
-    table = fit_store(model, bundle.store, new_cat, log=log)
-    add_flags(table, model, bundle.reference, config)
+    table = fit_and_flag(model, bundle.store, new_cat, FitConfig(), bundle.reference,
+                         config=config, log=log)
     meta = {**bundle.metadata, "model": str(model_path), "model_config": model.config,
-            "flag_config": asdict(config)}
+            "flag_config": asdict(config), "error_scale": table.attrs.pop("error_scale")}
     write_catalog(table, new_cat, meta)
     for name in ("catalog.parquet", "model.pt"):
         if (d / name).exists():

@@ -38,7 +38,7 @@ class TrainingSetConfig:
     @classmethod
     def of_model(cls, model) -> "TrainingSetConfig":
         """The configuration an emulator was trained with (recorded in its config by
-        demo.train_from_store); its own labels from the APOGEE-like survey if not recorded."""
+        pipeline.train_from_store); its own labels from the APOGEE-like survey if not recorded."""
         cfg = dict(model.config.get("training_set") or {})
         label_set = cfg.pop("label_set", None)
         if isinstance(label_set, list) or label_set is None:

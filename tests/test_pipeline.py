@@ -407,3 +407,18 @@ def test_fit_cli_fits_the_lsf_width_unless_told_not_to(demo_bundle, tmp_path):
     fixed = pd.read_parquet(path)
     assert len(fixed) == len(cat) and fixed["lsf_dvar"].isna().all()
     assert read_catalog_metadata(path)["fit_config"]["fit_lsf"] is False
+
+
+def test_every_entry_point_composes_the_pipeline_stages_from_one_place():
+    """The command line, the demos and the app's retraining train and fit-and-flag through
+    ddpayne_core.pipeline, and no module outside it composes fit_store + add_flags itself."""
+    import inspect
+
+    from ddpayne_core import cli, demo, pipeline, real, retrain
+    for module in (demo, real, retrain):
+        src = inspect.getsource(module)
+        assert "fit_and_flag(" in src or "train_from_store(" in src, module.__name__
+        assert "add_flags(" not in src and "calibrate_errors(" not in src, module.__name__
+    assert "flag_catalog(" in inspect.getsource(cli) and "train_from_store(" in inspect.getsource(cli)
+    assert "add_flags(" not in inspect.getsource(cli)
+    assert demo.train_from_store is pipeline.train_from_store

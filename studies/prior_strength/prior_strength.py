@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 
 from ddpayne_core.catalog import recovery_by_feh, recovery_scatter
-from ddpayne_core.demo import flag_fractions, flagged_fits
+from ddpayne_core.demo import flag_fractions
+from ddpayne_core.pipeline import fit_and_flag
 from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig
 from ddpayne_core.flags import model_reference
@@ -42,7 +43,7 @@ def catalog_summary(run: Path, model: EmulatorModel, store_path: str) -> dict:
     """The summary fields run_figures needs, from fitting and flagging the store with
     RUN/model.pt (no Cramer-Rao experiment)."""
     store = open_store(store_path)
-    results = flagged_fits(model, store, run / "catalog.parquet", FitConfig(),
+    results = fit_and_flag(model, store, run / "catalog.parquet", FitConfig(),
                            model_reference(model), log=print)
     truth = store.meta(["specid"] + list(model.labels))
     featureless = SurveyConfig(**store.info["provenance"]["config"]).featureless

@@ -5,7 +5,7 @@ import sys, time
 from pathlib import Path
 from dataclasses import replace
 import numpy as np, pandas as pd
-from ddpayne_core.demo import train_from_store
+from ddpayne_core.pipeline import train_from_store
 from ddpayne_core.real import RealDataConfig, training_meta
 from ddpayne_core.train import TrainConfig
 out = Path("data/demo_real"); name = sys.argv[1]; epochs = int(sys.argv[2]); reg = sys.argv[3] == "1"
