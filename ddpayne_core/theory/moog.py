@@ -8,7 +8,6 @@ wrapper drops vmicro and the line-list header) and reads the summary output.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
