@@ -11,7 +11,7 @@ the cached bin medians (flags.x_flag).
 The maps are images aggregated with datashader (explore.density_map) in plain Bokeh figures;
 a filter or cutoff change re-aggregates both maps and updates counts and gradcorr maps.
 
-Usage: python benchmarks/bench_app.py [--rows 6000000] [--bundle data/demo]
+Usage: python benchmarks/bench_app.py [--rows 6000000] [--bundle data/demo] [--quick]
 """
 import argparse
 import resource
@@ -66,7 +66,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=6_000_000)
     ap.add_argument("--bundle", default=str(REPO / "data" / "demo"))
+    ap.add_argument("--quick", action="store_true", help="100,000 rows: a check that it runs")
     args = ap.parse_args()
+    if args.quick:
+        args.rows = 100_000
     import holoviews as hv
     import panel as pn
 

@@ -17,8 +17,6 @@ Usage: python benchmarks/bench_cannon_real.py --bundle data/demo_real [--quick]
   and trains The Cannon on it: a check that the benchmark runs, not a measurement.
 """
 import argparse
-import contextlib
-import io
 import json
 import os
 import tempfile
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import cannon
 from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig, fit_spectra
@@ -56,22 +55,6 @@ def quick_bundle(work: Path) -> Path:
              fit_config=replace(FitConfig(), n_candidates=16), synthetic_model=None,
              log=lambda *a: None)
     return out
-
-
-def cannon(train_flux, train_ivar, train_labels, test_flux, test_ivar, wave, names):
-    """Train TheCannon (quadratic) and infer the test labels; returns (labels, train s, test s)."""
-    with contextlib.redirect_stdout(io.StringIO()):   # TheCannon prints progress per pixel
-        from TheCannon import dataset, model
-        ds = dataset.Dataset(wave, np.arange(len(train_flux)).astype(str), train_flux, train_ivar,
-                             train_labels, np.arange(len(test_flux)).astype(str), test_flux, test_ivar)
-        ds.set_label_names(list(names))
-        m = model.CannonModel(2, useErrors=False)
-        t0 = time.perf_counter()
-        m.train(ds)
-        t1 = time.perf_counter()
-        m.infer_labels(ds)
-        t2 = time.perf_counter()
-    return np.asarray(ds.test_label_vals), t1 - t0, t2 - t1
 
 
 def main():

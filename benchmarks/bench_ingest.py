@@ -3,7 +3,7 @@ processes (the 1-worker run is the baseline, same files, same process).
 
 The files are SYNTHETIC stand-ins in the LAMOST DR5 layout (ddpayne_core.standins) written from
 a small synthetic survey; reading them costs what reading real DR5 files costs (same size and
-structure). Usage: python benchmarks/bench_ingest.py [--files 2000] [--dir /tmp/ddpayne-ingest]
+structure). Usage: python benchmarks/bench_ingest.py [--files 2000] [--dir /tmp/ddpayne-ingest] [--quick]
 """
 import argparse
 import shutil
@@ -22,7 +22,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--dir", default="/tmp/ddpayne-ingest")
+    ap.add_argument("--quick", action="store_true", help="100 files: a check that it runs")
     args = ap.parse_args()
+    if args.quick:
+        args.files, args.dir = 100, args.dir + "-quick"
     d = Path(args.dir)
     shutil.rmtree(d, ignore_errors=True)
     sim = simulate_survey(d / "sim", replace(SurveyConfig(), n_stars=args.files, repeat_fraction=0.0,

@@ -5,17 +5,20 @@ Baseline: mmap and trim thresholds at glibc's initial 128 KiB (every tensor batc
 unmapped, page-faulted afresh); then the thresholds `import ddpayne_core` sets. The same fits
 (the committed demo model, 1,000 LAMOST-size spectra it made at random labels plus S/N-50 noise)
 and the same X_gradcorr (300 stars) under each. Prints wall and system seconds and the ratios.
-Usage: python benchmarks/bench_malloc.py
+Usage: python benchmarks/bench_malloc.py [--quick]
 """
 import resource
 import time
 
 import numpy as np
 
-from bench_fit import load_or_make_model
+import argparse
+
+from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import fit_spectra
 from ddpayne_core.flags import gradcorr
 from ddpayne_core.memory import MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES, set_malloc_thresholds
+from ddpayne_core.paths import MODELS
 from ddpayne_core.theory.gradients import load_reference_gradients
 
 
@@ -27,9 +30,12 @@ def timed(fn):
 
 
 def main():
-    model, what = load_or_make_model()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="200 spectra, 50 stars: a check that it runs")
+    n_fit, n_corr = (200, 50) if ap.parse_args().quick else (1000, 300)
+    model, what = EmulatorModel.load(MODELS / "demo_emulator.pt"), "committed demo model"
     rng = np.random.default_rng(0)
-    labels = model.scaler.unscale(rng.uniform(0.2, 0.8, (1000, len(model.labels))))
+    labels = model.scaler.unscale(rng.uniform(-0.3, 0.3, (n_fit, len(model.labels))))
     flux = model.predict(labels)
     flux += rng.normal(size=flux.shape) / 50.0
     ivar = np.full_like(flux, 2500.0)
@@ -41,10 +47,10 @@ def main():
         if not set_malloc_thresholds(mmap, trim):
             raise SystemExit("this C library has no mallopt: nothing to compare")
         fit = timed(lambda: fit_spectra(model, flux, ivar))
-        corr = timed(lambda: gradcorr(model, labels[:300], reference))
+        corr = timed(lambda: gradcorr(model, labels[:n_corr], reference))
         out[name] = fit, corr
-        print(f"{name}: fit 1,000 spectra {fit[0]:.2f} s (system {fit[1]:.2f} s), "
-              f"gradcorr 300 stars {corr[0]:.2f} s (system {corr[1]:.2f} s)")
+        print(f"{name}: fit {n_fit:,} spectra {fit[0]:.2f} s (system {fit[1]:.2f} s), "
+              f"gradcorr {n_corr} stars {corr[0]:.2f} s (system {corr[1]:.2f} s)")
     (fb, cb), (ft, ct) = out.values()
     print(f"fit_speedup={fb[0] / ft[0]:.2f} gradcorr_speedup={cb[0] / ct[0]:.2f}")
 

@@ -7,7 +7,7 @@ iterations): memory depends on the chunk and batch sizes, not on label values or
 counts, so this measures the streaming, not accuracy. Baseline in the same run: the smallest
 store; the ratio of peak RSS largest/smallest should be ~1.
 
-Usage: python benchmarks/bench_memory.py [--sizes 20000 200000] [--dir /tmp/ddpayne-mem]
+Usage: python benchmarks/bench_memory.py [--sizes 20000 200000] [--dir /tmp/ddpayne-mem] [--quick]
 """
 import argparse
 import resource
@@ -59,7 +59,10 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 200000])
     ap.add_argument("--dir", default="/tmp/ddpayne-mem")
     ap.add_argument("--fit-one")
+    ap.add_argument("--quick", action="store_true", help="1,000 and 3,000 spectra: a check that it runs")
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.dir = [1000, 3000], args.dir + "-quick"
     if args.fit_one:
         return fit_one(args.fit_one)
     peaks = {}

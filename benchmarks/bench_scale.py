@@ -11,7 +11,7 @@ memory is flat in survey size), and the extrapolation to LAMOST DR5's 8 million 
 
 Resumable: stores and fit parts stay in --dir, so a killed run continues where it stopped; the
 large store's throughput then counts only the spectra fitted in this run.
-Usage: python benchmarks/bench_scale.py [--n 1000000] [--base 20000] [--dir /tmp/ddpayne-scale]
+Usage: python benchmarks/bench_scale.py [--n 1000000] [--base 20000] [--dir /tmp/ddpayne-scale] [--quick]
 """
 import argparse
 import sys
@@ -62,7 +62,10 @@ def main():
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--base", type=int, default=20_000)
     ap.add_argument("--dir", default="/tmp/ddpayne-scale")
+    ap.add_argument("--quick", action="store_true", help="2,000 and 6,000 spectra: a check that it runs")
     args = ap.parse_args()
+    if args.quick:
+        args.base, args.n, args.dir = 2000, 6000, args.dir + "-quick"
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     model_path = root / "model.pt"

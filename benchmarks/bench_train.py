@@ -2,7 +2,7 @@
 prior (16 reference stars x 16 labels) against without it (the baseline) in the same process.
 
 Data: random LAMOST-grid spectra (3909 pixels) with the LAMOST-APOGEE label set; the cost of an
-epoch does not depend on the values. Usage: python benchmarks/bench_train.py [--stars N]
+epoch does not depend on the values. Usage: python benchmarks/bench_train.py [--stars N] [--quick]
 """
 import argparse
 import resource
@@ -22,7 +22,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stars", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="300 stars, 1 epoch: a check that it runs")
     args = ap.parse_args()
+    if args.quick:
+        args.stars, args.epochs = 300, 1
     inst = get_instrument("lamost")
     labels = LABEL_SETS["lamost-apogee"]
     rng = np.random.default_rng(0)

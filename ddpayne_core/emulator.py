@@ -75,10 +75,13 @@ class Emulator(torch.nn.Module):
         _, h2 = self._hidden(x)
         return (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
 
-    def flux_and_jacobian(self, x: torch.Tensor, weights: torch.Tensor | None = None):
+    def flux_and_jacobian(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+                          pixel_major: bool = False):
         """Flux (n_spec, n_pix) and the analytic d flux / d x (n_spec, n_pix, n_label), each
         row of the latter multiplied by ``weights`` (n_spec, n_pix) when given: with weights
-        1/sigma a fit's normal equations are one product of it with itself."""
+        1/sigma a fit's normal equations are one product of it with itself. ``pixel_major``:
+        the Jacobian as (n_pix, n_spec, n_label) instead, as computed (no transposing copy);
+        gathers of neighbouring pixels are contiguous block copies in this layout."""
         h1, h2 = self._hidden(x)
         flux = (self.w[:, None, :] @ h2)[:, 0, :].T + self.fbar
         # sigmoid' = h - h^2, fused into one op per layer
@@ -86,8 +89,9 @@ class Emulator(torch.nn.Module):
         g1 = torch.bmm(self.W2.transpose(1, 2), g2).mul_(torch.addcmul(h1, h1, h1, value=-1.0))
         if weights is not None:
             g1.mul_(weights.T[:, None, :])
-        # One (n_spec x n_hidden) @ (n_hidden x n_label) product per pixel, then spectrum-major.
-        return flux, torch.bmm(g1.transpose(1, 2), self.W1).transpose(0, 1).contiguous()
+        # One (n_spec x n_hidden) @ (n_hidden x n_label) product per pixel.
+        jac = torch.bmm(g1.transpose(1, 2), self.W1)                           # (p, s, k)
+        return flux, jac if pixel_major else jac.transpose(0, 1).contiguous()
 
 
 @dataclass

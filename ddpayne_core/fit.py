@@ -33,7 +33,8 @@ class FitConfig:
     """n_candidates: points of label space whose chi^2 is evaluated for every spectrum (forward
     passes only); n_starts: the best candidates from which LM runs explore_iter iterations before
     the best is polished; margin: allowed excursion beyond the training range, in units of the
-    scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch;
+    scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch (32: the
+    fastest on CPUs, docs/performance.md);
     fit_lsf: also fit the LSF variance offset lsf_dvar, bounded to +-lsf_dvar_max [pixel^2];
     model_error: error floor s in normalized flux added in quadrature to every pixel's
     (``with_model_error``); 0 for spectra the emulator describes to their noise."""
@@ -43,7 +44,7 @@ class FitConfig:
     explore_iter: int = 3
     margin: float = 0.1
     max_iter: int = 60
-    batch: int = 256
+    batch: int = 32
     tol: float = 1e-4
     lambda0: float = 1e-2
     seed: int = 0
@@ -154,11 +155,12 @@ class _Forward:
         return f[:, self.pos[:, 2]] if self.fit_lsf else f
 
     def _neighbour_sums(self, t):
-        """t (b, n_ext[, k]) -> (t, t(-1) + t(+1), t(-2) + t(+2)) at the pixels, each (b, p[, k])."""
+        """t (n_ext, ...) pixel-major -> (t, t(-1) + t(+1), t(-2) + t(+2)) at the pixels, each
+        (p, ...); gathers along the first axis copy contiguous blocks."""
         pos = self.pos
-        n1 = t.index_select(1, pos[:, 1]).add_(t.index_select(1, pos[:, 3]))
-        n2 = t.index_select(1, pos[:, 0]).add_(t.index_select(1, pos[:, 4]))
-        return t.index_select(1, pos[:, 2]), n1, n2
+        n1 = t.index_select(0, pos[:, 1]).add_(t.index_select(0, pos[:, 3]))
+        n2 = t.index_select(0, pos[:, 0]).add_(t.index_select(0, pos[:, 4]))
+        return t.index_select(0, pos[:, 2]), n1, n2
 
     def normal_equations(self, x, flux, sqrt_ivar):
         """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
@@ -169,25 +171,27 @@ class _Forward:
             rw = (flux - model).mul_(sqrt_ivar)
             jt = jw.transpose(1, 2)
             return ((rw * rw).sum(1, dtype=torch.float64), torch.bmm(jt, jw).double(),
-                    torch.bmm(jt, rw[..., None])[..., 0].double())
-        f, jac = self.net.flux_and_jacobian(x[:, :self.n_label].float())
+                    torch.bmm(rw[:, None, :], jw)[:, 0].double())
+        f, jac = self.net.flux_and_jacobian(x[:, :self.n_label].float(), pixel_major=True)
         (c0, c1, c2), (d0, d1, d2) = lsf_coefficients(x[:, self.n_label, None].float())
-        f0, f1, f2 = self._neighbour_sums(f)
+        f0, f1, f2 = (t.T for t in self._neighbour_sums(f.T))                  # (b, p) each
         valid = self.valid
         # Per-pixel weights of the stencil terms, times 1/sigma, shared by flux and Jacobian.
         w0 = (1 + c0 * valid) * sqrt_ivar
         w1, w2 = c1 * valid * sqrt_ivar, c2 * valid * sqrt_ivar
         rw = flux * sqrt_ivar - (w0 * f0 + w1 * f1 + w2 * f2)                  # (b, p)
         dvw = (d0 * f0 + d1 * f1 + d2 * f2) * valid * sqrt_ivar                # d model / dv
-        j0, j1, j2 = self._neighbour_sums(jac)
-        jw = j0.mul_(w0[..., None]).addcmul_(j1, w1[..., None]).addcmul_(j2, w2[..., None])
+        j0, j1, j2 = self._neighbour_sums(jac)                                 # (p, b, k)
+        jw = j0.mul_(w0.T[..., None]).addcmul_(j1, w1.T[..., None]).addcmul_(j2, w2.T[..., None])
+        jw = jw.transpose(0, 1).contiguous()                                   # (b, p, k)
         jt = jw.transpose(1, 2)
         b, k = x.shape
         a_mat = torch.empty(b, k, k, dtype=torch.float64)
         a_mat[:, :-1, :-1] = torch.bmm(jt, jw)
-        a_mat[:, :-1, -1] = a_mat[:, -1, :-1] = torch.bmm(jt, dvw[..., None])[..., 0]
+        # Row vectors times J: a transposed J in a matrix-vector product is ~10x slower on CPUs.
+        a_mat[:, :-1, -1] = a_mat[:, -1, :-1] = torch.bmm(dvw[:, None, :], jw)[:, 0]
         a_mat[:, -1, -1] = (dvw * dvw).sum(1)
-        grad = torch.cat([torch.bmm(jt, rw[..., None])[..., 0], (dvw * rw).sum(1, keepdim=True)], 1)
+        grad = torch.cat([torch.bmm(rw[:, None, :], jw)[:, 0], (dvw * rw).sum(1, keepdim=True)], 1)
         return (rw * rw).sum(1, dtype=torch.float64), a_mat, grad.double()
 
 
@@ -202,41 +206,71 @@ def _best_candidates(fwd: _Forward, flux, ivar, cand, n_keep):
     return cand[best.reshape(-1)]
 
 
-def _lm(fwd: _Forward, flux, sqrt_ivar, x, lo, hi, cfg: FitConfig, n_iter_max: int, state=None):
-    """Bounded Levenberg-Marquardt on a batch, converged rows dropped from the work as they finish.
+def _lm(fwd: _Forward, flux, sqrt_ivar, rows, x0, lo, hi, cfg: FitConfig, n_iter_max: int):
+    """Bounded Levenberg-Marquardt for many tasks, ``cfg.batch`` at a time: a task that finishes
+    frees its slot for the next one in the queue, so every evaluation of the model works on a
+    full batch (the cost of one is mostly per pixel, hardly per spectrum, so a half-empty batch
+    wastes nearly half of it).
 
-    flux, sqrt_ivar: (b, p) float32; x: (b, k) float64 starting points; state: their
-    (chi2, A, g) from fwd.normal_equations if already known. Returns (x, n_iter, converged,
-    (chi2, A, g) at x); rows keep their order.
+    flux, sqrt_ivar: (n_spec, p) float32; rows: (n,) the spectrum of each task; x0: (n, k)
+    float64 starting points. Returns (x, n_iter, converged, (chi2, A, g) at x), one row per task.
     """
-    b, k = x.shape
-    x = x.clone()
-    chi2, a_mat, grad = state if state is not None else fwd.normal_equations(x, flux, sqrt_ivar)
-    lam = torch.full((b,), cfg.lambda0, dtype=torch.float64)
-    done = torch.zeros(b, dtype=torch.bool)
-    n_iter = torch.zeros(b, dtype=torch.int64)
+    n, k = x0.shape
+    res_x, res_chi2 = x0.clone(), torch.full((n,), float("inf"), dtype=torch.float64)
+    res_a, res_g = torch.zeros(n, k, k, dtype=torch.float64), torch.zeros(n, k, dtype=torch.float64)
+    res_it, res_done = torch.zeros(n, dtype=torch.int64), torch.zeros(n, dtype=torch.bool)
     eye = torch.eye(k, dtype=torch.float64)
-    act = torch.arange(b)
-    for _ in range(n_iter_max):
-        if act.numel() == 0:
+    task = torch.zeros(0, dtype=torch.int64)                # the tasks in the batch's slots
+    x, chi2, lam, it = res_x[task], res_chi2[task], res_chi2[task], res_it[task]
+    a_mat, grad = res_a[task], res_g[task]
+    queued = 0
+
+    def finish(sel, converged):
+        t = task[sel]
+        res_x[t], res_chi2[t], res_a[t], res_g[t] = x[sel], chi2[sel], a_mat[sel], grad[sel]
+        res_it[t], res_done[t] = it[sel], converged[sel]
+
+    while True:
+        # A damped step for the running tasks. One whose predicted chi^2 decrease (2 g.d -
+        # d^T A d, the model linear in the step d) is below the tolerance would be accepted and
+        # end the task: end it now, without evaluating the model there.
+        diag = torch.diagonal(a_mat, dim1=1, dim2=2).clamp_min(1e-12)
+        step = torch.linalg.solve(a_mat + lam[:, None, None] * (diag[:, :, None] * eye), grad)
+        x_try = torch.minimum(torch.maximum(x + step, lo), hi)
+        d = x_try - x
+        settled = 2 * (grad * d).sum(1) - torch.einsum("bi,bij,bj->b", d, a_mat, d) < cfg.tol * chi2
+        if settled.any():
+            it = it + settled
+            finish(settled, settled)
+            keep = ~settled
+            task, x, chi2, a_mat, grad, lam, it, x_try = (
+                v[keep] for v in (task, x, chi2, a_mat, grad, lam, it, x_try))
+        new = torch.arange(queued, min(n, queued + cfg.batch - len(task)))
+        queued += len(new)
+        if len(task) + len(new) == 0:
             break
-        a_act = a_mat[act]
-        diag = torch.diagonal(a_act, dim1=1, dim2=2).clamp_min(1e-12)
-        step = torch.linalg.solve(a_act + lam[act, None, None] * (diag[:, :, None] * eye), grad[act])
-        x_new = torch.minimum(torch.maximum(x[act] + step, lo), hi)
-        chi2_new, a_new, g_new = fwd.normal_equations(x_new, flux[act], sqrt_ivar[act])
-        better = chi2_new < chi2[act]
-        rel = (chi2[act] - chi2_new) / chi2[act].clamp_min(1e-30)
-        x[act] = torch.where(better[:, None], x_new, x[act])
-        chi2[act] = torch.where(better, chi2_new, chi2[act])
-        a_mat[act] = torch.where(better[:, None, None], a_new, a_act)
-        grad[act] = torch.where(better[:, None], g_new, grad[act])
-        lam[act] = torch.where(better, lam[act] * 0.3, lam[act] * 10.0).clamp(1e-8, 1e8)
-        n_iter[act] += 1
-        finished = (better & (rel < cfg.tol)) | (~better & (lam[act] >= 1e8))
-        done[act] = finished
-        act = act[~finished]
-    return x, n_iter, done, (chi2, a_mat, grad)
+        # One evaluation for all slots: the step for the running tasks, the start for new ones.
+        r = rows[torch.cat([task, new])]
+        c_new, a_new, g_new = fwd.normal_equations(torch.cat([x_try, x0[new]]), flux[r], sqrt_ivar[r])
+        m = len(task)
+        better = c_new[:m] < chi2
+        rel = (chi2 - c_new[:m]) / chi2.clamp_min(1e-30)
+        x = torch.where(better[:, None], x_try, x)
+        chi2 = torch.where(better, c_new[:m], chi2)
+        a_mat = torch.where(better[:, None, None], a_new[:m], a_mat)
+        grad = torch.where(better[:, None], g_new[:m], grad)
+        lam = torch.where(better, lam * 0.3, lam * 10.0).clamp(1e-8, 1e8)
+        it = it + 1
+        converged = (better & (rel < cfg.tol)) | (~better & (lam >= 1e8))
+        finished = converged | (it >= n_iter_max)
+        finish(finished, converged)
+        keep = ~finished
+        task = torch.cat([task[keep], new])
+        x, chi2 = torch.cat([x[keep], x0[new]]), torch.cat([chi2[keep], c_new[m:]])
+        a_mat, grad = torch.cat([a_mat[keep], a_new[m:]]), torch.cat([grad[keep], g_new[m:]])
+        lam = torch.cat([lam[keep], torch.full((len(new),), cfg.lambda0, dtype=torch.float64)])
+        it = torch.cat([it[keep], torch.zeros(len(new), dtype=torch.int64)])
+    return res_x, res_it, res_done, (res_chi2, res_a, res_g)
 
 
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
@@ -279,32 +313,29 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     f_all = torch.as_tensor(flux[ok][:, used], dtype=torch.float32)
     sq_all = torch.as_tensor(np.sqrt(ivar[ok][:, used]), dtype=torch.float32)
     m = int(ok.sum())
-    x_best = torch.empty(m, n_par, dtype=torch.float64)
-    chi2_best = torch.empty(m, dtype=torch.float64)
-    n_iter_best = torch.empty(m, dtype=torch.int64)
-    done_best = torch.empty(m, dtype=torch.bool)
-    cov = np.empty((m, n_par, n_par))
     # Pixels outside the model's mask never enter chi^2: the fit runs on the others only.
     fwd = _Forward(model, used, config.fit_lsf)
     with torch.no_grad():
-        for a in range(0, m, config.batch):
-            sl = slice(a, min(a + config.batch, m))
-            nb = sl.stop - sl.start
-            # Explore from every start for a few iterations, then polish the best one. The LSF
-            # offset starts at 0: the emulator's own LSF.
-            starts = _best_candidates(fwd, f_all[sl], sq_all[sl] ** 2, cand, n_s)
-            starts = torch.cat([starts, torch.zeros(len(starts), n_par - n_lab,
-                                                    dtype=torch.float64)], 1)
-            x, it, _, (chi2, a_mat, grad) = _lm(
-                fwd, f_all[sl].repeat_interleave(n_s, 0), sq_all[sl].repeat_interleave(n_s, 0),
-                starts, lo, hi, config, config.explore_iter)
-            pick = torch.arange(nb) * n_s + chi2.view(nb, n_s).argmin(1)
-            x, it2, done, (chi2, a_mat, _) = _lm(
-                fwd, f_all[sl], sq_all[sl], x[pick], lo, hi, config, config.max_iter,
-                state=(chi2[pick], a_mat[pick], grad[pick]))
-            x_best[sl], chi2_best[sl], n_iter_best[sl], done_best[sl] = x, chi2, it[pick] + it2, done
-            # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
-            cov[sl] = torch.linalg.pinv(a_mat).numpy()
+        # Explore from every start for a few iterations at the emulator's own LSF (the LSF
+        # offset is a small correction that does not move a start between basins, and the
+        # unbroadened model costs half as much), then polish the best with everything fitted.
+        half = slice(None, None, 2)
+        explore = _Forward(model, used[half], fit_lsf=False)
+        f_half, sq_half = f_all[:, half].contiguous(), sq_all[:, half].contiguous()
+        starts = torch.cat([_best_candidates(explore, f_half[a:a + 1024], sq_half[a:a + 1024] ** 2,
+                                             cand, n_s) for a in range(0, m, 1024)])
+        it = torch.zeros(m, dtype=torch.int64)
+        if n_s > 1:
+            x, it, _, (chi2, _, _) = _lm(explore, f_half, sq_half, torch.arange(m).repeat_interleave(n_s),
+                                         starts, lo[:n_lab], hi[:n_lab], config, config.explore_iter)
+            pick = torch.arange(m) * n_s + chi2.view(m, n_s).argmin(1)
+            starts, it = x[pick], it[pick]
+        starts = torch.cat([starts, torch.zeros(m, n_par - n_lab, dtype=torch.float64)], 1)
+        x_best, it2, done_best, (chi2_best, a_mat, _) = _lm(
+            fwd, f_all, sq_all, torch.arange(m), starts, lo, hi, config, config.max_iter)
+        n_iter_best = it + it2
+        # Formal covariance (J^T C^-1 J)^-1 at the solution, in scaled label units.
+        cov = torch.linalg.pinv(a_mat).numpy()
     sd = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / (sd[:, :, None] * sd[:, None, :])
@@ -347,25 +378,34 @@ def fit_result_table(model: EmulatorModel, result: FitResult) -> pd.DataFrame:
 
 
 def fitted_spectra(model: EmulatorModel, labels: np.ndarray,
-                   lsf_dvar: np.ndarray | None = None) -> np.ndarray:
+                   lsf_dvar: np.ndarray | None = None, pixels: slice = slice(None)) -> np.ndarray:
     """The fit's model of each spectrum: the emulator at ``labels`` (n_spec, n_label) broadened
     by the fitted LSF offsets ``lsf_dvar`` (n_spec,) [pixel^2] (None or NaN: none) ->
-    (n_spec, n_pix) normalized flux."""
-    pred = model.predict(labels)
-    return pred if lsf_dvar is None else broaden(pred, model.wave, lsf_dvar, model.mask)
+    (n_spec, n_pix) normalized flux, or only the model's ``pixels`` (a slice of the grid; the
+    emulator is then evaluated there and on the stencil's two pixels either side only)."""
+    lo, hi, _ = pixels.indices(model.net.n_pix)
+    pad = slice(max(lo - 2, 0), min(hi + 2, model.net.n_pix))
+    x = torch.as_tensor(model.scaler.scale(np.atleast_2d(labels)), dtype=torch.float32)
+    with torch.no_grad():
+        pred = model.net.pixel_subset(pad)(x).numpy().astype(np.float64)
+    if lsf_dvar is not None:
+        pred = broaden(pred, model.wave[pad], lsf_dvar, model.mask[pad])
+    return pred[:, lo - pad.start:hi - pad.start]
 
 
 def window_chi2(model: EmulatorModel, labels: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
                 window: tuple, lsf_dvar: np.ndarray | None = None) -> np.ndarray:
     """chi^2 of the best fit (``labels`` and ``lsf_dvar`` as in fitted_spectra) restricted to a
     wavelength window [A] (e.g. Na D): (n_spec,)."""
-    sel = (model.wave >= window[0]) & (model.wave <= window[1]) & model.mask
+    inside = np.nonzero((model.wave >= window[0]) & (model.wave <= window[1]))[0]
+    pixels = slice(inside.min(), inside.max() + 1)
+    sel = model.mask[pixels]
     ok = np.all(np.isfinite(labels), axis=1)
     out = np.full(len(flux), np.nan)
     if ok.any():
         dvar = None if lsf_dvar is None else np.asarray(lsf_dvar)[ok]
-        pred = fitted_spectra(model, labels[ok], dvar)[:, sel]
-        out[ok] = ((pred - flux[ok][:, sel]) ** 2 * ivar[ok][:, sel]).sum(1)
+        pred = fitted_spectra(model, labels[ok], dvar, pixels)[:, sel]
+        out[ok] = ((pred - flux[ok][:, pixels][:, sel]) ** 2 * ivar[ok][:, pixels][:, sel]).sum(1)
     return out
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,23 +47,86 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
     return pd.concat([meta[keep], table], axis=1)
 
 
+def fit_workers() -> int:
+    """Worker processes for a survey fit: the CPU cores this process may use. One single-threaded
+    process per core fits ~2x faster than one process using every core through torch's
+    intra-op threads: the fit's tensor operations are small (a batch of 32 spectra), too small
+    for threads to share well (docs/performance.md)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
               config: FitConfig = FitConfig(), log=print, collect: bool = True,
-              rows: np.ndarray | None = None) -> pd.DataFrame | None:
+              rows: np.ndarray | None = None, workers: int | None = None) -> pd.DataFrame | None:
     """Fit every spectrum of ``store`` (or those where ``rows`` (n_spec,) bool is True), one
-    chunk in memory at a time; parts go to ``<out>.parts/``. Returns the results in store
-    order, or None with ``collect=False`` (memory then stays flat in survey size; read the
-    parts later)."""
+    chunk per process at a time; parts go to ``<out>.parts/``. ``workers``: processes (default
+    ``fit_workers()``; 1 fits in this process). Every chunk is fitted with one torch thread,
+    in a worker or here, so a resumed run reproduces the parts of the first to the bit. Returns the
+    results in store order, or None with ``collect=False`` (memory then stays flat in survey
+    size; read the parts later)."""
     parts_dir, chunks, todo = _parts(out, store, model, config, rows)
     if len(todo) < len(chunks):
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
-    for start, stop in progress(todo, desc="fitting"):
-        subset = None if rows is None else np.nonzero(rows[start:stop])[0]
-        table = fit_chunk(model, store, start, stop, config, subset)
-        with atomic_path(parts_dir / f"part-{start:010d}.parquet") as tmp:
-            table.to_parquet(tmp)
-        del table
+    jobs = [(str(store.path), a, b, str(parts_dir), config,
+             None if rows is None else np.nonzero(rows[a:b])[0]) for a, b in todo]
+    workers = min(workers or fit_workers(), len(jobs))
+    if workers <= 1:
+        with single_thread():
+            for job in progress(jobs, desc="fitting"):
+                _write_part(model, *job)
+    else:
+        # spawn, not fork: a forked child of a process whose OpenMP threads have run can hang.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(model,)) as pool:
+            for done in progress(as_completed([pool.submit(_pool_part, *job) for job in jobs]),
+                                 total=len(jobs), desc=f"fitting ({workers} processes)"):
+                done.result()  # a worker's exception is raised here
     return _collect(parts_dir, chunks) if collect else None
+
+
+@contextmanager
+def single_thread():
+    """torch on one thread inside the block (float32 sums depend on how work is split)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_WORKER_MODEL: EmulatorModel | None = None
+
+
+def _start_worker(model: EmulatorModel) -> None:
+    """A fit worker process: one torch thread (the processes provide the parallelism) and freed
+    tensor memory kept for the next batch (``memory.keep_freed_memory``)."""
+    global _WORKER_MODEL
+    import torch
+
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(1)
+    _WORKER_MODEL = model
+
+
+def _pool_part(*job) -> str:
+    return _write_part(_WORKER_MODEL, *job)
+
+
+def _write_part(model: EmulatorModel, store_path: str, start: int, stop: int, parts_dir: str,
+                config: FitConfig, subset: np.ndarray | None = None) -> str:
+    """Fit rows [start, stop) of the store (``subset`` offsets only, if given) and write their
+    part atomically; a part already written is kept (resuming)."""
+    part = Path(parts_dir) / f"part-{start:010d}.parquet"
+    if not part.exists():
+        table = fit_chunk(model, SpectralStore(Path(store_path)), start, stop, config, subset)
+        with atomic_path(part) as tmp:
+            table.to_parquet(tmp)
+    return str(part)
 
 
 def _parts(out, store: SpectralStore, model: EmulatorModel, config: FitConfig, rows=None):
@@ -155,21 +222,9 @@ def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig()
 
 def _fit_part(model_path: str, store_path: str, start: int, stop: int, parts_dir: str,
               config: FitConfig) -> str:
-    """One Dask task: fit rows [start, stop) and write their part atomically (idempotent)."""
-    import torch
-
-    from .memory import keep_freed_memory
-    from .store import SpectralStore
-
-    keep_freed_memory()
-    torch.set_num_threads(1)  # one thread per worker process: the cluster provides parallelism
-    part = Path(parts_dir) / f"part-{start:010d}.parquet"
-    if not part.exists():
-        table = fit_chunk(EmulatorModel.load(model_path), SpectralStore(Path(store_path)), start,
-                          stop, config)
-        with atomic_path(part) as tmp:
-            table.to_parquet(tmp)
-    return str(part)
+    """One Dask task: fit rows [start, stop) and write their part (``_write_part``)."""
+    _start_worker(EmulatorModel.load(model_path))
+    return _pool_part(store_path, start, stop, parts_dir, config)
 
 
 def fit_store_dask(model_path, store: SpectralStore, out, client=None, n_workers: int = 2,
