@@ -83,7 +83,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    n_stars, n_base, n_cannon = (600, 10, 300) if args.quick else (4000, 100, 3000)
+    n_stars, n_base, n_cannon = (600, 10, 300) if args.quick else (4000, 100, 1000)
     keep_freed_memory()
     torch.set_num_threads(1)
     model = EmulatorModel.load(MODELS / "demo_emulator.pt")

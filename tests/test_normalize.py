@@ -47,7 +47,7 @@ def test_uniform_ivar_scaling_leaves_continuum_unchanged(lamost, weights):
     ivar = np.random.default_rng(2).uniform(0.5, 2.0, wave.size)
     c1 = pseudo_continuum(wave, flux, ivar, 50.0, weights)
     c2 = pseudo_continuum(wave, flux, 37.0 * ivar, 50.0, weights)
-    np.testing.assert_allclose(c1, c2, rtol=1e-12)
+    np.testing.assert_allclose(c1, c2, rtol=1e-5)  # float32 smoothing products: ~1e-6
 
 
 def test_photon_noise_leaves_the_continuum_where_an_ab_initio_spectrum_has_it(lamost):
@@ -79,8 +79,8 @@ def test_flat_spectrum_normalizes_to_one_and_ivar_scales(lamost):
     flux = np.full(wave.size, 250.0)
     ivar = np.full(wave.size, 4.0)
     norm, niv = normalize(wave, flux, ivar, 50.0)
-    np.testing.assert_allclose(norm, 1.0, rtol=1e-12)
-    np.testing.assert_allclose(niv, 4.0 * 250.0 ** 2, rtol=1e-12)
+    np.testing.assert_allclose(norm, 1.0, rtol=1e-5)  # float32 smoothing products
+    np.testing.assert_allclose(niv, 4.0 * 250.0 ** 2, rtol=1e-5)
 
 
 def test_masked_pixels_get_zero_ivar_not_nan(lamost):
