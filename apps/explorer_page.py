@@ -10,6 +10,7 @@ import numpy as np
 import panel as pn
 import param
 from bokeh import events
+from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, EqHistColorMapper, HoverTool,
                           LinearColorMapper, Range1d)
 from bokeh.palettes import Blues256, RdBu11, Viridis256
@@ -436,8 +437,14 @@ class MapView:
         """Data units per screen pixel along x and y at the current zoom (the frame size as the
         browser reports it, else the image's)."""
         r = self.fig
-        return ((r.x_range.end - r.x_range.start) / (r.inner_width or self.shape[1]),
-                (r.y_range.end - r.y_range.start) / (r.inner_height or self.shape[0]))
+
+        def frame(name, default):   # unset until a browser has laid the figure out
+            try:
+                return getattr(r, name) or default
+            except UnsetValueError:
+                return default
+        return ((r.x_range.end - r.x_range.start) / frame("inner_width", self.shape[1]),
+                (r.y_range.end - r.y_range.start) / frame("inner_height", self.shape[0]))
 
     def mark(self, cat, row: int) -> None:
         """Ring catalogue row ``row`` (none when negative)."""

@@ -81,7 +81,8 @@ def main():
     print(f"rows={len(b.catalog):,} (SYNTHETIC, resampled demo catalogue); load+resample "
           f"{t_load:.1f} s, flag tuner {t_tuner:.1f} s")
     # Warm numba (datashader) and the k-d trees as the server does at start.
-    b.nearest_row(5000, 3, "teff", "logg")
+    pixel = (10.0, 0.01)  # data units per screen pixel: a ~1,000 x 500 px Kiel map
+    b.nearest_row(5000, 3, "teff", "logg", pixel)
     render(*build_explorer(b, tuner))
     t_first, (layout, ctl) = timed(lambda: build_explorer(b, tuner))
     t_root, _ = timed(lambda: render(layout, ctl))
@@ -100,7 +101,7 @@ def main():
 
     keep = selection(b.catalog)
     x, y = clicks[0]
-    t_tree, _ = timed(lambda: b.nearest_row(x, y, "teff", "logg", keep))
+    t_tree, _ = timed(lambda: b.nearest_row(x, y, "teff", "logg", pixel, keep))
     def scan():
         d2 = ((b.catalog["teff"].to_numpy() - x) / 3000.0) ** 2 + \
             ((b.catalog["logg"].to_numpy() - y) / 5.0) ** 2

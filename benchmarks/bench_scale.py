@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import random_lamost_emulator  # noqa: E402
 
+from ddpayne_core.emulator import EmulatorModel  # noqa: E402
 from ddpayne_core.fit import FitConfig  # noqa: E402
 from ddpayne_core.simulate import SurveyConfig, simulate_survey  # noqa: E402
 from ddpayne_core.store import open_store  # noqa: E402
@@ -45,7 +46,7 @@ def fit_on_cluster(model_path, store, out, n_workers: int) -> tuple[float, int, 
     each worker process)."""
     from dask.distributed import Client, LocalCluster
 
-    _, _, todo = _parts(out, store)
+    _, _, todo = _parts(out, store, EmulatorModel.load(model_path), FitConfig())
     n_todo = sum(b - a for a, b in todo)
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
