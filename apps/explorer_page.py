@@ -12,20 +12,22 @@ import param
 from bokeh import events
 from bokeh.core.property.descriptors import UnsetValueError
 from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, EqHistColorMapper, HoverTool,
-                          LinearColorMapper, Range1d)
+                          LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
 from bokeh.palettes import Blues256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
 from ddpayne_core.explore import (EXPORT_FORMATS, FLAG_CONFIG_DIR, density_map, export_table,
-                                  flag_counts, gradient_comparison, label_table, robust_range,
-                                  save_flag_config, selection, star_view)
+                                  flag_counts, save_flag_config, selection)
 from ddpayne_core.flags import XFlagConfig
-from ddpayne_core.constants import CLICK_RADIUS_PX
 from ddpayne_core.labels import pretty, with_unit
 
 from app_state import banner, bundle
+from star_inspector import StarInspector
 
 DENSITY_PALETTE = Blues256[::-1][40:]  # light to dark, without the near-white end
+# Colour scales of the maps: histogram-equalized (datashader's default, shows structure at every
+# density), linear, logarithmic (a mean colour column must be positive for log).
+COLOR_SCALES = {"equalized": EqHistColorMapper, "linear": LinearColorMapper, "log": LogColorMapper}
 TRANSPARENT = "rgba(0, 0, 0, 0)"
 
 
@@ -58,7 +60,7 @@ def build_explorer(b, tuner):
     snr_w = pn.widgets.FloatSlider(label="S/N at least", start=0, end=200, step=5, value=0)
     chi2_w = pn.widgets.Checkbox(name="good chi2 only (qflag_chi2 = 0)")
     single_w = pn.widgets.Checkbox(name="single stars only (qflag_singlestar = 1)")
-    xflag_w = pn.widgets.Select(label="require X_flag = 1 for", value="",
+    xflag_w = pn.widgets.Select(label="require X_flag = 1 for", value="", css_classes=["xflag-select"],
                                 options={"(no X_flag filter)": ""} | {pretty(l): l for l in b.model.labels})
     element_w = pn.widgets.Select(label="[X/Fe] map element" if abund else "second map: y axis",
                                   value=first_el, options={pretty(l): l for l in second},
@@ -66,7 +68,10 @@ def build_explorer(b, tuner):
     color_cols = ["density", "feh", "snr", "chi2ratio"] + \
         [c for c in cat.columns if c.endswith("_gradcorr")] + abund
     color_w = pn.widgets.Select(label="colour by", value="density",
-                                options=[c for c in color_cols if c == "density" or c in cat])
+                                options={("stars per pixel" if c == "density" else with_unit(c)): c
+                                         for c in color_cols if c == "density" or c in cat})
+    scale_w = pn.widgets.RadioButtonGroup(name="colour scale", options=list(COLOR_SCALES),
+                                          value="equalized", css_classes=["color-scale"])
     cutoff_w = pn.widgets.FloatSlider(label="gradcorr cutoff", start=0, end=1, step=0.05,
                                       value=default.cutoff, css_classes=["gradcorr-cutoff"])
     snrlim_w = pn.widgets.FloatSlider(label="S/N limit for bin medians", start=0, end=150, step=5,
@@ -80,8 +85,9 @@ def build_explorer(b, tuner):
                                     start=cut_lo, end=cut_hi, width=130,
                                     css_classes=[f"chi2-cut-{i + 1}"])
               for i, c in enumerate(default.chi2_cuts)]
-    grad_label_w = pn.widgets.Select(label="gradient spectra of", value=first_el,
-                                     options={pretty(l): l for l in b.model.labels})
+    map_label_w = pn.widgets.Select(label="gradient correlation maps of", value=first_el,
+                                    options={pretty(l): l for l in b.model.labels},
+                                    css_classes=["gradcorr-label"])
     # Saved only inside the bundle folder, under a validated plain name (explore.flag_config_path),
     # or downloaded by the browser: a served app must not write where a visitor says.
     save_name_w = pn.widgets.TextInput(name=f"save as (in the bundle's {FLAG_CONFIG_DIR}/)",
@@ -144,7 +150,7 @@ def build_explorer(b, tuner):
 
     def recolor():
         for m in (kiel, xfe):
-            m.set_palette(color_w.value)
+            m.set_palette(color_w.value, scale_w.value)
         draw_maps()
 
     def change_element(event):
@@ -186,9 +192,10 @@ def build_explorer(b, tuner):
         m.fig.on_event(events.Reset, lambda e, m=m: _boxed(None, m.xcol, m.ycol))
         m.fig.on_event(events.RangesUpdate, lambda e, m=m: draw(m, ((e.x0, e.x1), (e.y0, e.y1))))
     # Widget callbacks run outside the Bokeh document lock, so figure updates are scheduled.
-    color_w.param.watch(lambda e: _with_document_lock(recolor), "value")
-    element_w.param.watch(lambda e: _with_document_lock(lambda: change_element(e)), "value")
-    s.param.watch(lambda e: _with_document_lock(draw_maps), "version")
+    color_w.param.watch(lambda e: with_document_lock(recolor), "value")
+    scale_w.param.watch(lambda e: with_document_lock(recolor), "value")
+    element_w.param.watch(lambda e: with_document_lock(lambda: change_element(e)), "value")
+    s.param.watch(lambda e: with_document_lock(draw_maps), "version")
     draw_maps()
 
     def refresh(*_):
@@ -208,7 +215,10 @@ def build_explorer(b, tuner):
     def update_counts(*_):
         k = state["keep"]
         sel = f"; **{s.selected:,}** in the box selection" if state["bounds"] else ""
-        counts_pane.object = f"**{int(k.sum()):,}** of {len(cat):,} spectra shown{sel}"
+        n = int(k.sum())
+        none = "" if n else (" — **no star passes the filters**: loosen them (an X_flag filter at "
+                             "a cutoff no bin passes removes every star)")
+        counts_pane.object = f"**{n:,}** of {len(cat):,} spectra shown{sel}{none}"
         flag_pane.object = flag_counts(tuner, config(), k)
 
     s.param.watch(update_counts, ["version", "selected"])
@@ -242,35 +252,57 @@ def build_explorer(b, tuner):
     s.param.watch(relabel_export, ["version", "selected"])
     export_fmt_w.param.watch(relabel_export, "value")
 
-    gradcorr_figs, gradcorr_srcs = [], []
+    # The maps of the bin medians behind X_flag: the colour scale diverges at the cutoff (white =
+    # the cutoff, blue = the bin passes, red = it fails) and passing bins are outlined, so the
+    # pass/fail boundary is what the eye sees as the cutoff moves.
+    gradcorr_figs, gradcorr_srcs, gradcorr_mappers = [], [], []
     for name in ("dwarfs", "giants"):
         fig = figure(title=f"median gradcorr, {name}", width=380, height=280,
                      x_range=DataRange1d(flipped=True), x_axis_label="Teff [K]",
-                     y_axis_label="[Fe/H]", tools="pan,wheel_zoom,reset,hover",
-                     tooltips=[("Teff", "@teff{0}"), ("[Fe/H]", "@feh{0.00}"),
-                               ("median gradcorr", "@median{0.000}")])
-        src = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top", "teff", "feh", "median")})
-        mapper = LinearColorMapper(palette=RdBu11, low=-1, high=1)
+                     y_axis_label="[Fe/H] [dex]", tools="pan,wheel_zoom,reset,hover",
+                     tooltips=[("Teff", "@teff{0} K"), ("[Fe/H]", "@feh{0.00}"),
+                               ("median gradcorr", "@median{0.000}"), ("X_flag", "@xflag")])
+        src = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top", "teff", "feh",
+                                                "median", "xflag", "edge")})
+        mapper = LinearColorMapper(palette=diverging_at(default.cutoff), low=-1, high=1)
         fig.quad(left="left", right="right", bottom="bottom", top="top", source=src,
-                 fill_color={"field": "median", "transform": mapper}, line_color=None)
-        fig.add_layout(ColorBar(color_mapper=mapper), "right")
+                 fill_color={"field": "median", "transform": mapper}, line_color="edge",
+                 line_width=1.5)
+        fig.add_layout(ColorBar(color_mapper=mapper, title="median correlation"), "right")
         gradcorr_figs.append(fig)
         gradcorr_srcs.append(src)
+        gradcorr_mappers.append(mapper)
+    gradcorr_msg = pn.pane.Markdown(css_classes=["gradcorr-message"])
 
     def update_gradcorr_maps(*_):
         cfg = config()
-        for giant, (src, fig) in enumerate(zip(gradcorr_srcs, gradcorr_figs)):
-            fig.title.text = (f"median {pretty(grad_label_w.value)} gradient correlation, "
-                              f"{'giants' if giant else 'dwarfs'}")
-            m = tuner.gradcorr_map(grad_label_w.value, cfg, bool(giant))
+        label = pretty(map_label_w.value)
+        n_pass = n_bins = 0
+        for giant, (src, fig, mapper) in enumerate(zip(gradcorr_srcs, gradcorr_figs, gradcorr_mappers)):
+            fig.title.text = f"median {label} gradient correlation, {'giants' if giant else 'dwarfs'}"
+            mapper.palette = diverging_at(cfg.cutoff)
+            m = tuner.gradcorr_map(map_label_w.value, cfg, bool(giant))
+            n_pass, n_bins = n_pass + int(m["passes"].sum()), n_bins + len(m)
             src.data = {"left": m["teff"] - cfg.teff_bin / 2, "right": m["teff"] + cfg.teff_bin / 2,
                         "bottom": m["feh"] - cfg.feh_bin / 2, "top": m["feh"] + cfg.feh_bin / 2,
-                        "teff": m["teff"], "feh": m["feh"], "median": m["median"]}
+                        "teff": m["teff"], "feh": m["feh"], "median": m["median"],
+                        "xflag": np.where(m["passes"], "1 (passes)", "0 (fails)"),
+                        "edge": np.where(m["passes"], "black", "rgba(0, 0, 0, 0)")}
+        if n_bins == 0:
+            gradcorr_msg.object = (f"No bin has a median: no star above S/N {cfg.snr_min:.0f} has a "
+                                   f"finite {label} gradient correlation.")
+        elif n_pass == 0:
+            gradcorr_msg.object = (f"**No bin passes the cutoff {cfg.cutoff:.2f}**: every {label} "
+                                   "X_flag is 0 (a correlation cannot exceed 1).")
+        else:
+            gradcorr_msg.object = (f"{n_pass} of {n_bins} {label} bins pass the cutoff "
+                                   f"{cfg.cutoff:.2f} (outlined: their stars get X_flag 1).")
 
-    s.param.watch(lambda e: _with_document_lock(update_gradcorr_maps), "version")
-    grad_label_w.param.watch(lambda e: _with_document_lock(update_gradcorr_maps), "value")
+    s.param.watch(lambda e: with_document_lock(update_gradcorr_maps), "version")
+    map_label_w.param.watch(lambda e: with_document_lock(update_gradcorr_maps), "value")
     update_gradcorr_maps()
-    gradcorr_maps = pn.Row(*[pn.pane.Bokeh(f) for f in gradcorr_figs])
+    gradcorr_maps = pn.Column(map_label_w, gradcorr_msg,
+                              pn.Row(*[pn.pane.Bokeh(f) for f in gradcorr_figs]))
 
     def save_config(_):
         try:
@@ -286,108 +318,22 @@ def build_explorer(b, tuner):
                                          filename="flag_config.json", button_type="default",
                                          label="Download flag configuration")
 
-    # --- star inspector and gradient spectra ---------------------------------------------
-    # Plain Bokeh figures whose data sources are replaced on a click: far cheaper than
-    # rebuilding plots, and each figure keeps its own auto-ranging x axis.
-    def inspector_head(row, click):
-        if row < 0 and click[2]:
-            return (f"No shown star within {CLICK_RADIUS_PX:.0f} pixels of the click at "
-                    f"{_value(click[2], click[0])}, {_value(click[3], click[1])}: click on a star "
-                    "(filters hide some), or zoom in.")
-        if row < 0:
-            return "Click a star on either map to inspect it (it is ringed on both maps)."
-        rec = cat.iloc[row]
-        main = ", ".join(_value(lab, rec[lab], rec.get(f"{lab}_err")) for lab in ("teff", "logg", "feh"))
-        extra = "" if b.store is not None else "\n\n(no spectra stored with this catalogue)"
-        warn = _warnings(rec, b.model.labels)
-        extra += f"\n\n**Caution:** {'; '.join(warn)}" if warn else ""
-        return (f"### Star row {row}, specid {rec.get('specid', row)}: {main}\n\n"
-                f"S/N {rec['snr']:.1f}, chi2 {rec.get('chi2', np.nan):.1f} (reduced "
-                f"{rec.get('redchi2', np.nan):.2f}), LSF variance offset "
-                f"{rec.get('lsf_dvar', np.nan):+.2f} px², qflag_chi2 {rec.get('qflag_chi2', '-')}, "
-                f"single star {rec.get('qflag_singlestar', '-')}{extra}")
-
-    # Explicit ranges: Bokeh cannot auto-range figures that start without data.
-    full = (float(b.model.wave[0]), float(b.model.wave[-1]))
-    spec = _figure("spectrum and model", "normalized flux", 1050, 260, x_range=Range1d(*full),
-                   y_range=Range1d(0, 1.2))
-    resid = _figure("", "(data - model) / error", 1050, 180, x_range=spec.x_range,
-                    y_range=Range1d(-6, 6))
-    spec_src = {k: ColumnDataSource({"x": [], "y": []}) for k in ("flux", "model", "resid")}
-    mask_src = ColumnDataSource({"left": [], "right": []})
-    for fig in (spec, resid):
-        fig.quad(left="left", right="right", bottom=-1e3, top=1e3, source=mask_src,
-                 color="grey", alpha=0.15, legend_label="masked")
-    spec.line("x", "y", source=spec_src["flux"], legend_label="observed")
-    spec.line("x", "y", source=spec_src["model"], color="red", legend_label="model")
-    resid.line("x", "y", source=spec_src["resid"])
-
-    grad_figs = [_figure("", "dF", 1050, 240, x_range=Range1d(*full), y_range=Range1d(-0.1, 0.1))] + \
-        [_figure(f"strongest feature {i + 1}", "dF", 340, 220, x_range=Range1d(*full),
-                 y_range=Range1d(-0.1, 0.1)) for i in range(3)]
-    grad_src = [(ColumnDataSource({"x": [], "y": []}), ColumnDataSource({"x": [], "y": []}))
-                for _ in grad_figs]
-    for fig, (ab_src, emu_src) in zip(grad_figs, grad_src):
-        fig.line("x", "y", source=ab_src, color="black", line_width=2, legend_label="ab initio")
-        fig.line("x", "y", source=emu_src, color="#ff7f0e", legend_label="emulator")
-    gradient_head = pn.pane.Markdown(css_classes=["gradient-head"])
-
-    def show_star(*_):
-        row = s.row
-        v = star_view(b, row) if row >= 0 and b.store is not None else None
-        if v is not None:
-            spans = _mask_spans(v.wave, v.masked)
-            mask_src.data = {"left": [a for a, _ in spans], "right": [c for _, c in spans]}
-            spec_src["flux"].data = {"x": v.wave, "y": v.flux}
-            # The emulator is not trained on masked pixels: show the model where it was fitted.
-            spec_src["model"].data = {"x": v.wave, "y": np.where(v.masked, np.nan, v.model)}
-            spec_src["resid"].data = {"x": v.wave, "y": v.resid_sigma}
-            spec.y_range.start, spec.y_range.end = robust_range(v.flux[~v.masked], pad=0.2)
-            lim = np.nanpercentile(np.abs(v.resid_sigma), 99.5) if np.isfinite(v.resid_sigma).any() else 5
-            resid.y_range.start, resid.y_range.end = -1.1 * lim, 1.1 * lim
-        show_gradients()
-
-    def show_gradients(*_):
-        row, label = s.row, grad_label_w.value
-        if row < 0:
-            return
-        try:
-            g = gradient_comparison(b, row, label)
-        except ValueError as exc:
-            gradient_head.object = str(exc)
-            return
-        ref = g.reference_labels
-        gradient_head.object = (
-            f"### {pretty(label)} gradient spectra\nnearest reference star #{g.reference_star + 1} "
-            f"(Teff {ref['teff']:.0f} K, logg {ref['logg']:.2f}, [Fe/H] {ref['feh']:+.2f}); step "
-            f"{g.step:+.3g}; correlation **{g.corr:.3f}** (the star's {label}_gradcorr)")
-        windows = [(g.wave[0], g.wave[-1])] + list(g.windows)
-        for i, ((ab_src, emu_src), fig) in enumerate(zip(grad_src, grad_figs)):
-            lo, hi = windows[i] if i < len(windows) else (np.inf, -np.inf)
-            w = (g.wave >= lo) & (g.wave <= hi)
-            ab_src.data = {"x": g.wave[w], "y": g.ab_initio[w]}
-            emu_src.data = {"x": g.wave[w], "y": g.emulator[w]}
-            if w.any():
-                both = np.concatenate([g.ab_initio[w], g.emulator[w]])
-                fig.x_range.start, fig.x_range.end = float(lo), float(hi)
-                fig.y_range.start, fig.y_range.end = robust_range(both, pad=0.1)
-
-    s.param.watch(lambda *_: _with_document_lock(show_star), "row")
-    s.param.watch(lambda *_: _with_document_lock(mark_star), "row")
-    grad_label_w.param.watch(lambda *_: _with_document_lock(show_gradients), "value")
-    inspector = pn.Column(
-        pn.pane.Markdown(pn.bind(inspector_head, s.param.row, s.param.click), css_classes=["inspector"]),
-        pn.pane.Bokeh(spec), pn.pane.Bokeh(resid),
-        pn.pane.DataFrame(pn.bind(lambda r: label_table(b, r) if r >= 0 else None, s.param.row),
-                          index=False, css_classes=["label-table"], float_format="{:.3f}".format),
-        pn.pane.Markdown(FLAG_LEGEND, css_classes=["flag-legend"]))
-    gradient_view = pn.Column(gradient_head, pn.pane.Bokeh(grad_figs[0]),
-                              pn.Row(*[pn.pane.Bokeh(f) for f in grad_figs[1:]]))
+    # --- the selected star ----------------------------------------------------------------------
+    inspector = StarInspector(b, s, lambda: state["keep"], with_document_lock)
+    s.param.watch(lambda *_: with_document_lock(mark_star), "row")
+    # The URL names the selected star (?page=explorer&star=ROW): a link opens it.
+    if pn.state.location is not None:
+        pn.state.location.sync(s, {"row": "star"})
 
     # --- layout --------------------------------------------------------------------------
     sidebar = pn.Column(
         pn.pane.Markdown("### Filters"), *filters, pn.pane.Markdown("### Maps"), element_w, color_w,
-        pn.pane.Markdown("### Flag tuning"), cutoff_w, snrlim_w, tbin_w, fbin_w,
+        pn.pane.Markdown("colour scale"), scale_w,
+        pn.pane.Markdown("### Flag tuning"),
+        pn.pane.Markdown("The cutoff and bins set every X_flag: the counts and gradient-correlation "
+                         "maps below follow them; the star maps follow them when *require X_flag "
+                         "= 1 for* names a label."),
+        cutoff_w, snrlim_w, tbin_w, fbin_w,
         pn.pane.Markdown("chi2ratio cuts per S/N tier (<200, 200-300, 300-400, 400-500, >500)"),
         pn.GridBox(*cut_ws, ncols=2), config_msg, save_name_w, save_w, save_msg, download_w,
         width=320)
@@ -398,13 +344,14 @@ def build_explorer(b, tuner):
                pn.Column(pn.pane.Bokeh(xfe.fig), css_classes=["xfe-map"])),
         pn.pane.Markdown("Click a star to inspect it; box-select on either map to highlight the "
                          "same stars on both."),
-        inspector, grad_label_w, gradient_view,
+        inspector.layout, inspector.gradient_layout,
         pn.pane.Markdown("### Flags of the shown stars, and the gradient correlations behind X_flag"),
         pn.Row(flag_pane, gradcorr_maps))
     layout = pn.Column(pn.pane.Markdown("# ddpayne survey explorer  ·  [index](?)"), banner(b),
                        pn.Row(sidebar, main))
     controls = SimpleNamespace(state=s, click=_clicked, cutoff=cutoff_w, snr=snr_w,
-                               xflag=xflag_w, element=element_w)
+                               xflag=xflag_w, element=element_w, inspector=inspector,
+                               gradcorr_message=gradcorr_msg, maps=(kiel, xfe), scale=scale_w)
     return layout, controls
 
 
@@ -421,13 +368,17 @@ class MapView:
                           tools="pan,wheel_zoom,box_select,tap,reset,save", active_scroll="wheel_zoom",
                           active_drag="box_select",
                           tooltips=_tooltips(xcol, ycol))
-        self.mapper = EqHistColorMapper(palette=DENSITY_PALETTE, nan_color=TRANSPARENT)
+        self.mappers = {k: cls(palette=DENSITY_PALETTE, nan_color=TRANSPARENT)
+                        for k, cls in COLOR_SCALES.items()}
+        self.mapper = self.mappers["equalized"]
         empty = {"image": [np.full((1, 1), np.nan)], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
         self.src, self.hi_src = ColumnDataSource(dict(empty)), ColumnDataSource(dict(empty))
-        self.fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.src, color_mapper=self.mapper)
+        self.image = self.fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.src,
+                                    color_mapper=self.mapper)
         self.fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.hi_src, global_alpha=0.8,
                        color_mapper=LinearColorMapper(palette=["#d62728"], nan_color=TRANSPARENT))
-        self.colorbar = ColorBar(color_mapper=self.mapper, title="stars per pixel")
+        self.colorbar = ColorBar(color_mapper=self.mapper, title="stars per pixel",
+                                 formatter=NumeralTickFormatter(format="0,0.[00]"))
         self.fig.add_layout(self.colorbar, "right")
         self.marker = ColumnDataSource({"x": [], "y": []}, name=f"selected-star-{name}")
         self.fig.scatter("x", "y", source=self.marker, marker="circle_cross", size=18,
@@ -459,10 +410,20 @@ class MapView:
         hi = selected if selected is not None else np.full((1, 1), np.nan)
         self.hi_src.data = {"image": [hi.astype(np.float32)], **place}
 
-    def set_palette(self, color: str) -> None:
+    def set_palette(self, color: str, scale: str = "equalized") -> None:
+        """Colour by star counts ("density") or the mean of a column, on a COLOR_SCALES scale."""
         density = color == "density"
+        self.mapper = self.mappers[scale]
         self.mapper.palette = DENSITY_PALETTE if density else Viridis256
+        self.image.glyph.color_mapper = self.mapper
+        self.colorbar.color_mapper = self.mapper
         self.colorbar.title = "stars per pixel" if density else f"mean {with_unit(color)}"
+
+    def set_x(self, col: str, limits) -> None:
+        self.xcol = col
+        self.fig.xaxis.axis_label = with_unit(col)
+        self.fig.select_one(HoverTool).tooltips = _tooltips(col, self.ycol)
+        self.fig.x_range.start, self.fig.x_range.end = limits
 
     def set_y(self, col: str, limits) -> None:
         self.ycol = col
@@ -471,36 +432,16 @@ class MapView:
         self.fig.y_range.start, self.fig.y_range.end = limits
 
 
-FLAG_LEGEND = ("Flags: **X_flag 1** = the label is measured from spectral features (its "
-               "gradient spectrum correlates with the ab initio one above the cutoff), 0 = not; "
-               "**qflag_chi2 0** = good fit, 1 = chi2 high for its S/N; **single star 1** = "
-               "single, 0 = likely binary, -1 = undetermined; **at fit bound** = the bound, not "
-               "the spectrum, set the value.")
-
-
-def _warnings(rec, labels) -> list:
-    """What should make a reader distrust this star's labels, in words."""
-    out = []
-    pinned = [pretty(lab) for lab in labels if bool(rec.get(f"{lab}_at_bound", False))]
-    if pinned:
-        out.append(f"{', '.join(pinned)} at the fit bound (not measured)")
-    if bool(rec.get("lsf_at_bound", False)):
-        out.append("LSF offset at its bound")
-    if bool(rec.get("out_of_coverage", False)):
-        out.append("labels outside the training set's coverage")
-    if rec.get("qflag_chi2", 0) == 1:
-        out.append("poor fit (qflag_chi2 = 1)")
-    if rec.get("fit_status", 0) != 0:
-        out.append(f"fit_status {rec.get('fit_status')} (1 = not converged, 2 = failed)")
-    return out
-
-
-def _value(col: str, value, err=None) -> str:
-    """'Teff 4986 ± 86 K', '[Fe/H] -0.31 ± 0.05 dex': a label as a reader writes it."""
-    unit = with_unit(col)[len(pretty(col)):].strip(" []")
-    digits = 0 if col == "teff" else 2
-    pm = f" ± {err:.{digits}f}" if err is not None and np.isfinite(err) else ""
-    return f"{pretty(col)} {value:.{digits}f}{pm}{' ' + unit if unit else ''}"
+def diverging_at(cutoff: float, n: int = 256) -> list:
+    """A red-white-blue palette of ``n`` colours over correlations -1..1 whose white falls at
+    ``cutoff``: reds below it (X_flag 0), blues above (X_flag 1)."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in RdBu11], dtype=float)
+    blue, red = rgb[:6], rgb[5:]          # dark blue..white, white..dark red
+    n_low = int(round(n * (cutoff + 1) / 2))
+    ramp = lambda stops, k: np.array([np.interp(np.linspace(0, 1, k), np.linspace(0, 1, len(stops)),
+                                                stops[:, j]) for j in range(3)]).T
+    cols = np.vstack([ramp(red[::-1], n_low), ramp(blue[::-1], n - n_low)])
+    return ["#%02x%02x%02x" % tuple(int(round(v)) for v in c) for c in cols]
 
 
 def _tooltips(xcol: str, ycol: str) -> list:
@@ -511,7 +452,7 @@ def _tooltips(xcol: str, ycol: str) -> list:
             ("value", "@image{0.[00]}")]
 
 
-def _with_document_lock(fn) -> None:
+def with_document_lock(fn) -> None:
     """Run ``fn`` (which edits Bokeh models directly) under the session's document lock: a map
     click arrives from a HoloViews stream outside it. Outside a server session, run it now."""
     doc = pn.state.curdoc
@@ -521,12 +462,6 @@ def _with_document_lock(fn) -> None:
         fn()
 
 
-def _figure(title: str, ylabel: str, width: int, height: int, **kw):
-    fig = figure(title=title, width=width, height=height, x_axis_label="wavelength [A]",
-                 y_axis_label=ylabel, tools="pan,xwheel_zoom,box_zoom,reset,save", **kw)
-    return fig
-
-
 def _in_bounds(cat, bounds) -> np.ndarray:
     if not bounds:
         return np.zeros(len(cat), dtype=bool)
@@ -534,10 +469,4 @@ def _in_bounds(cat, bounds) -> np.ndarray:
     x, y = cat[xcol].to_numpy(), cat[ycol].to_numpy()
     return (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
 
-
-def _mask_spans(wave: np.ndarray, masked: np.ndarray) -> list:
-    """Contiguous masked pixel runs as (start, end) wavelengths."""
-    edges = np.diff(np.concatenate([[0], masked.astype(np.int8), [0]]))
-    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
-    return list(zip(wave[starts], wave[stops]))
 

@@ -1,5 +1,6 @@
 """ddpayne apps, served by `panel serve apps/`: an index page linking the survey explorer
-(?page=explorer) and retraining (?page=retrain). The data are chosen in app_state."""
+(?page=explorer, ?page=explorer&star=ROW for one star), catalogue plots (?page=catalog) and
+retraining (?page=retrain). The data are chosen in app_state."""
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ PAGES = {"explorer": ("Survey explorer",
                       "Datashaded Kiel and [X/Fe]-[Fe/H] maps, filters, linked selections; click a "
                       "star for its spectrum, model, residual, labels and gradient spectra; tune "
                       "the flag cutoffs live and save them."),
+         "catalog": ("Catalogue plots",
+                     "The histogram of any catalogue column and the datashaded scatter of any two, "
+                     "over the stars the filters keep, on a linear, log or equalized colour scale."),
          "retrain": ("Retraining",
                      "Change D_scale, neurons, epochs or the training set, train in the "
                      "background, compare with the current model, adopt or discard.")}
@@ -42,6 +46,9 @@ def page():
     if arg == "explorer":
         from explorer_page import explorer_page
         return explorer_page()
+    if arg == "catalog":
+        from catalog_page import catalog_page
+        return catalog_page()
     if arg == "retrain":
         from retrain_page import retrain_page
         return retrain_page()

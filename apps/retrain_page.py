@@ -46,7 +46,9 @@ def retrain_page():
     adopt_w = pn.widgets.Button(name="Adopt (refit + re-flag catalogue)", disabled=True,
                                 button_type="success")
     discard_w = pn.widgets.Button(name="Discard", disabled=True)
-    history = pn.pane.HoloViews(hv.Curve([]).opts(width=500, height=250))
+    history = pn.pane.HoloViews(None, width=520, height=270, visible=False)
+    history_note = pn.pane.Markdown("The loss curves appear here after the first epoch.",
+                                    css_classes=["history-note"], width=520)
     comparison = pn.Column()
     session = {"job": None, "cb": None}
 
@@ -59,9 +61,15 @@ def retrain_page():
         n_epochs = len(h.get("epoch", []))
         if n_epochs and n_epochs != session.get("plotted"):   # redraw on a new epoch only
             session["plotted"] = n_epochs
-            history.object = (hv.Curve((h["epoch"], h["train_chi2"]), "epoch", "loss", label="chi2")
-                              * hv.Curve((h["epoch"], h["train_prior"]), label="prior")).opts(
-                logy=True, width=500, height=250, legend_position="top_right")
+            epochs = [e + 1 for e in h["epoch"]]
+            ylabel = "loss (chi2 summed over pixels)"
+            history.object = (hv.Curve((epochs, h["train_chi2"]), "epoch", ylabel, label="training chi2")
+                              * hv.Curve((epochs, h["valid_chi2"]), "epoch", ylabel, label="validation chi2")
+                              * hv.Curve((epochs, h["train_prior"]), "epoch", ylabel,
+                                         label="gradient prior")).opts(
+                hv.opts.Curve(logy=True, xformatter="%d"),
+                hv.opts.Overlay(width=520, height=270, legend_position="right", logy=True))
+            history.visible, history_note.visible = True, False
         if job.state != "running":
             session["cb"].stop()
             with _LOCK:
@@ -89,6 +97,8 @@ def retrain_page():
         session["job"] = job
         start_w.disabled, cancel_w.disabled = True, False
         comparison.objects = []
+        status.object = f"**running**: {job.message}"
+        history.visible, history_note.visible = False, True
         session["cb"] = pn.state.add_periodic_callback(poll, period=500)
 
     def cancel(_):
@@ -106,7 +116,11 @@ def retrain_page():
             asyncio.to_thread(lambda: pd.DataFrame({k: gradcorr_medians(b, m) for k, m in models.items()})),
             asyncio.to_thread(star_residuals, b, row_w.value, models))
         wave = b.model.wave
-        curves = [hv.Curve((wave, r), "wavelength [A]", "(data - model) / error", label=k)
+        # The current model solid and dark, the new one dashed on top: both stay visible.
+        style = {"current": {"color": "black", "line_width": 1.5},
+                 "new": {"color": "#ff7f0e", "line_dash": "dashed", "alpha": 0.8}}
+        curves = [hv.Curve((wave, r), "rest-frame vacuum wavelength [A]",
+                           "(data - model) / error [σ]", label=f"{k} model").opts(**style[k])
                   for k, (_, r) in resid.items()]
         labels = pd.DataFrame({k: lab for k, (lab, _) in resid.items()},
                               index=[pretty(l) for l in b.model.labels])
@@ -118,7 +132,7 @@ def retrain_page():
                              pn.pane.DataFrame(grads, float_format="{:.3f}".format)),
                    pn.Column(pn.pane.Markdown(f"labels of row {row_w.value}"),
                              pn.pane.DataFrame(labels, float_format="{:.3f}".format))),
-            pn.pane.HoloViews(hv.Overlay(curves).opts(width=1000, height=250,
+            pn.pane.HoloViews(hv.Overlay(curves).opts(width=1000, height=250, legend_position="right",
                                                      title=f"residuals of row {row_w.value}"))]
         status.object = "comparison done: adopt or discard the new model"
         compare_w.disabled = False
@@ -149,10 +163,22 @@ def retrain_page():
     controls = pn.Column(pn.pane.Markdown("### Settings"), dp_w, da_w, nh_w, ep_w, max_w, reg_w,
                          pn.Row(start_w, cancel_w), progress, status, row_w,
                          pn.Row(compare_w, adopt_w, discard_w), width=460)
+    cfg = b.model.config
     info = pn.pane.Markdown(
-        f"Current model: `{b.directory / 'model.pt'}` ({b.model.net.n_hidden} neurons, "
-        f"regularization {'on' if b.model.config.get('regularize', True) else 'off'}, "
-        f"{b.model.config.get('n_train', '?')} training stars)")
+        f"Current model: `{b.directory / 'model.pt'}`: {b.model.net.n_hidden} neurons, "
+        f"regularization {'on' if cfg.get('regularize', True) else 'off'}, "
+        f"{cfg.get('n_train', '?')} training stars, up to {cfg.get('epochs', '?')} epochs with "
+        f"early stopping on the validation chi2.\n\n"
+        f"**Epochs**: each passes once over the training stars. The default here, "
+        f"{default.epochs}, is a quick look, not a model to adopt: match the current model's "
+        f"{cfg.get('epochs', '?')} for that. The time per epoch and the time left show once the "
+        f"first epoch ends (reading and normalizing the training spectra comes first).\n\n"
+        f"**D_scale** weighs the prior that keeps the emulator's gradient spectra close to the "
+        f"ab initio ones (X19 sec. 2 uses {default.d_scale_params:g} for Teff, logg, vmic and "
+        f"{default.d_scale_abund:g} for [Fe/H] and [X/Fe]): larger = closer to the ab initio "
+        f"gradients, 0 = no prior for that group. **Compare** fits validation stars with both "
+        f"models (labels in K and dex); **Adopt** refits and re-flags the whole catalogue.",
+        css_classes=["retrain-info"], width=1000)
     return pn.Column(pn.pane.Markdown("# ddpayne retraining  ·  [index](?)"), banner(b), info,
-                     pn.Row(controls, history), comparison)
+                     pn.Row(controls, pn.Column(history_note, history)), comparison)
 

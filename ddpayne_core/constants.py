@@ -158,3 +158,19 @@ COVERAGE_LABELS = ("teff", "logg", "feh")
 # App: a click selects the nearest shown star within this many screen pixels, else nothing (a
 # click on empty sky must not pick a distant star).
 CLICK_RADIUS_PX = 10.0
+# App: below this S/N the inspector cautions that the labels are noisy whatever the flags say:
+# X_flag is assigned per (Teff, [Fe/H]) bin from S/N > 30 stars (X19 sec. 5.4.2 notes that low
+# S/N stars may carry X_flag 1), and X19 Fig. 9 finds Teff precise to 60 K only above S/N 20.
+LOW_SNR_CAUTION = 20.0
+# App: the spectrum view's line markers, vacuum wavelengths [A] (NIST Atomic Spectra Database),
+# the features an astronomer looks for first in a low-resolution optical spectrum.
+LINE_MARKERS_AA = (("Ca II K", 3934.78), ("Ca II H", 3969.59), ("Hδ", 4102.89), ("Hγ", 4341.69),
+                   ("Hβ", 4862.69), ("Mg b", 5168.76), ("Mg b", 5174.13), ("Mg b", 5185.05),
+                   ("Na D", 5891.58), ("Na D", 5897.56), ("Hα", 6564.61), ("Ca II", 8500.36),
+                   ("Ca II", 8544.44), ("Ca II", 8664.52))
+# App: zoom presets of the spectrum view, vacuum wavelength windows [A] around those features.
+ZOOM_PRESETS_AA = {"Ca II H & K": (3900.0, 4020.0), "Hβ": (4820.0, 4910.0),
+                   "Mg b": (5140.0, 5210.0), "Na D": (5870.0, 5915.0), "Hα": (6530.0, 6600.0),
+                   "Ca II triplet": (8470.0, 8690.0)}
+# App: at most this many other visits of a star are overlaid on its spectrum.
+MAX_REPEAT_VISITS = 4

@@ -300,8 +300,11 @@ class GradientComparison:
 
 
 def gradient_comparison(bundle: SurveyBundle, row: int, label: str, n_windows: int = 3,
-                        half_width: float = 25.0) -> GradientComparison:
-    """The gradient spectra behind one star's <label>_gradcorr (same metric as flags.gradcorr)."""
+                        half_width: float = 25.0,
+                        masked: np.ndarray | None = None) -> GradientComparison:
+    """The gradient spectra behind one star's <label>_gradcorr (same metric as flags.gradcorr).
+    masked: (n_pix,) bool pixels of this star's spectrum not used in its fit (StarView.masked);
+    the feature windows are centred on pixels that neither the model nor the star masks."""
     model = bundle.model
     ref = bundle.reference.select_labels(model.labels)
     labels = bundle.catalog.iloc[row][list(model.labels)].to_numpy(dtype=np.float64)
@@ -316,9 +319,10 @@ def gradient_comparison(bundle: SurveyBundle, row: int, label: str, n_windows: i
     ab = ref.dflux[j, k]
     m = model.mask
     corr = float(np.corrcoef(emu[m], ab[m])[0, 1]) if np.std(emu[m]) > 0 else float("nan")
+    shown = m if masked is None else m & ~np.asarray(masked, dtype=bool)
     return GradientComparison(label, model.wave, emu, ab, float(steps[k]), j,
                               {c: float(ref.stars[c][j]) for c in ("teff", "logg", "feh")},
-                              corr, feature_windows(model.wave, np.where(m, ab, 0.0), n_windows,
+                              corr, feature_windows(model.wave, np.where(shown, ab, 0.0), n_windows,
                                                     half_width))
 
 
@@ -429,10 +433,87 @@ class FlagTuner:
 
 
 def flag_counts(tuner: FlagTuner, config: XFlagConfig, keep: np.ndarray) -> pd.DataFrame:
-    """Per label: stars in ``keep`` with X_flag 1 and their fraction."""
+    """Per label: stars in ``keep`` with X_flag 1 and their share in percent ("-" when no star
+    is kept: a share of nothing is not a number to show)."""
     n = int(keep.sum())
-    return pd.DataFrame([{"label": pretty(lab), "X_flag=1": k, "fraction": k / n if n else np.nan}
+    return pd.DataFrame([{"label": pretty(lab), "X_flag = 1": k,
+                          "share": f"{100 * k / n:.1f} %" if n else "-"}
                          for lab, k in tuner.count_flagged(config, keep).items()])
+
+
+# --- Finding and stepping through stars -------------------------------------------------------------
+SEARCH_COLUMNS = ("specid", "obsid", "designation", "filename", "star_id")
+
+
+def find_rows(table: pd.DataFrame, query: str) -> tuple[np.ndarray, str]:
+    """Catalogue rows matching ``query`` and how they matched: '#123' is catalogue row 123;
+    otherwise an exact match (case-insensitive, as text) in the first of SEARCH_COLUMNS (specid,
+    LAMOST obsid, designation, file name, star_id) that has one, else file names containing
+    the query. Returns ((n_match,) int sorted, the column matched or 'row'); empty rows when
+    nothing matches."""
+    none = np.zeros(0, dtype=int)
+    q = str(query).strip()
+    if not q:
+        return none, ""
+    if q.startswith("#"):
+        row = int(q[1:]) if q[1:].isdigit() else -1
+        return (np.array([row]) if 0 <= row < len(table) else none), "row"
+    for col in SEARCH_COLUMNS:
+        if col in table:
+            hit = table[col].astype(str).str.strip().str.lower().to_numpy() == q.lower()
+            if hit.any():
+                return np.nonzero(hit)[0], col
+    if "filename" in table:
+        hit = table["filename"].astype(str).str.contains(q, case=False, regex=False).to_numpy()
+        return np.nonzero(hit)[0], "part of the file name"
+    return none, ""
+
+
+def step_row(keep: np.ndarray, row: int, step: int) -> int | None:
+    """The shown row (``keep`` (n_row,) bool) after (step +1) or before (step -1) ``row`` in
+    catalogue order, wrapping round at the ends; the first (or last) shown row when ``row`` is
+    negative; None when no row is shown."""
+    shown = np.nonzero(keep)[0]
+    if len(shown) == 0:
+        return None
+    if row < 0:
+        return int(shown[0] if step > 0 else shown[-1])
+    i = np.searchsorted(shown, row, side="right" if step > 0 else "left")
+    return int(shown[i % len(shown)] if step > 0 else shown[(i - 1) % len(shown)])
+
+
+def repeat_rows(table: pd.DataFrame, row: int, limit: int = C.MAX_REPEAT_VISITS) -> np.ndarray:
+    """Other catalogue rows of the same star (same star_id), at most ``limit``, in order of
+    observation date where the table has ``mjd``: (n,) int."""
+    if "star_id" not in table:
+        return np.zeros(0, dtype=int)
+    ids = table["star_id"].to_numpy()
+    same = np.nonzero(ids == ids[row])[0]
+    same = same[same != row]
+    if "mjd" in table:
+        same = same[np.argsort(table["mjd"].to_numpy()[same], kind="stable")]
+    return same[:limit]
+
+
+def spectrum_table(view: StarView) -> pd.DataFrame:
+    """The inspector's spectrum of one star as a table for download: rest-frame vacuum
+    wavelength [A], normalized flux, its 1-sigma error, the best-fit model and whether the fit
+    used the pixel."""
+    return pd.DataFrame({"wavelength_vacuum_rest_aa": view.wave, "flux_normalized": view.flux,
+                         "flux_error": view.error, "model": view.model,
+                         "used_in_fit": ~view.masked})
+
+
+def histogram(values: np.ndarray, keep: np.ndarray, bins: int = 60,
+              value_range: tuple[float, float] | None = None):
+    """Counts of the finite ``values`` (n_row,) in ``keep`` (n_row,) bool: (counts (bins,),
+    edges (bins + 1,)) over ``value_range`` (default robust_range of the kept values)."""
+    v = np.asarray(values, dtype=np.float64)[keep]
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.zeros(bins, dtype=int), np.linspace(0.0, 1.0, bins + 1)
+    lo, hi = value_range or robust_range(v)
+    return np.histogram(v, bins=bins, range=(lo, hi))
 
 
 EXPORT_FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "FITS": ".fits"}

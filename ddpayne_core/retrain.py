@@ -90,13 +90,18 @@ def start_training(bundle: SurveyBundle, settings: RetrainSettings, out: str | P
         raise ValueError("retraining needs the spectral store the catalogue was fitted from")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    job = TrainingJob(out, settings.epochs)
+    job = TrainingJob(out, settings.epochs, message="selecting the training stars and reading and "
+                      "normalizing their spectra (the first epoch follows)")
 
     def on_epoch(epoch, history):
         job.progress = (epoch + 1) / settings.epochs
         job.history = {k: list(v) for k, v in history.items()}
+        per_epoch = float(np.mean(history["seconds"]))
+        left = per_epoch * (settings.epochs - epoch - 1)
         job.message = (f"epoch {epoch + 1}/{settings.epochs}: train chi2 "
-                       f"{history['train_chi2'][-1]:.4g}, prior {history['train_prior'][-1]:.4g}")
+                       f"{history['train_chi2'][-1]:.4g}, prior {history['train_prior'][-1]:.4g}, "
+                       f"validation chi2 {history['valid_chi2'][-1]:.4g}; {per_epoch:.1f} s per "
+                       f"epoch, about {left / 60:.1f} min left (early stopping may end it sooner)")
 
     def run():
         try:

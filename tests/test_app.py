@@ -266,3 +266,92 @@ def test_real_bundle_opens_and_a_click_shows_the_reference_labels(page, real_ser
     table = page.locator(".label-table")
     table.get_by_text("LASP reference").wait_for()
     table.get_by_text(f"{cat['lasp_teff'].iloc[row]:.3f}").wait_for()
+
+
+def _header_row(page) -> int:
+    head = page.locator(".inspector").get_by_text(re.compile("Star row")).first
+    head.wait_for()
+    return int(re.search(r"Star row (\d+)", head.inner_text()).group(1))
+
+
+def _wait_header_row(page, row: int) -> None:
+    page.locator(".inspector").get_by_text(re.compile(rf"Star row {row},")).first.wait_for()
+
+
+def test_a_star_is_opened_by_url_found_by_identifier_and_stepped_through(page, server, demo_bundle):
+    cat = load_bundle(demo_bundle[0]).catalog
+    visited = cat["star_id"].duplicated(keep=False).to_numpy()
+    row = int(np.nonzero(visited)[0][0])
+    _open(page, server + f"?page=explorer&star={row}")
+    assert _header_row(page) == row
+    # The star's other visits are overlaid on its spectrum.
+    n_visits = int((cat["star_id"] == cat["star_id"].iloc[row]).sum()) - 1
+    page.wait_for_function("(n) => Bokeh.documents.some(d => { const m = d.get_model_by_name("
+                           "'repeat-visits'); return m && m.data.xs.length === n; })", arg=n_visits)
+    # Search by specid: the header, the URL and the rings follow.
+    other = int(len(cat) // 2)
+    find = page.locator(".find-star input").first
+    find.fill(str(cat["specid"].iloc[other]))
+    find.press("Enter")
+    _wait_header_row(page, other)
+    page.wait_for_function("(r) => window.location.search.includes('star=' + r)", arg=other)
+    page.locator(".find-message").get_by_text(f"Found row {other} by specid").wait_for()
+    find.fill("no-such-star")
+    find.press("Enter")
+    page.locator(".find-message").get_by_text("No star matches").wait_for()
+    # Next and previous walk the shown stars in catalogue order.
+    page.get_by_role("button", name="next shown star ▶").click()
+    _wait_header_row(page, other + 1)
+    page.get_by_role("button", name="◀ previous shown star").click()
+    page.get_by_role("button", name="◀ previous shown star").click()
+    _wait_header_row(page, other - 1)
+
+
+def test_the_inspected_spectrum_downloads_with_its_model(page, server, demo_bundle):
+    cat = load_bundle(demo_bundle[0]).catalog
+    row = 7
+    _open(page, server + f"?page=explorer&star={row}")
+    _wait_header_row(page, row)
+    button = page.locator(".download-spectrum").get_by_text("Download spectrum and model")
+    with page.expect_download() as info:
+        button.click()
+    assert info.value.suggested_filename == f"ddpayne_star_{cat['specid'].iloc[row]}.csv"
+    table = pd.read_csv(info.value.path())
+    model = load_bundle(demo_bundle[0]).model
+    assert len(table) == model.wave.size
+    assert np.allclose(table["wavelength_vacuum_rest_aa"], model.wave)
+    used = table["used_in_fit"].to_numpy()
+    assert used.any() and np.isfinite(table["model"][used]).all()
+
+
+def test_a_cutoff_no_bin_passes_is_said_in_words(page, server):
+    _open(page, server + "?page=explorer")
+    message = page.locator(".gradcorr-message")
+    message.get_by_text(re.compile(r"bins pass the cutoff 0\.50")).wait_for()
+    handle = page.locator(".gradcorr-cutoff .noUi-handle").first
+    handle.focus()
+    handle.press("End")
+    message.get_by_text(re.compile(r"No bin passes the cutoff 1\.00")).wait_for()
+    page.locator(".xflag-select select").select_option(label="[Mg/Fe]")
+    page.locator(".counts").get_by_text("no star passes the filters").wait_for()
+    assert "nan" not in page.locator(".flag-counts table").inner_text().lower()
+
+
+def test_catalogue_page_histograms_and_scatters_any_columns(page, server, demo_bundle):
+    from ddpayne_core.explore import histogram, selection
+
+    cat = load_bundle(demo_bundle[0]).catalog
+    _open(page, server + "?page=catalog")
+    page.locator(".scatter-map canvas").first.wait_for()
+    page.locator(".hist-column select").select_option(label="S/N (snr)")
+    total = """() => { for (const d of Bokeh.documents) { const f = d.get_model_by_name("histogram-linear");
+        if (f) return f.renderers[0].data_source.data.top.reduce((a, b) => a + b, 0); } return -1; }"""
+    expected = int(histogram(cat["snr"].to_numpy(), selection(cat))[0].sum())
+    page.wait_for_function(f"() => ({total})() === {expected}")
+    page.locator(".scatter-y select").select_option(label="logg [dex] (logg)")
+    page.wait_for_function("() => Bokeh.documents.some(d => { const f = d.get_model_by_name("
+                           "'scatter-map'); return f && f.left[0].axis_label.startsWith('logg'); })")
+    page.locator(".scatter-scale").get_by_text("log").click()
+    page.wait_for_function("() => Bokeh.documents.some(d => { const f = d.get_model_by_name("
+                           "'scatter-map'); return f && f.renderers[0].glyph.color_mapper.type "
+                           "=== 'LogColorMapper'; })")

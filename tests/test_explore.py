@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, flag_counts,
-                                  gradient_comparison, load_bundle, robust_range,
-                                  save_flag_config, selection, star_view)
+from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, find_rows, flag_counts,
+                                  gradient_comparison, histogram, load_bundle, repeat_rows,
+                                  robust_range, save_flag_config, selection, spectrum_table,
+                                  star_view, step_row)
 from ddpayne_core.constants import CLICK_RADIUS_PX
 from ddpayne_core.fit import fitted_spectra
 from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
@@ -70,11 +71,11 @@ def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
                           qflag_chi2(cat["chi2ratio"], cat["snr"], cuts))
     # A higher cutoff can only remove X_flag=1 stars.
     keep = np.ones(len(cat), bool)
-    lo = flag_counts(tuner, XFlagConfig(cutoff=0.1), keep)["X_flag=1"].to_numpy()
-    hi = flag_counts(tuner, XFlagConfig(cutoff=0.9), keep)["X_flag=1"].to_numpy()
+    lo = flag_counts(tuner, XFlagConfig(cutoff=0.1), keep)["X_flag = 1"].to_numpy()
+    hi = flag_counts(tuner, XFlagConfig(cutoff=0.9), keep)["X_flag = 1"].to_numpy()
     assert np.all(hi <= lo) and lo.sum() > hi.sum()
     some = selection(cat, snr_min=30)
-    counts = flag_counts(tuner, XFlagConfig(cutoff=0.4), some)["X_flag=1"].to_numpy()
+    counts = flag_counts(tuner, XFlagConfig(cutoff=0.4), some)["X_flag = 1"].to_numpy()
     assert list(counts) == [int((tuner.flag(lab, XFlagConfig(cutoff=0.4))[some] == 1).sum())
                             for lab in bundle.model.labels]
 
@@ -139,6 +140,19 @@ def test_gradient_comparison_is_the_catalogue_gradcorr(bundle):
         assert g.corr == pytest.approx(cat[f"{lab}_gradcorr"].iloc[row], abs=1e-4)
         assert g.emulator.shape == g.ab_initio.shape == bundle.model.wave.shape
         assert 1 <= len(g.windows) <= 3
+
+
+def test_feature_windows_avoid_the_pixels_a_star_does_not_use(bundle):
+    row = 3
+    v = star_view(bundle, row)
+    g = gradient_comparison(bundle, row, "mg_fe")
+    masked = v.masked.copy()
+    centre = int(np.argmin(np.abs(bundle.model.wave - np.mean(g.windows[0]))))
+    masked[centre - 40:centre + 40] = True    # the star loses the strongest feature's pixels
+    moved = gradient_comparison(bundle, row, "mg_fe", masked=masked)
+    for lo, hi in moved.windows:
+        assert not masked[int(np.argmin(np.abs(bundle.model.wave - (lo + hi) / 2)))]
+    assert moved.windows != g.windows and moved.corr == g.corr   # gradcorr is the catalogue's
 
 
 def test_feature_windows_find_the_strongest_features():
@@ -267,3 +281,64 @@ def test_adopt_refits_and_keeps_the_previous_catalogue(demo_bundle, tmp_path):
     # The same model refitted: the same labels up to the optimizer's tolerance.
     assert np.nanmedian(np.abs(new.catalog["teff"] - b.catalog["teff"])) < 1.0
     assert new.metadata["flag_config"]["cutoff"] == 0.7
+
+
+def test_find_rows_by_identifier_row_and_file_name():
+    table = pd.DataFrame({"specid": [10, 11, 12], "star_id": [11, 11, 7],
+                          "filename": ["spec-A_sp01-001.fits.gz", "spec-B_sp02-002.fits.gz",
+                                       "spec-C_sp01-003.fits.gz"]})
+    rows, how = find_rows(table, "11")
+    assert list(rows) == [1] and how == "specid"         # specid wins over star_id
+    rows, how = find_rows(table, "7")
+    assert list(rows) == [2] and how == "star_id"
+    rows, how = find_rows(table, "SPEC-B_sp02-002.fits.gz")
+    assert list(rows) == [1] and how == "filename"
+    rows, how = find_rows(table, "_sp01-")
+    assert list(rows) == [0, 2] and how == "part of the file name"
+    assert list(find_rows(table, "#2")[0]) == [2]
+    for nothing in ("#3", "#x", "", "zzz"):
+        assert len(find_rows(table, nothing)[0]) == 0
+
+
+def test_step_row_walks_the_shown_rows_and_wraps():
+    keep = np.array([False, True, False, True, True, False])
+    assert step_row(keep, -1, +1) == 1 and step_row(keep, -1, -1) == 4
+    assert step_row(keep, 1, +1) == 3 and step_row(keep, 2, +1) == 3   # from a hidden row too
+    assert step_row(keep, 4, +1) == 1 and step_row(keep, 1, -1) == 4    # wraps round
+    assert step_row(keep, 3, -1) == 1 and step_row(keep, 5, -1) == 4
+    assert step_row(np.zeros(4, bool), 0, 1) is None
+
+
+def test_repeat_rows_are_the_other_visits_in_date_order():
+    table = pd.DataFrame({"star_id": [1, 2, 1, 1, 3], "mjd": [300, 1, 100, 200, 5]})
+    assert list(repeat_rows(table, 0)) == [2, 3]
+    assert list(repeat_rows(table, 2, limit=1)) == [3]
+    assert len(repeat_rows(table, 1)) == 0
+    assert len(repeat_rows(table.drop(columns="star_id"), 0)) == 0
+
+
+def test_spectrum_table_is_the_inspected_spectrum(bundle):
+    v = star_view(bundle, 3)
+    t = spectrum_table(v)
+    assert len(t) == bundle.model.wave.size
+    assert np.array_equal(t["used_in_fit"].to_numpy(), ~v.masked)
+    assert np.allclose(t["flux_normalized"], v.flux, equal_nan=True)
+    assert np.allclose(t["model"], v.model, equal_nan=True)
+
+
+def test_histogram_counts_the_kept_finite_values():
+    v = np.array([0.0, 0.5, 1.0, np.nan, 0.7, 9.0])
+    keep = np.array([True, True, True, True, True, False])
+    counts, edges = histogram(v, keep, bins=2, value_range=(0.0, 1.0))
+    assert list(counts) == [1, 3] and list(edges) == [0.0, 0.5, 1.0]
+    counts, _ = histogram(v, np.zeros(6, bool), bins=4)
+    assert counts.sum() == 0 and len(counts) == 4
+
+
+def test_flag_counts_say_when_no_star_is_kept(bundle):
+    tuner = FlagTuner(bundle.catalog, bundle.model.labels)
+    table = flag_counts(tuner, XFlagConfig(), np.zeros(len(bundle.catalog), bool))
+    assert (table["X_flag = 1"] == 0).all() and (table["share"] == "-").all()
+    keep = selection(bundle.catalog, snr_min=20)
+    share = flag_counts(tuner, XFlagConfig(), keep).set_index("label").loc["[Mg/Fe]"]
+    assert share["share"] == f"{100 * share['X_flag = 1'] / keep.sum():.1f} %"
