@@ -7,6 +7,7 @@ import io
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 from bokeh import events
@@ -29,6 +30,7 @@ DENSITY_PALETTE = Blues256[::-1][40:]  # light to dark, without the near-white e
 # density), linear, logarithmic (a mean colour column must be positive for log).
 COLOR_SCALES = {"equalized": EqHistColorMapper, "linear": LinearColorMapper, "log": LogColorMapper}
 TRANSPARENT = "rgba(0, 0, 0, 0)"
+TABLE_MAX_ROWS = 10_000   # rows handed to the linked star table (it pages them to the browser)
 
 
 class ExplorerState(param.Parameterized):
@@ -252,6 +254,35 @@ def build_explorer(b, tuner):
     s.param.watch(relabel_export, ["version", "selected"])
     export_fmt_w.param.watch(relabel_export, "value")
 
+    # --- a table of the same stars, linked to the inspector: a click on a row selects that star ---
+    table_cols = [c for c in ("specid", "teff", "logg", "feh", "snr", "qflag_chi2", "qflag_singlestar")
+                  if c in cat]
+    rows_table = pn.widgets.Tabulator(pd.DataFrame(columns=["row"] + table_cols), disabled=True,
+                                      show_index=False, selectable=1, pagination="remote",
+                                      page_size=15, sizing_mode="stretch_width",
+                                      css_classes=["star-table"],
+                                      formatters={c: {"type": "money", "precision": 0 if c == "teff" else 2}
+                                                  for c in ("teff", "logg", "feh", "snr")})
+    table_note = pn.pane.Markdown()
+
+    def update_table(*_):
+        rows = np.nonzero(state["keep"] & _in_bounds(cat, state["bounds"]) if state["bounds"]
+                          else state["keep"])[0]
+        what = "box-selected" if state["bounds"] else "shown"
+        cut = "" if len(rows) <= TABLE_MAX_ROWS else f" (the first {TABLE_MAX_ROWS:,} in catalogue order)"
+        table_note.object = (f"{len(rows):,} {what} stars{cut}; click a row to inspect the star. "
+                             "Units: Teff K, logg and [Fe/H] dex.")
+        rows = rows[:TABLE_MAX_ROWS]
+        rows_table.value = pd.DataFrame({"row": rows, **{c: cat[c].to_numpy()[rows] for c in table_cols}})
+
+    def table_clicked(event):
+        if event.new:
+            s.row = int(rows_table.value["row"].iloc[event.new[0]])
+
+    rows_table.param.watch(table_clicked, "selection")
+    s.param.watch(update_table, ["version", "selected"])
+    update_table()
+
     # The maps of the bin medians behind X_flag: the colour scale diverges at the cutoff (white =
     # the cutoff, blue = the bin passes, red = it fails) and passing bins are outlined, so the
     # pass/fail boundary is what the eye sees as the cutoff moves.
@@ -340,6 +371,8 @@ def build_explorer(b, tuner):
     # The inspector sits right under the maps so that a click shows its answer on screen.
     main = pn.Column(
         pn.Row(counts_pane, export_fmt_w, export_w),
+        pn.Card(table_note, rows_table, title="Table of these stars", collapsed=True, width=1100,
+                css_classes=["star-table-card"]),
         pn.Row(pn.Column(pn.pane.Bokeh(kiel.fig), css_classes=["kiel-map"]),
                pn.Column(pn.pane.Bokeh(xfe.fig), css_classes=["xfe-map"])),
         pn.pane.Markdown("Click a star to inspect it; box-select on either map to highlight the "
@@ -375,6 +408,7 @@ class MapView:
         self.src, self.hi_src = ColumnDataSource(dict(empty)), ColumnDataSource(dict(empty))
         self.image = self.fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.src,
                                     color_mapper=self.mapper)
+        self.fig.select_one(HoverTool).renderers = [self.image]   # not the selection ring
         self.fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.hi_src, global_alpha=0.8,
                        color_mapper=LinearColorMapper(palette=["#d62728"], nan_color=TRANSPARENT))
         self.colorbar = ColorBar(color_mapper=self.mapper, title="stars per pixel",

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_state import banner, bundle, missing_data_page  # noqa: E402
 
-pn.extension()
+pn.extension("tabulator")
 hv.extension("bokeh")
 
 PAGES = {"explorer": ("Survey explorer",

@@ -116,8 +116,9 @@ class StarInspector:
                              css_classes=["inspector"]),
             pn.Row(self.zoom_w, lines_w, self.visits_w, self.download_w),
             pn.pane.Bokeh(self.spec), pn.pane.Bokeh(self.resid),
-            pn.pane.DataFrame(pn.bind(lambda r: label_table(b, r) if r >= 0 else None, state.param.row),
-                              index=False, css_classes=["label-table"], float_format="{:.3f}".format),
+            pn.pane.DataFrame(pn.bind(lambda r: shown_labels(label_table(b, r)) if r >= 0 else None,
+                                      state.param.row),
+                              index=False, css_classes=["label-table"]),
             pn.pane.Markdown(FLAG_LEGEND, css_classes=["flag-legend"]))
         self.gradient_layout = pn.Column(
             self.grad_label_w, self.gradient_head, pn.pane.Bokeh(self.grad_figs[0]),
@@ -260,6 +261,25 @@ def cautions(rec, labels) -> list:
         out.append(f"S/N {rec['snr']:.1f} < {C.LOW_SNR_CAUTION:.0f}: the labels are noisy (see "
                    "their errors); X_flag is set per Teff-[Fe/H] bin from S/N > 30 stars and "
                    "says nothing of this star's noise")
+    return out
+
+
+def shown_labels(table):
+    """explore.label_table as a reader wants it: 'fitted' as '4986 ± 86' in the label's unit
+    (named in the label column), Teff to 1 K and the rest to 0.01 dex or km/s, correlations to
+    0.001."""
+    out = table.copy()
+    digits = [0 if lab.startswith("Teff") else 2 for lab in out["label"]]
+    fmt = lambda v, d: "-" if not np.isfinite(v) else f"{v:.{d}f}"
+    out["fitted"] = [f"{fmt(v, d)} ± {fmt(e, d)}" for v, e, d in zip(out["fitted"], out["error"], digits)]
+    out = out.drop(columns="error")
+    for col in out.columns[2:]:
+        if col == "gradient correlation":
+            out[col] = [fmt(v, 3) for v in out[col]]
+        elif col not in ("X_flag (1 = measured)", "at fit bound"):   # the comparison labels
+            out[col] = [fmt(float(v), d) for v, d in zip(out[col], digits)]
+    out["X_flag (1 = measured)"] = [fmt(float(v), 0) for v in out["X_flag (1 = measured)"]]
+    out["at fit bound"] = np.where(out["at fit bound"], "yes", "no")
     return out
 
 

@@ -128,7 +128,10 @@ def test_click_on_a_star_inspects_it_rings_it_and_shows_it_on_screen(page, serve
         page.wait_for_function("(name) => Bokeh.documents.some(d => { const m = "
                                "d.get_model_by_name(name); return m && m.data.x.length === 1; })",
                                arg=name)
-    page.locator(".label-table").get_by_text(f"{cat['teff'].iloc[row]:.3f}").wait_for()
+    # Labels as a reader writes them: "4986 ± 86" under "Teff [K]".
+    table = page.locator(".label-table")
+    table.get_by_text(f"{cat['teff'].iloc[row]:.0f} ± {cat['teff_err'].iloc[row]:.0f}").wait_for()
+    table.get_by_text("Teff [K]").wait_for()
     page.get_by_text("gradient spectra").first.wait_for()
 
 
@@ -265,7 +268,7 @@ def test_real_bundle_opens_and_a_click_shows_the_reference_labels(page, real_ser
     page.locator(".inspector").get_by_text(re.compile(f"Star row {row}\\b")).first.wait_for()
     table = page.locator(".label-table")
     table.get_by_text("LASP reference").wait_for()
-    table.get_by_text(f"{cat['lasp_teff'].iloc[row]:.3f}").wait_for()
+    table.get_by_text(f"{cat['lasp_teff'].iloc[row]:.0f}", exact=True).wait_for()
 
 
 def _header_row(page) -> int:
@@ -355,3 +358,16 @@ def test_catalogue_page_histograms_and_scatters_any_columns(page, server, demo_b
     page.wait_for_function("() => Bokeh.documents.some(d => { const f = d.get_model_by_name("
                            "'scatter-map'); return f && f.renderers[0].glyph.color_mapper.type "
                            "=== 'LogColorMapper'; })")
+
+
+def test_the_star_table_lists_the_shown_stars_and_a_row_click_inspects_one(page, server, demo_bundle):
+    cat = load_bundle(demo_bundle[0]).catalog
+    _open(page, server + "?page=explorer")
+    page.locator(".star-table-card").get_by_text("Table of these stars").click()
+    page.get_by_text(f"{len(cat):,} shown stars").wait_for()
+    cells = page.locator(".star-table .tabulator-row")
+    cells.nth(2).wait_for()
+    row = int(cells.nth(2).locator(".tabulator-cell").first.inner_text())
+    cells.nth(2).click()
+    _wait_header_row(page, row)
+    assert row == 2   # the table lists the shown stars in catalogue order

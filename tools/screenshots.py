@@ -1,6 +1,6 @@
 """Screenshots of the running apps for the README (apps/screenshots/*.png): serves the apps on a
 bundle with `ddpayne app`, drives Debian's chromium with Playwright, clicks a star on the Kiel
-map and starts a short retraining.
+map, opens the catalogue plots and starts a short retraining.
 
 Usage: .venv/bin/python tools/screenshots.py [--bundle data/demo] [--prefix real_]
 """
@@ -68,6 +68,10 @@ def main():
             page.set_viewport_size({"width": 1500, "height": 2700})
             page.screenshot(path=str(out / f"{args.prefix}explorer.png"), full_page=True)
             page.set_viewport_size({"width": 1500, "height": 1100})
+            page.goto(url + "?page=catalog")
+            page.locator(".scatter-map canvas").first.wait_for()
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(out / f"{args.prefix}catalog.png"), full_page=True)
             page.goto(url + "?page=retrain")
             page.get_by_role("button", name="Start training").click()
             # A few epochs, so that the loss curves have something to show.
