@@ -199,6 +199,8 @@ def _demo(args):
     from .train import TrainConfig
 
     train_config = replace(TrainConfig(), epochs=args.epochs, reference=args.reference)
+    if args.real and args.full:
+        raise ValueError("--full adds the synthetic demo's studies; the real demo has none")
     if args.real:
         from .real import REAL_TRAIN_CONFIG, default_real_config, run_real
         out = args.out if args.out != DEMO_OUT else REAL_DEMO_OUT
@@ -210,7 +212,8 @@ def _demo(args):
         raise ValueError("--spectra and --labels go with --real")
     from .demo import run_demo
     run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,
-             train_config=replace(train_config, epochs=args.epochs or DEMO_EPOCHS))
+             train_config=replace(train_config, epochs=args.epochs or DEMO_EPOCHS),
+             studies=args.full)
 
 
 def _report(args):
@@ -417,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--epochs", type=int, default=None,
                     help=f"training epochs when (re)training (default {DEMO_EPOCHS}; 300 with --real)")
     dm.add_argument("--retrain", action="store_true")
+    dm.add_argument("--full", action="store_true",
+                    help="synthetic demo: also the metal-poor and GALAH-label models, the "
+                         "recommended catalogue (X19 Table 4) and the report's Cramer-Rao and "
+                         "perfect-emulator studies (three more fits of the survey); run it again "
+                         "with --full after a quick demo to add them")
     dm.add_argument("--real", action="store_true",
                     help="real LAMOST spectra by label transfer: the DR10 spectra and LAMOST "
                          "pipeline labels in shared/data unless --spectra/--labels say otherwise")

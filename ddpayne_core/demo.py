@@ -46,19 +46,25 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
              training_set: TrainingSetConfig = TrainingSetConfig(),
              galah_training_set: TrainingSetConfig = GALAH_TRAINING_SET,
              galah_train_config: TrainConfig | None = None,
-             survey_config: SurveyConfig = SurveyConfig(), log=print) -> dict:
-    """Run the whole demo; returns a summary with label-recovery scatter against truth.
+             survey_config: SurveyConfig = SurveyConfig(), studies: bool = True,
+             log=print) -> dict:
+    """Run the demo; returns a summary with label-recovery scatter against truth.
 
-    Three models: the APOGEE-label overall and metal-poor ones (blended) and the GALAH-label one;
-    the recommended catalogue takes each label from the training set X19 Table 4 names. The
+    Always: the survey, the APOGEE-label overall model's fit and flags (``catalog.parquet``) and
+    the validation report. With ``studies`` also the metal-poor model (blended), the GALAH-label
+    model and the recommended catalogue that takes each label from the training set X19 Table 4
+    names, the Cramer-Rao experiment and the perfect-emulator flags: three more fits. The
     GALAH-label model is trained with ``galah_train_config``, by default ``train_config`` (with
     the default reference grid where ``train_config``'s is not stepped in every GALAH label)."""
     out = Path(out)
     _clear_older_pipeline(out, log)
     done = out / "report" / "summary.json"
     if done.exists() and not retrain:
-        log(f"demo already complete in {out} (catalog.parquet, report/); delete {done} to redo it")
-        return json.loads(done.read_text())
+        summary = json.loads(done.read_text())
+        if summary.get("studies", True) or not studies:
+            log(f"demo already complete in {out} (catalog.parquet, report/); delete {done} to redo it")
+            return summary
+        log(f"adding the studies to the quick demo in {out}")
     survey_cfg = replace(survey_config, n_stars=n_stars)
     store_path = out / "survey"
     simulate_survey(store_path, survey_cfg, truth_path, log=log)
@@ -69,7 +75,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
     for name, ts, committed, cfg in (
             ("model", training_set, COMMITTED_MODEL, train_config),
             ("model_mp", replace(training_set, metal_poor=True), COMMITTED_MP_MODEL, train_config),
-            ("model_galah", galah_training_set, COMMITTED_GALAH_MODEL, galah_train_config)):
+            ("model_galah", galah_training_set, COMMITTED_GALAH_MODEL, galah_train_config))[:3 if studies else 1]:
         path = out / f"{name}.pt"
         if not path.exists():
             if not retrain and _matches(committed, survey_cfg, cfg, ts, truth_path):
@@ -110,7 +116,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
                        "apogee_catalog": "catalog.parquet" if blended is None else "catalog_blended.parquet"})
         log(f"recommended catalogue (X19 Table 4) -> {out / 'catalog_recommended.parquet'}")
     return report_demo(out, results, store, model, truth_path, blended=blended, galah=galah,
-                       galah_model=models.get("model_galah"), fit_config=fit_config, log=log)
+                       galah_model=models.get("model_galah"), fit_config=fit_config,
+                       studies=studies, log=log)
 
 
 def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out: Path,
@@ -152,13 +159,14 @@ def blend_subset(overall: pd.DataFrame, metal_poor: pd.DataFrame, rows: np.ndarr
 def report_demo(out: str | Path, results, store, model: EmulatorModel,
                 truth_path: str | Path = TRUTH_EMULATOR, blended=None, galah=None,
                 galah_model: EmulatorModel | None = None, fit_config: FitConfig = FitConfig(),
-                log=print) -> dict:
-    """Label recovery against truth (S/N 20, 50, 100), flag fractions, error over the
-    Cramer-Rao bound (synthetic surveys only: they need the truth) and the validation report of
-    a fitted, flagged catalogue -> ``out/report/`` (summary.json, summary.md, figures). With the
-    GALAH-label model's catalogue ``galah``, its recovery and flag fractions too."""
+                studies: bool = True, log=print) -> dict:
+    """Label recovery against truth (S/N 20, 50, 100), flag fractions and, with ``studies``,
+    error over the Cramer-Rao bound and the perfect-emulator flags (synthetic surveys only: they
+    need the truth; both refit spectra) and the validation report of a fitted, flagged catalogue
+    -> ``out/report/`` (summary.json, summary.md, figures). With the GALAH-label model's
+    catalogue ``galah``, its recovery and flag fractions too."""
     summary = {"n_spectra": int(len(results)), "synthetic": bool(store.info.get("synthetic")),
-               "failed_fits": int((results["fit_status"] == 2).sum())}
+               "failed_fits": int((results["fit_status"] == 2).sum()), "studies": studies}
     if summary["synthetic"]:
         truth = store.meta(["specid"] + list(model.labels))
         table = recovery_scatter(results, truth, model.labels)
@@ -167,14 +175,15 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
             log(f"  {lab:>7s}: " + "  ".join(
                 f"S/N {s}: {row[f'scatter_{s}']:.3f} [{row[f'bias_{s}']:+.3f}] (n={int(row[f'n_{s}'])})"
                 for s in (20, 50, 100)))
-        crb = crb_experiment(store, model, truth_path, fit_config)
-        summary["crb_experiment"] = crb
-        for key in ("error_over_crb", "precision_over_crb"):
-            summary[key] = {lab: r[key] for lab, r in crb["labels"].items()}
-        log("at S/N 100, accuracy (against truth) / precision (repeat visits) over the "
-            "Cramer-Rao bound: " + ", ".join(f"{lab} {r['error_over_crb']:.2f}/"
-                                             f"{r['precision_over_crb']:.2f}"
-                                             for lab, r in crb["labels"].items()))
+        if studies:
+            crb = crb_experiment(store, model, truth_path, fit_config)
+            summary["crb_experiment"] = crb
+            for key in ("error_over_crb", "precision_over_crb"):
+                summary[key] = {lab: r[key] for lab, r in crb["labels"].items()}
+            log("at S/N 100, accuracy (against truth) / precision (repeat visits) over the "
+                "Cramer-Rao bound: " + ", ".join(f"{lab} {r['error_over_crb']:.2f}/"
+                                                 f"{r['precision_over_crb']:.2f}"
+                                                 for lab, r in crb["labels"].items()))
         summary["recovery"] = json.loads(table.to_json(orient="index"))
         by_feh = {"overall": recovery_by_feh(results, truth, model.labels)}
         if blended is not None:
@@ -193,7 +202,8 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
                             for lab, r in summary["metal_poor_blend"]["scatter"].items()))
         summary.update(flag_fractions(results, model.labels, featureless))
         summary["flag_information"] = flag_information(results, store.meta(), model.labels)
-        summary.update(perfect_emulator_flags(results, store, model, truth_path, featureless))
+        if studies:
+            summary.update(perfect_emulator_flags(results, store, model, truth_path, featureless))
         if galah is not None:
             summary["galah"] = galah_recovery(galah, store, galah_model.labels, featureless)
             summary["galah"].update(perfect_emulator_flags(galah, store, galah_model, truth_path,

@@ -7,10 +7,12 @@ re-flag millions of rows interactively.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from pandas.errors import PerformanceWarning
 
 from . import constants as C
 from .emulator import EmulatorModel
@@ -387,9 +389,14 @@ def calibrate_errors(table, labels, giant_logg: float = C.GIANT_LOGG,
     snr, teff, logg, feh = (table[c].to_numpy(dtype=np.float64) for c in ("snr", "teff", "logg", "feh"))
     giant = logg < giant_logg
     report = {}
+    with warnings.catch_warnings():
+        # In place, so the wide catalogue cannot be rebuilt; pandas' fragmentation warning is
+        # about its earlier inserts and costs milliseconds here.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        for lab in labels:
+            if f"{lab}_err_formal" not in table:
+                table[f"{lab}_err_formal"] = table[f"{lab}_err"]
     for lab in labels:
-        if f"{lab}_err_formal" not in table:
-            table[f"{lab}_err_formal"] = table[f"{lab}_err"]
         formal = table[f"{lab}_err_formal"].to_numpy(dtype=np.float64)
         v = table[lab].to_numpy(dtype=np.float64)
         factor = np.ones(len(table))

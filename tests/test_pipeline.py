@@ -1,4 +1,5 @@
 """End to end on a small synthetic world: simulate -> training set -> train -> fit -> catalogue."""
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -422,3 +423,32 @@ def test_every_entry_point_composes_the_pipeline_stages_from_one_place():
     assert "flag_catalog(" in inspect.getsource(cli) and "train_from_store(" in inspect.getsource(cli)
     assert "add_flags(" not in inspect.getsource(cli)
     assert demo.train_from_store is pipeline.train_from_store
+
+
+def test_quick_demo_fits_once_and_full_adds_the_studies(truth_path, tmp_path):
+    """`ddpayne demo` (studies=False) fits the survey once with the overall model and writes the
+    catalogue and report; `--full` on the same folder adds the other models, the recommended
+    catalogue and the Cramer-Rao study without refitting the catalogue."""
+    from ddpayne_core.demo import run_demo
+    from ddpayne_core.simulate import SurveyConfig
+
+    kw = dict(n_stars=400, truth_path=truth_path,
+              train_config=replace(TrainConfig(), epochs=2, n_hidden=4),
+              fit_config=replace(FitConfig(), n_candidates=8),
+              training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
+              galah_training_set=TrainingSetConfig(survey="galah", label_set=GALAH_TEST_LABELS,
+                                                   min_snr=20),
+              survey_config=replace(SurveyConfig(), apogee_fraction=0.5, galah_fraction=0.5),
+              log=lambda *a: None)
+    quick = run_demo(tmp_path, studies=False, **kw)
+    assert quick["studies"] is False and "crb_experiment" not in quick and quick["recovery"]
+    assert (tmp_path / "catalog.parquet").exists() and (tmp_path / "report" / "summary.md").exists()
+    assert not list(tmp_path.glob("model_*.pt")) and not (tmp_path / "catalog_galah.parquet").exists()
+    fitted = pd.read_parquet(tmp_path / "catalog.parquet")
+    same = run_demo(tmp_path, studies=False, **kw)    # finished: returns at once
+    assert json.dumps(same, sort_keys=True) == json.dumps(quick, sort_keys=True)   # NaN == NaN
+    full = run_demo(tmp_path, studies=True, **kw)
+    assert full["studies"] is True and "crb_experiment" in full
+    assert (tmp_path / "catalog_galah.parquet").exists() and (tmp_path / "catalog_recommended.parquet").exists()
+    again = pd.read_parquet(tmp_path / "catalog.parquet")
+    np.testing.assert_array_equal(again["teff"], fitted["teff"])   # resumed, not refitted
