@@ -14,8 +14,9 @@ import threading
 
 import panel as pn
 
+from ddpayne_core.app import DEFAULT_BUNDLE, SurveyBundle, load_bundle
 from ddpayne_core.catalog import SYNTHETIC_NOTE
-from ddpayne_core.explore import DEFAULT_BUNDLE, FlagTuner, SurveyBundle, load_bundle
+from ddpayne_core.flags import FlagTuner
 
 _LOCK = threading.Lock()
 

@@ -1,20 +1,19 @@
 """Catalogue plots: the histogram of any column and the datashaded scatter of any two columns of
 the catalogue, over the stars that the filters keep, with a linear, logarithmic or equalized
-colour scale. Layout only: the numbers come from ddpayne_core.explore."""
+colour scale. Layout only: the numbers come from ddpayne_core.app.explore."""
 from __future__ import annotations
 
 import numpy as np
 import panel as pn
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from app_state import banner, bundle
 from bokeh import events
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
-
-from ddpayne_core.explore import density_map, histogram, selection
-from ddpayne_core.labels import with_unit
-
-from app_state import banner, bundle
 from explorer_page import COLOR_SCALES, MapView, with_document_lock
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from ddpayne_core.app import density_map, histogram, selection
+from ddpayne_core.labels import with_unit
 
 
 def numeric_columns(table) -> dict:

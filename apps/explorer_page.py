@@ -1,6 +1,6 @@
 """Survey explorer: datashaded Kiel and [X/Fe]-[Fe/H] maps with filters, linked box selections,
 click-to-inspect (spectrum, model, residual, labels), emulator-versus-ab-initio gradient
-spectra, and live flag tuning. Layout only: every number comes from ddpayne_core.explore."""
+spectra, and live flag tuning. Layout only: every number comes from ddpayne_core.app.explore."""
 from __future__ import annotations
 
 import io
@@ -10,20 +10,35 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from app_state import banner, bundle
 from bokeh import events
 from bokeh.core.property.descriptors import UnsetValueError
-from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, EqHistColorMapper, HoverTool,
-                          LinearColorMapper, LogColorMapper, NumeralTickFormatter, Range1d)
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    DataRange1d,
+    EqHistColorMapper,
+    HoverTool,
+    LinearColorMapper,
+    LogColorMapper,
+    NumeralTickFormatter,
+    Range1d,
+)
 from bokeh.palettes import Blues256, RdBu11, Viridis256
 from bokeh.plotting import figure
+from star_inspector import StarInspector
 
-from ddpayne_core.explore import (EXPORT_FORMATS, FLAG_CONFIG_DIR, density_map, export_table,
-                                  flag_counts, save_flag_config, selection)
+from ddpayne_core.app import (
+    EXPORT_FORMATS,
+    FLAG_CONFIG_DIR,
+    density_map,
+    export_table,
+    flag_counts,
+    save_flag_config,
+    selection,
+)
 from ddpayne_core.flags import XFlagConfig
 from ddpayne_core.labels import pretty, with_unit
-
-from app_state import banner, bundle
-from star_inspector import StarInspector
 
 DENSITY_PALETTE = Blues256[::-1][40:]  # light to dark, without the near-white end
 # Colour scales of the maps: histogram-equalized (datashader's default, shows structure at every

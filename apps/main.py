@@ -1,15 +1,10 @@
 """ddpayne apps, served by `panel serve apps/`: an index page linking the survey explorer
 (?page=explorer, ?page=explorer&star=ROW for one star), catalogue plots (?page=catalog) and
 retraining (?page=retrain). The data are chosen in app_state."""
-import sys
-from pathlib import Path
-
 import holoviews as hv
 import panel as pn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from app_state import banner, bundle, missing_data_page  # noqa: E402
+# Panel runs this script with its folder first on sys.path, so the pages import as modules.
+from app_state import banner, bundle, missing_data_page
 
 pn.extension("tabulator")
 hv.extension("bokeh")

@@ -11,13 +11,18 @@ import time
 import holoviews as hv
 import pandas as pd
 import panel as pn
-
-from ddpayne_core.explore import load_bundle
-from ddpayne_core.labels import pretty
-from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, start_training,
-                                  star_residuals, validation_scatter)
-
 from app_state import banner, bundle, replace_bundle
+
+from ddpayne_core.app import (
+    RetrainSettings,
+    adopt,
+    gradcorr_medians,
+    load_bundle,
+    star_residuals,
+    start_training,
+    validation_scatter,
+)
+from ddpayne_core.labels import pretty
 
 _JOB_KEY = "ddpayne_training_job"
 _LOCK = threading.Lock()

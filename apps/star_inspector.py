@@ -1,7 +1,7 @@
 """The selected star, as the survey explorer shows it: finding it (search, previous/next, a URL),
 its header and cautions, its spectrum with error band, model, residual, line markers, zoom
 presets and other visits, its labels, and its emulator-versus-ab-initio gradient spectra. Layout
-only: every number comes from ddpayne_core.explore."""
+only: every number comes from ddpayne_core.app.explore."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +11,17 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from ddpayne_core import constants as C
-from ddpayne_core.explore import (export_table, find_rows, gradient_comparison, label_table,
-                                  repeat_rows, robust_range, spectrum_table, star_view, step_row)
+from ddpayne_core.app import (
+    export_table,
+    find_rows,
+    gradient_comparison,
+    label_table,
+    repeat_rows,
+    robust_range,
+    spectrum_table,
+    star_view,
+    step_row,
+)
 from ddpayne_core.labels import UNITS, pretty, with_unit
 
 FLAG_LEGEND = ("Flags: **X_flag 1** = the label is measured from spectral features (its "

@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "apps"))
 
-from ddpayne_core.explore import FlagTuner, load_bundle, selection  # noqa: E402
-from ddpayne_core.flags import XFlagConfig, x_flag  # noqa: E402
+from ddpayne_core.app import load_bundle, selection
+from ddpayne_core.flags import FlagTuner, XFlagConfig, x_flag
 
 
 def scaled_bundle(bundle, rows: int, seed: int = 0):

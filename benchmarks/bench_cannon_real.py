@@ -26,19 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from common import cannon
+
 from ddpayne_core.catalog import robust_bias_scatter
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig, fit_spectra
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel, TrainConfig, select_training
+from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.real import RealDataConfig, run_real, training_meta
-from ddpayne_core.report import REAL_TYPE_GROUPS
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.train import TrainConfig
-from ddpayne_core.trainingset import select_training
+from ddpayne_core.validation import REAL_TYPE_GROUPS
 
 CANNON_SETS = {"A, F and G together": ("A", "F", "G"), "F/G only": ("F", "G"), "A only": ("A",)}
 

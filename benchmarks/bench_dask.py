@@ -13,12 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from common import random_lamost_emulator
-from ddpayne_core.fit import FitConfig
+
+from ddpayne_core.fit import FitConfig, fit_store, fit_store_dask
+from ddpayne_core.io import open_store
 from ddpayne_core.simulate import SurveyConfig, simulate_survey
-from ddpayne_core.store import open_store
-from ddpayne_core.survey import fit_store, fit_store_dask
 
 
 def random_model(path):

@@ -26,18 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import cannon
 from scipy.optimize import curve_fit
 
-from common import cannon
 from ddpayne_core.catalog import robust_bias_scatter
-from ddpayne_core.emulator import EmulatorModel
-from ddpayne_core.fit import FitConfig
+from ddpayne_core.fit import FitConfig, fit_store, fit_workers
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.memory import keep_freed_memory
+from ddpayne_core.model import EmulatorModel
 from ddpayne_core.paths import MODELS
+from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.simulate import SurveyConfig, simulate_survey
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.survey import fit_store, fit_workers
 
 QUIET = dict(log=lambda *a: None)
 

@@ -1,7 +1,7 @@
 """Ingest rate: LAMOST FITS files per second into the spectral store, with 1 and 2 worker
 processes (the 1-worker run is the baseline, same files, same process).
 
-The files are SYNTHETIC stand-ins in the LAMOST DR5 layout (ddpayne_core.standins) written from
+The files are SYNTHETIC stand-ins in the LAMOST DR5 layout (ddpayne_core.simulate.standins) written from
 a small synthetic survey; reading them costs what reading real DR5 files costs (same size and
 structure). Usage: python benchmarks/bench_ingest.py [--files 2000] [--dir /tmp/ddpayne-ingest] [--quick]
 """
@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpayne_core.ingest import ingest_lamost
-from ddpayne_core.simulate import SurveyConfig, simulate_survey
-from ddpayne_core.standins import export_lamost_fits
+from ddpayne_core.preprocess import ingest_lamost
+from ddpayne_core.simulate import SurveyConfig, export_lamost_fits, simulate_survey
 
 
 def main():

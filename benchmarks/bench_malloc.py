@@ -7,19 +7,18 @@ unmapped, page-faulted afresh); then the thresholds `import ddpayne_core` sets. 
 and the same X_gradcorr (300 stars) under each. Prints wall and system seconds and the ratios.
 Usage: python benchmarks/bench_malloc.py [--quick]
 """
+import argparse
 import resource
 import time
 
 import numpy as np
 
-import argparse
-
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import fit_spectra
 from ddpayne_core.flags import gradcorr
 from ddpayne_core.memory import MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES, set_malloc_thresholds
+from ddpayne_core.model import EmulatorModel
 from ddpayne_core.paths import MODELS
-from ddpayne_core.theory.gradients import load_reference_gradients
+from ddpayne_core.theory import load_reference_gradients
 
 
 def timed(fn):

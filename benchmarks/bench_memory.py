@@ -24,9 +24,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import random_lamost_emulator  # noqa: E402
 
-from ddpayne_core.fit import FitConfig  # noqa: E402
-from ddpayne_core.store import create_store, open_store, write_chunk  # noqa: E402
-from ddpayne_core.survey import fit_store  # noqa: E402
+from ddpayne_core.fit import FitConfig, fit_store
+from ddpayne_core.io import create_store, open_store, write_chunk
 
 CHUNK = 1000
 

@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import random_lamost_emulator  # noqa: E402
 
-from ddpayne_core.emulator import EmulatorModel  # noqa: E402
-from ddpayne_core.fit import FitConfig  # noqa: E402
-from ddpayne_core.simulate import SurveyConfig, simulate_survey  # noqa: E402
-from ddpayne_core.store import open_store  # noqa: E402
-from ddpayne_core.survey import _parts, fit_store_dask  # noqa: E402
+from ddpayne_core.fit import FitConfig
+from ddpayne_core.fit.survey import _parts, fit_store_dask
+from ddpayne_core.io import open_store
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.simulate import SurveyConfig, simulate_survey
 
 SPECTRA_PER_STAR = 1.23  # repeat visits of the default SurveyConfig (24,626 spectra / 20,000 stars)
 LAMOST_DR5 = 8_000_000

@@ -14,8 +14,8 @@ from astropy.table import Table
 
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.labels import LABEL_SETS
-from ddpayne_core.theory.gradients import ReferenceGradients
-from ddpayne_core.train import TrainConfig, train_emulator
+from ddpayne_core.model import TrainConfig, train_emulator
+from ddpayne_core.theory import ReferenceGradients
 
 
 def main():

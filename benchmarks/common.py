@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 from ddpayne_core.constants import CONTINUUM_WEIGHTS
-from ddpayne_core.emulator import Emulator, EmulatorModel
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.labels import LABEL_SETS, Scaler
-from ddpayne_core.spectra import instrument_mask
+from ddpayne_core.model import Emulator, EmulatorModel
+from ddpayne_core.preprocess import instrument_mask
 
 
 def random_lamost_emulator(seed: int = 1) -> EmulatorModel:

@@ -55,9 +55,8 @@ def _theory_gradients(args):
 
 
 def _theory_truth_emulator(args):
-    from .theory.truth_emulator import train_truth_emulator
-
-    from .simulate import TRUTH_EMULATOR
+    from .simulate.survey import TRUTH_EMULATOR
+    from .simulate.truth_emulator import train_truth_emulator
 
     train_truth_emulator(args.out or TRUTH_EMULATOR, n_hidden=args.n_hidden, epochs=args.epochs)
 
@@ -72,7 +71,7 @@ def _theory_figures(args):
 def _simulate(args):
     from dataclasses import replace
 
-    from .simulate import TRUTH_EMULATOR, SurveyConfig, simulate_survey
+    from .simulate.survey import TRUTH_EMULATOR, SurveyConfig, simulate_survey
 
     overlap = {f"{survey}_fraction": getattr(args, f"{survey}_fraction") for survey in ("apogee", "galah")
                if getattr(args, f"{survey}_fraction") is not None}
@@ -83,7 +82,7 @@ def _simulate(args):
 def _train_config(args):
     from dataclasses import replace
 
-    from .train import TrainConfig
+    from .model.train import TrainConfig
 
     d_scale = {}
     for item in args.d_scale or []:
@@ -98,8 +97,8 @@ def _train_config(args):
 def _train(args):
     from dataclasses import replace
 
+    from .model.trainingset import TrainingSetConfig
     from .pipeline import train_from_store
-    from .trainingset import TrainingSetConfig
 
     ts = replace(TrainingSetConfig(), survey=args.survey, label_set=args.label_set,
                  metal_poor=args.metal_poor, max_stars=args.max_stars)
@@ -111,9 +110,9 @@ def _fit(args):
     from dataclasses import asdict, replace
 
     from .catalog import write_catalog
-    from .emulator import EmulatorModel
-    from .fit import FitConfig
-    from .survey import fit_paths
+    from .fit.lm import FitConfig
+    from .fit.survey import fit_paths
+    from .model.emulator import EmulatorModel
 
     model = EmulatorModel.load(args.model)
     cfg = replace(FitConfig(), n_starts=args.n_starts, fit_lsf=not args.fixed_lsf)
@@ -135,8 +134,8 @@ def _flag(args):
     import pandas as pd
 
     from .catalog import read_catalog_metadata, write_catalog
-    from .emulator import EmulatorModel
     from .flags import XFlagConfig, model_reference, reflag
+    from .model.emulator import EmulatorModel
     from .pipeline import flag_catalog
     from .theory.gradients import load_reference_gradients
 
@@ -163,8 +162,9 @@ def _flag(args):
 def _catalog(args):
     import pandas as pd
 
-    from .catalog import blend_metal_poor, read_catalog_metadata, recommended, table3, write_catalog
-    from .store import open_store
+    from .catalog import blend_metal_poor, read_catalog_metadata, write_catalog
+    from .io.store import open_store
+    from .pipeline import recommended_catalog
 
     sets = {}
     for name, overall, poor in (("apogee", args.apogee, args.apogee_mp),
@@ -182,13 +182,12 @@ def _catalog(args):
             "models": {k: read_catalog_metadata(getattr(args, k)).get("model") for k in ("apogee", "galah")}}
     for name, table in sets.items():
         write_catalog(table, out.with_name(f"{out.stem}_{name}{out.suffix}"), {**meta, "training_set": name})
-    rec = table3(recommended(sets["apogee"], sets["galah"]), store.meta())
-    write_catalog(rec, out, {**meta, "recommended": "X19 Table 4"})
+    rec = recommended_catalog(sets["apogee"], sets["galah"], store.meta(), out, meta)
     print(f"wrote {out} ({len(rec)} rows) and the per-training-set catalogues beside it")
 
 
 def _ingest(args):
-    from .ingest import ingest_lamost
+    from .preprocess.ingest import ingest_lamost
 
     ingest_lamost(args.inputs, args.out, chunk=args.chunk, workers=args.workers)
 
@@ -196,7 +195,7 @@ def _ingest(args):
 def _demo(args):
     from dataclasses import replace
 
-    from .train import TrainConfig
+    from .model.train import TrainConfig
 
     train_config = replace(TrainConfig(), epochs=args.epochs, reference=args.reference)
     if args.real and args.full:
@@ -221,10 +220,10 @@ def _report(args):
 
     from .catalog import read_catalog_metadata
     from .demo import report_demo
-    from .emulator import EmulatorModel
-    from .fit import FitConfig
-    from .simulate import TRUTH_EMULATOR
-    from .store import open_store
+    from .fit.lm import FitConfig
+    from .io.store import open_store
+    from .model.emulator import EmulatorModel
+    from .simulate.survey import TRUTH_EMULATOR
 
     d = Path(args.dir)
     blended, galah = d / "catalog_blended.parquet", d / "catalog_galah.parquet"

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .constants import (LAMOST_LOGLAM_START, LAMOST_LOGLAM_STEP, LAMOST_NPIX,
-                        LAMOST_RESOLUTION, CONTINUUM_KERNEL_AA)
+from .constants import (
+    CONTINUUM_KERNEL_AA,
+    LAMOST_LOGLAM_START,
+    LAMOST_LOGLAM_STEP,
+    LAMOST_NPIX,
+    LAMOST_RESOLUTION,
+)
 
 _FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 

@@ -5,24 +5,31 @@ the app's retraining and the notebooks alike:
   preprocessed spectra -> emulator with the gradient-spectrum prior (resumable).
 - ``fit_and_flag``: every spectrum of a store fitted (resumable, streamed) -> flags (X_flag,
   chi2, coverage, binaries) -> errors scaled to the repeat-visit scatter.
+- ``metal_poor_blend``: the metal-poor model's refits blended into the overall catalogue
+  (X19 sec. 4.3).
+- ``recommended_catalog``: each label from the training set X19 Table 4 names, in X19
+  Table 3's columns.
 """
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .emulator import EmulatorModel
-from .fit import FitConfig
-from .flags import XFlagConfig, add_flags, calibrate_errors
+from . import constants as C
+from .catalog import blend_metal_poor, recommended, table3, write_catalog
+from .fit.lm import FitConfig
+from .fit.survey import fit_store
+from .flags import XFlagConfig, add_flags, calibrate_errors, model_reference
 from .instrument import get_instrument
-from .spectra import instrument_mask, preprocess_batch
-from .store import open_store
-from .survey import fit_store
+from .io.store import open_store
+from .model.emulator import EmulatorModel
+from .model.train import TrainConfig, train_emulator
+from .model.trainingset import TrainingSetConfig, select_training
+from .preprocess.grid import instrument_mask, preprocess_batch
 from .theory.gradients import load_reference_gradients
-from .train import TrainConfig, train_emulator
-from .trainingset import TrainingSetConfig, select_training
 
 
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
@@ -75,3 +82,50 @@ def flag_catalog(table: pd.DataFrame, model: EmulatorModel, reference,
     log("formal errors scaled to the repeat-visit scatter; median factor per label: "
         + ", ".join(f"{lab} {r['median_scale']:.2f}" for lab, r in scale.items()))
     return scale
+
+
+def metal_poor_blend(results: pd.DataFrame, model_mp: EmulatorModel, store, out: Path,
+                     fit_config: FitConfig, meta: dict, log=print) -> pd.DataFrame:
+    """Refit with the metal-poor model the spectra the blend gives it weight (overall [Fe/H] <
+    -0.6), write catalog_mp.parquet and catalog_blended.parquet; returns the blended table."""
+    poor = (results["feh"] < C.METAL_POOR_BLEND_FEH[1]).to_numpy()
+    log(f"metal-poor model: fitting the {poor.sum()} spectra with overall [Fe/H] < "
+        f"{C.METAL_POOR_BLEND_FEH[1]}")
+    mp = fit_and_flag(model_mp, store, out / "catalog_mp.parquet", fit_config,
+                      model_reference(model_mp), rows=poor, log=log)
+    write_catalog(mp, out / "catalog_mp.parquet",
+                  {**meta, "model": str(out / "model_mp.pt"), "model_config": model_mp.config,
+                   "error_scale": mp.attrs["error_scale"],
+                   "rows": f"spectra with overall [Fe/H] < {C.METAL_POOR_BLEND_FEH[1]}"})
+    blended = blend_subset(results, mp, poor, model_mp.labels)
+    write_catalog(blended, out / "catalog_blended.parquet",
+                  {**meta, "model_mp": str(out / "model_mp.pt"), "error_scale_mp": mp.attrs["error_scale"],
+                   "blend": f"metal-poor model below [Fe/H] {C.METAL_POOR_BLEND_FEH[0]}, overall "
+                            f"above {C.METAL_POOR_BLEND_FEH[1]}, linear between (docs/spec.md sec. 9)"})
+    return blended
+
+
+def blend_subset(overall: pd.DataFrame, metal_poor: pd.DataFrame, rows: np.ndarray, labels) -> pd.DataFrame:
+    """The overall catalogue with the rows ``rows`` (n,) bool replaced by their blend with the
+    metal-poor model's fits of those rows (catalog.blend_metal_poor); metal_poor_weight column."""
+    out = overall.copy()
+    out["metal_poor_weight"] = 0.0
+    idx = np.nonzero(rows)[0]
+    if len(idx):
+        mixed = blend_metal_poor(overall.iloc[idx].reset_index(drop=True), metal_poor, labels)
+        for col in mixed.columns:
+            values = out[col].to_numpy().copy()
+            values[idx] = mixed[col].to_numpy()
+            out[col] = values
+    return out
+
+
+def recommended_catalog(apogee: pd.DataFrame, galah: pd.DataFrame, meta: pd.DataFrame,
+                        path: str | Path, metadata: dict) -> pd.DataFrame:
+    """The recommended catalogue: every label from the catalogue of the training set X19 Table 4
+    recommends for it (``catalog.recommended``), in X19 Table 3's columns with one row per
+    spectrum (``catalog.table3``; ``meta`` the store's metadata), written atomically to ``path``
+    with ``metadata``."""
+    table = table3(recommended(apogee, galah), meta)
+    write_catalog(table, path, {**metadata, "recommended": "X19 Table 4"})
+    return table

@@ -25,18 +25,18 @@ import pandas as pd
 
 from .catalog import write_catalog
 from .demo import COMMITTED_MODEL
-from .emulator import EmulatorModel
-from .fit import FitConfig
+from .fit.lm import FitConfig
 from .flags import model_reference
-from .ingest import ingest_lamost
+from .io.labeltable import attach_labels, heldout_split, read_label_table, star_ids
+from .io.store import write_meta
 from .io_utils import atomic_path, file_digest
-from .labeltable import attach_labels, read_label_table, star_ids, heldout_split
+from .model.emulator import EmulatorModel
+from .model.train import TrainConfig
+from .model.trainingset import TrainingSetConfig
 from .paths import MODELS, SHARED
 from .pipeline import fit_and_flag, train_from_store
-from .report import write_real_report
-from .store import write_meta
-from .train import TrainConfig
-from .trainingset import TrainingSetConfig
+from .preprocess.ingest import ingest_lamost
+from .validation.report import write_real_report
 
 SHARED_DR10 = SHARED / "lamost-dr10"
 COMMITTED_REAL_MODEL = MODELS / "lamost_dr10_lasp.pt"

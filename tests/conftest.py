@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from ddpayne_core.constants import CONTINUUM_WEIGHTS
-from ddpayne_core.emulator import Emulator, EmulatorModel
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.labels import Scaler
-from ddpayne_core.normalize import normalize
-from ddpayne_core.theory.gradients import ReferenceGradients
+from ddpayne_core.model import Emulator, EmulatorModel
+from ddpayne_core.preprocess import normalize
+from ddpayne_core.theory import ReferenceGradients
 
 TEST_LABELS = ("teff", "logg", "vmic", "feh", "mg_fe", "ca_fe", "cu_fe")
 # The GALAH-like labels of the test world (GALAH gives no vmic, X19 Table 4).
@@ -105,9 +105,8 @@ def demo_bundle(tmp_path_factory, truth_path):
     directory and the summary run_demo returned."""
     from ddpayne_core.demo import run_demo
     from ddpayne_core.fit import FitConfig
+    from ddpayne_core.model import TrainConfig, TrainingSetConfig
     from ddpayne_core.simulate import SurveyConfig
-    from ddpayne_core.train import TrainConfig
-    from ddpayne_core.trainingset import TrainingSetConfig
 
     out = tmp_path_factory.mktemp("demo")
     summary = run_demo(out, n_stars=400, truth_path=truth_path,
@@ -130,8 +129,8 @@ def real_bundle(tmp_path_factory):
     files) with the LASP labels, a 3-epoch model and a short fit: the real-data path end to end
     (the model is too small to mean anything)."""
     from ddpayne_core.fit import FitConfig
+    from ddpayne_core.model import TrainConfig
     from ddpayne_core.real import RealDataConfig, run_real
-    from ddpayne_core.train import TrainConfig
 
     cfg = RealDataConfig()
     work = tmp_path_factory.mktemp("real")

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from ddpayne_core.app import load_bundle
 from ddpayne_core.constants import CLICK_RADIUS_PX
-from ddpayne_core.explore import load_bundle
 from ddpayne_core.flags import XFlagConfig
 
 pytestmark = pytest.mark.browser
@@ -208,7 +208,8 @@ def test_flag_configuration_is_saved_only_inside_the_bundle(page, server, demo_b
     name.fill("my_cuts")
     name.press("Enter")
     page.get_by_role("button", name="Save flag configuration").click()
-    page.locator(".save-message").get_by_text("saved").first.wait_for()
+    # "Not saved" from the refused names contains "saved": wait for the saved file's name.
+    page.locator(".save-message").get_by_text("my_cuts.json").first.wait_for()
     saved = demo_bundle[0] / "flag_configs" / "my_cuts.json"
     assert XFlagConfig.from_json(saved.read_text()) == XFlagConfig()
 
@@ -341,7 +342,7 @@ def test_a_cutoff_no_bin_passes_is_said_in_words(page, server):
 
 
 def test_catalogue_page_histograms_and_scatters_any_columns(page, server, demo_bundle):
-    from ddpayne_core.explore import histogram, selection
+    from ddpayne_core.app import histogram, selection
 
     cat = load_bundle(demo_bundle[0]).catalog
     _open(page, server + "?page=catalog")

@@ -3,8 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpayne_core.catalog import (alpha_fe, metal_poor_weight, recommended, recovery_by_feh, starid,
-                                  uqflag)
+from ddpayne_core.catalog import (
+    alpha_fe,
+    metal_poor_weight,
+    recommended,
+    recovery_by_feh,
+    starid,
+    uqflag,
+)
 
 
 def test_starid_format():
@@ -75,7 +81,7 @@ def test_metal_poor_blend_and_table3_layout():
 def test_catalog_cli_writes_recommended_and_per_set_catalogues(tiny_store, tmp_path):
     from ddpayne_core.catalog import read_catalog_metadata, write_catalog
     from ddpayne_core.cli import main
-    from ddpayne_core.store import open_store
+    from ddpayne_core.io import open_store
 
     meta = open_store(tiny_store).meta()
     n = len(meta)

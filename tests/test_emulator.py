@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpayne_core.emulator import Emulator, EmulatorModel
 from ddpayne_core.labels import Scaler
+from ddpayne_core.model import Emulator, EmulatorModel
 
 
 def test_shapes():

@@ -1,4 +1,4 @@
-"""The science behind the app (ddpayne_core.explore and .retrain), checked without a browser."""
+"""The science behind the app (ddpayne_core.app.explore and .retrain), checked without a browser."""
 import json
 import shutil
 import subprocess
@@ -9,15 +9,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ddpayne_core.explore import (FlagTuner, density_map, feature_windows, find_rows, flag_counts,
-                                  gradient_comparison, histogram, load_bundle, repeat_rows,
-                                  robust_range, save_flag_config, selection, spectrum_table,
-                                  star_view, step_row)
+from ddpayne_core.app import (
+    RetrainSettings,
+    adopt,
+    density_map,
+    feature_windows,
+    find_rows,
+    flag_counts,
+    gradcorr_medians,
+    gradient_comparison,
+    histogram,
+    load_bundle,
+    repeat_rows,
+    robust_range,
+    save_flag_config,
+    selection,
+    spectrum_table,
+    star_residuals,
+    star_view,
+    start_training,
+    step_row,
+    validation_scatter,
+)
 from ddpayne_core.constants import CLICK_RADIUS_PX
 from ddpayne_core.fit import fitted_spectra
-from ddpayne_core.flags import XFlagConfig, qflag_chi2, x_flag
-from ddpayne_core.retrain import (RetrainSettings, adopt, gradcorr_medians, star_residuals,
-                                  start_training, validation_scatter)
+from ddpayne_core.flags import FlagTuner, XFlagConfig, qflag_chi2, x_flag
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +256,7 @@ def test_retraining_settings_refuse_values_out_of_range(field, value):
 def test_export_writes_every_format_readably(bundle, tmp_path):
     from astropy.table import Table
 
-    from ddpayne_core.explore import EXPORT_FORMATS, export_table
+    from ddpayne_core.app import EXPORT_FORMATS, export_table
     rows = bundle.catalog.head(7)[["teff", "logg", "feh", "snr"]]
     for fmt, ext in EXPORT_FORMATS.items():
         path = tmp_path / f"x{ext}"

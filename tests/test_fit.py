@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from ddpayne_core.emulator import Emulator, EmulatorModel
-from ddpayne_core.fit import CONVERGED, FAILED, FitConfig, fit_spectra
+from ddpayne_core.fit.lm import CONVERGED, FAILED, FitConfig, fit_spectra
 from ddpayne_core.labels import Scaler
+from ddpayne_core.model import Emulator, EmulatorModel
 
 N_PIX = 400
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ddpayne_core.flags import (XFlagConfig, chi2ratio, nearest_reference, qflag_chi2, x_flag)
+from ddpayne_core.flags import XFlagConfig, chi2ratio, nearest_reference, qflag_chi2, x_flag
 
 
 def test_nearest_reference_uses_x19_metric():
@@ -89,6 +89,7 @@ def test_chi2ratio_centred_at_high_snr_where_chi2_rises_steeply():
 
 def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     from conftest import TEST_LABELS, reference_from
+
     from ddpayne_core.flags import gradcorr
 
     ref = reference_from(truth_model)
@@ -98,6 +99,7 @@ def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     assert np.all(g[:, [0, 3, 4]] > 0.9)          # Teff, [Fe/H], [Mg/Fe]
     # Another 'emulator' whose pixels are shuffled keeps its flux statistics but not the physics.
     import copy
+
     import torch
     scrambled = copy.deepcopy(truth_model)
     perm = torch.as_tensor(np.random.default_rng(0).permutation(truth_model.net.n_pix))
@@ -243,9 +245,9 @@ def test_chi2ratio_flags_bad_fits_crowded_where_good_stars_are_few():
 def test_out_of_coverage_marks_fits_far_from_every_training_star():
     import pandas as pd
 
-    from ddpayne_core.emulator import Emulator, EmulatorModel
     from ddpayne_core.flags import add_coverage
     from ddpayne_core.labels import Scaler
+    from ddpayne_core.model import Emulator, EmulatorModel
 
     rng = np.random.default_rng(0)
     # Training stars on a thin main-sequence-like strip in (Teff, logg).

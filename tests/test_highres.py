@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from ddpayne_core.highres import read_apogee_allstar, read_galah, read_payne_apogee
-from ddpayne_core.spectra import SpectrumFormatError
+from ddpayne_core.io import SpectrumFormatError, read_apogee_allstar, read_galah, read_payne_apogee
 
 
 def test_apogee_allstar_flags_and_sentinels(tmp_path):
@@ -84,7 +83,7 @@ def _mws_file(path, mismatch=False):
 
 
 def test_desi_mws_catalogue(tmp_path):
-    from ddpayne_core.highres import read_desi_mws
+    from ddpayne_core.io import read_desi_mws
 
     _mws_file(tmp_path / "mwsAll.fits")
     df = read_desi_mws(tmp_path / "mwsAll.fits")

@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.normalize import normalize, pseudo_continuum, smoothing_mask
-from ddpayne_core.spectra import instrument_mask, resample
+from ddpayne_core.preprocess import (
+    instrument_mask,
+    normalize,
+    pseudo_continuum,
+    resample,
+    smoothing_mask,
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +132,7 @@ def test_a_masked_pixel_barely_moves_the_continuum(lamost, monkeypatch):
     the local mean)/100, some sigma at S/N 100; bridged by its neighbours it does not where the
     spectrum is smooth, and much less in lines. One defect (3 pixels) per spectrum, at 472
     positions."""
-    import ddpayne_core.normalize as N
+    import ddpayne_core.preprocess.continuum as N
 
     wave = lamost.wave
     flux = _star(wave)
@@ -150,7 +155,7 @@ def test_a_masked_pixel_barely_moves_the_continuum(lamost, monkeypatch):
 
 
 def test_long_gaps_are_not_bridged():
-    from ddpayne_core.normalize import MAX_FILLED_GAP, _bridge_short_gaps
+    from ddpayne_core.preprocess.continuum import MAX_FILLED_GAP, _bridge_short_gaps
 
     n = 60
     f, w = np.linspace(1, 2, n)[None].repeat(2, 0), np.ones((2, n))
@@ -170,7 +175,7 @@ def test_rest_frame_shift_propagates_the_variance_of_interpolated_noise():
     scatter of the shifted pixels (linearly interpolating the *variance* overstated it by up to
     2x halfway between pixels)."""
     from ddpayne_core.instrument import get_instrument
-    from ddpayne_core.spectra import shift_to_rest
+    from ddpayne_core.preprocess import shift_to_rest
 
     wave = get_instrument("lamost").wave
     rng = np.random.default_rng(1)

@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import TEST_LABELS
 from nbclient import NotebookClient
 
-from conftest import TEST_LABELS
 from ddpayne_core.catalog import read_catalog_metadata
 from ddpayne_core.theory.gradients import DATA_DIR
 

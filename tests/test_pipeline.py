@@ -6,18 +6,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import GALAH_TEST_LABELS, TEST_LABELS, make_truth, reference_from
+
 from ddpayne_core.catalog import read_catalog_metadata, write_catalog
-from ddpayne_core.emulator import EmulatorModel
-from ddpayne_core.fit import FitConfig
+from ddpayne_core.fit import FitConfig, fit_store
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.loss import GradientPrior
-from ddpayne_core.spectra import instrument_mask, preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.survey import fit_store
-from ddpayne_core.train import TrainConfig, TrainingCancelled, train_emulator
-from ddpayne_core.trainingset import TrainingSetConfig, select_training
+from ddpayne_core.io import open_store
+from ddpayne_core.model import (
+    EmulatorModel,
+    GradientPrior,
+    TrainConfig,
+    TrainingCancelled,
+    TrainingSetConfig,
+    select_training,
+    train_emulator,
+)
+from ddpayne_core.preprocess import instrument_mask, preprocess_batch
 
 QUIET = dict(log=lambda *a: None)
 EPOCHS = 60
@@ -278,9 +282,8 @@ def test_models_and_stores_are_tied_to_their_truth_emulator(demo_bundle, truth_p
     """A model trained on a survey from one truth emulator is not reused for another, and a
     half-made store is not resumed with a different truth."""
     from ddpayne_core.demo import _matches
+    from ddpayne_core.model import TrainConfig, TrainingSetConfig
     from ddpayne_core.simulate import SurveyConfig, simulate_survey
-    from ddpayne_core.train import TrainConfig
-    from ddpayne_core.trainingset import TrainingSetConfig
 
     out, _ = demo_bundle
     survey = replace(SurveyConfig(), n_stars=400, apogee_fraction=0.5, featureless=("cu_fe",))
@@ -349,7 +352,7 @@ def test_a_demo_folder_from_an_older_pipeline_is_made_again(truth_model, tmp_pat
 
 
 def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_path):
-    from ddpayne_core.survey import fit_store_dask
+    from ddpayne_core.fit import fit_store_dask
 
     store = open_store(tiny_store)
     model_path = truth_model.save(tmp_path / "truth.pt")
@@ -370,7 +373,7 @@ def test_dask_fit_equals_in_process_and_resumes(tiny_store, truth_model, tmp_pat
 
 
 def test_crossmatch_and_x19_cuts():
-    from ddpayne_core.trainingset import crossmatch, training_summary
+    from ddpayne_core.model import crossmatch, training_summary
 
     survey = pd.DataFrame({"specid": [0, 1, 2, 3], "star_id": [0, 1, 2, 3],
                            "ra": [10.0, 20.0, 30.0, 40.0], "dec": [5.0, 5.0, 5.0, 5.0],
@@ -415,7 +418,8 @@ def test_every_entry_point_composes_the_pipeline_stages_from_one_place():
     ddpayne_core.pipeline, and no module outside it composes fit_store + add_flags itself."""
     import inspect
 
-    from ddpayne_core import cli, demo, pipeline, real, retrain
+    from ddpayne_core import cli, demo, pipeline, real
+    from ddpayne_core.app import retrain
     for module in (demo, real, retrain):
         src = inspect.getsource(module)
         assert "fit_and_flag(" in src or "train_from_store(" in src, module.__name__
@@ -423,6 +427,9 @@ def test_every_entry_point_composes_the_pipeline_stages_from_one_place():
     assert "flag_catalog(" in inspect.getsource(cli) and "train_from_store(" in inspect.getsource(cli)
     assert "add_flags(" not in inspect.getsource(cli)
     assert demo.train_from_store is pipeline.train_from_store
+    for module in (cli, demo):   # the recommended catalogue, assembled in one place
+        src = inspect.getsource(module)
+        assert "recommended_catalog(" in src and "table3(" not in src, module.__name__
 
 
 def test_quick_demo_fits_once_and_full_adds_the_studies(truth_path, tmp_path):

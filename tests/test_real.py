@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 from ddpayne_core.catalog import read_catalog_metadata
-from ddpayne_core.store import open_store
-from ddpayne_core.labeltable import attach_labels, read_label_table, star_ids, heldout_split
+from ddpayne_core.io import attach_labels, heldout_split, open_store, read_label_table, star_ids
 
 
 def test_real_bundle_carries_reference_labels_flags_and_a_report(real_bundle):

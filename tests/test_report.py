@@ -2,8 +2,13 @@
 import numpy as np
 import pandas as pd
 
-from ddpayne_core.report import (flag_information, markdown_table, precision_vs_snr, recovery_of_injected,
-                                 validation_table)
+from ddpayne_core.validation import (
+    flag_information,
+    markdown_table,
+    precision_vs_snr,
+    recovery_of_injected,
+    validation_table,
+)
 
 
 def _repeat_catalogue(n_star=3000, seed=0):

@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ddpayne_core.emulator import EmulatorModel
+from ddpayne_core.io import open_store
+from ddpayne_core.model import EmulatorModel
 from ddpayne_core.simulate import SurveyConfig, reobserve, survey_crb
-from ddpayne_core.store import open_store
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 from astropy.io import fits
 
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.spectra import SpectrumFormatError, preprocess, read_lamost
+from ddpayne_core.io import SpectrumFormatError, read_lamost
+from ddpayne_core.preprocess import preprocess
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lamost"
 REAL = sorted(DATA.glob("spec-*.fits*"))
@@ -109,7 +110,7 @@ def test_fit_real_files_skips_bad_ones(tmp_path, truth_model):
     """`ddpayne fit` on a folder of real LAMOST files plus a broken one: labels, errors and chi^2
     for the real two, the broken one skipped and reported (model: a test emulator, so the
     labels themselves mean nothing here)."""
-    from ddpayne_core.survey import fit_paths
+    from ddpayne_core.fit import fit_paths
 
     folder = tmp_path / "lamost"
     folder.mkdir()
@@ -145,7 +146,7 @@ def _desi_coadd(path, n=3, broken=False):
 
 
 def test_desi_coadd_cameras_merge_onto_the_desi_grid(tmp_path):
-    from ddpayne_core.spectra import read_desi_coadd
+    from ddpayne_core.io import read_desi_coadd
 
     _desi_coadd(tmp_path / "coadd.fits")
     inst = get_instrument("desi")
@@ -161,7 +162,7 @@ def test_desi_coadd_cameras_merge_onto_the_desi_grid(tmp_path):
 
 
 def test_desi_coadd_errors_name_file_and_hdu(tmp_path):
-    from ddpayne_core.spectra import read_desi_coadd
+    from ddpayne_core.io import read_desi_coadd
 
     _desi_coadd(tmp_path / "bad.fits", broken=True)
     with pytest.raises(SpectrumFormatError, match="bad.fits: R_FLUX"):
@@ -172,9 +173,9 @@ def test_desi_coadd_errors_name_file_and_hdu(tmp_path):
 
 
 def test_ingest_folder_into_store_and_fit(tmp_path, truth_model):
-    from ddpayne_core.ingest import ingest_lamost
-    from ddpayne_core.store import open_store
-    from ddpayne_core.survey import fit_paths
+    from ddpayne_core.fit import fit_paths
+    from ddpayne_core.io import open_store
+    from ddpayne_core.preprocess import ingest_lamost
 
     folder = tmp_path / "lamost"
     folder.mkdir()
@@ -201,7 +202,7 @@ def test_ingest_folder_into_store_and_fit(tmp_path, truth_model):
 def test_store_metadata_rows_read_only_their_row_groups(tmp_path):
     import pyarrow.parquet as pq
 
-    from ddpayne_core.store import create_store, write_meta
+    from ddpayne_core.io import create_store, write_meta
 
     meta = pd.DataFrame({"specid": np.arange(35), "rv": np.arange(35) * 0.5,
                          "name": [f"s{i}" for i in range(35)]})
@@ -221,8 +222,8 @@ def test_real_repeat_visits_agree_with_their_preprocessed_errors():
     """Real LAMOST DR10 spectra of the same star (positions within 3 arcsec in ../shared/data):
     after the rest-frame shift and normalization, the difference of two visits scatters as their
     inverse variances predict (robust std / predicted within 15 %, median over pairs)."""
-    from ddpayne_core.labeltable import star_ids
-    from ddpayne_core.spectra import to_grid, preprocess_batch
+    from ddpayne_core.io import star_ids
+    from ddpayne_core.preprocess import preprocess_batch, to_grid
 
     labels = pd.read_csv(SHARED / "lamost-dr10" / "lasp_labels.csv")
     labels["star"] = star_ids(labels["ra"], labels["dec"])

@@ -56,7 +56,7 @@ def test_perturbed_loggf_only_changes_loggf():
 
 @needs_moog
 def test_solar_mg_b_triplet_and_linearity_of_small_steps():
-    from ddpayne_core.theory.synthesis import synthesize
+    from ddpayne_core.theory import synthesize
 
     sun = {"teff": 5777.0, "logg": 4.44, "vmic": 1.0, "feh": 0.0}
     w, f0 = synthesize(sun, wmin=5160.0, wmax=5195.0)
@@ -152,8 +152,13 @@ def test_galactic_reference_stars_are_table1_at_galactic_abundances():
     the Galactic trends, stepped 0.5 dex towards solar, so every stepped [X/Fe] lies within
     +-0.5; a solar-metallicity dwarf is Table 1's star exactly (the same cached spectra)."""
     from ddpayne_core.labels import LABEL_SETS
-    from ddpayne_core.theory.gradients import (REFERENCE_LABELS, point_file, galactic_points,
-                                                grid_spec, table1_points)
+    from ddpayne_core.theory.gradients import (
+        REFERENCE_LABELS,
+        galactic_points,
+        grid_spec,
+        point_file,
+        table1_points,
+    )
 
     ref, step = galactic_points()
     t1, t1_step = table1_points()

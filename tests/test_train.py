@@ -4,8 +4,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ddpayne_core.emulator import Emulator
-from ddpayne_core.train import TrainConfig, outlier_keep, train_emulator
+from ddpayne_core.model import Emulator, TrainConfig, outlier_keep, train_emulator
 
 QUIET = dict(log=lambda *a: None)
 
@@ -68,7 +67,7 @@ def test_relative_prior_weights_hold_weak_gradients_to_the_same_shape():
     make the weak star cheap."""
     from ddpayne_core.constants import RELATIVE_PRIOR_FLOOR
     from ddpayne_core.labels import Scaler
-    from ddpayne_core.loss import GradientPrior, relative_weights
+    from ddpayne_core.model import GradientPrior, relative_weights
 
     shape = np.sin(np.linspace(0, 6, 50))
     amp = np.array([1.0, 0.5, 0.001])
@@ -110,7 +109,7 @@ def test_shape_only_prior_frees_the_amplitude_within_its_range():
     gradient of another shape is charged either way."""
     from ddpayne_core.constants import SHAPE_PRIOR_AMPLITUDE
     from ddpayne_core.labels import Scaler
-    from ddpayne_core.loss import GradientPrior
+    from ddpayne_core.model import GradientPrior
 
     shape = np.sin(np.linspace(0, 6, 50))
     dflux = np.stack([shape, shape])[:, None, :]                          # (2 stars, 1 label, 50)

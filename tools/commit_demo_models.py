@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from ddpayne_core.demo import COMMITTED_GALAH_MODEL, COMMITTED_MODEL, COMMITTED_MP_MODEL
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.io_utils import atomic_path, atomic_write_text
+from ddpayne_core.model import EmulatorModel
 from ddpayne_core.real import COMMITTED_REAL_MODEL
 
 MODELS = {

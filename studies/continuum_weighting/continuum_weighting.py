@@ -19,13 +19,13 @@ from dataclasses import replace
 import numpy as np
 
 from ddpayne_core.demo import model_reference
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.flags import nearest_reference
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.simulate import TRUTH_EMULATOR, expected_observation
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
 
 MODEL = "data/models/demo_emulator.pt"  # only its labels, mask and reference grid are used
 

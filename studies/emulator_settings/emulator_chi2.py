@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ddpayne_core.demo import COMMITTED_MODEL
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.trainingset import TrainingSetConfig, select_training
+from ddpayne_core.io import open_store
+from ddpayne_core.model import EmulatorModel, TrainingSetConfig, select_training
+from ddpayne_core.preprocess import preprocess_batch
 
 
 def chi2_per_pixel(model, labels, flux, ivar):

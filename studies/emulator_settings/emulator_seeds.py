@@ -23,18 +23,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from emulator_study import on_pixels, pixel_reference, training_on_pixels
 
 from ddpayne_core.demo import COMMITTED_MODEL
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.flags import emulator_dflux, nearest_reference
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
-from ddpayne_core.report import inside_training_coverage
-from ddpayne_core.spectra import instrument_mask
-from ddpayne_core.store import open_store
-from ddpayne_core.theory.gradients import load_reference_gradients
-from ddpayne_core.train import TrainConfig, train_emulator
-from emulator_study import on_pixels, pixel_reference, training_on_pixels
+from ddpayne_core.model import EmulatorModel, TrainConfig, train_emulator
+from ddpayne_core.preprocess import instrument_mask
+from ddpayne_core.theory import load_reference_gradients
+from ddpayne_core.validation import inside_training_coverage
 
 SEEDS = (0, 1, 2, 3)
 

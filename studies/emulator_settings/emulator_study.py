@@ -38,19 +38,23 @@ import pandas as pd
 
 from ddpayne_core import constants as C
 from ddpayne_core.catalog import robust_bias_scatter
-from ddpayne_core.demo import COMMITTED_MODEL, flag_fractions
-from ddpayne_core.emulator import EmulatorModel
+from ddpayne_core.demo import COMMITTED_MODEL
 from ddpayne_core.fit import fit_spectra
 from ddpayne_core.flags import gradcorr, reflag
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
-from ddpayne_core.loss import default_d_scale
-from ddpayne_core.report import partial_slopes
-from ddpayne_core.spectra import instrument_mask, preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.theory.gradients import ReferenceGradients, load_reference_gradients
-from ddpayne_core.train import TrainConfig, train_emulator
-from ddpayne_core.trainingset import TrainingSetConfig, select_training
+from ddpayne_core.model import (
+    EmulatorModel,
+    TrainConfig,
+    TrainingSetConfig,
+    default_d_scale,
+    select_training,
+    train_emulator,
+)
+from ddpayne_core.preprocess import instrument_mask, preprocess_batch
+from ddpayne_core.theory import ReferenceGradients, load_reference_gradients
+from ddpayne_core.validation import flag_fractions, partial_slopes
 
 SETTINGS = {
 

@@ -16,19 +16,18 @@ import json
 from dataclasses import replace
 
 import numpy as np
+from emulator_study import on_pixels, pixel_reference, study_parser, training_on_pixels
 
 from ddpayne_core import constants as C
 from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.demo import COMMITTED_MODEL
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import fit_spectra
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
-from ddpayne_core.spectra import instrument_mask, preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.theory.gradients import load_reference_gradients
-from ddpayne_core.train import TrainConfig, train_emulator
-from emulator_study import on_pixels, pixel_reference, study_parser, training_on_pixels
+from ddpayne_core.model import EmulatorModel, TrainConfig, train_emulator
+from ddpayne_core.preprocess import instrument_mask, preprocess_batch
+from ddpayne_core.theory import load_reference_gradients
 
 POPULATIONS = {
     "red giants (4500-5000 K, logg < 2.5)": "logg < 2.5 and teff > 4500 and teff < 5000",

@@ -22,14 +22,14 @@ from dataclasses import replace
 import numpy as np
 
 from ddpayne_core.catalog import robust_bias_scatter
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig, fit_spectra
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.progress import progress
 from ddpayne_core.simulate import TRUTH_EMULATOR, SurveyConfig, reobserve
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
 
 EFFECT_SETS = ((), ("lsf",), ("calibration",), ("telluric",), ("sky",), ("cosmics", "badpix"))
 

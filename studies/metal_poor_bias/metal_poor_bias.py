@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import fit_spectra, fitted_spectra
 from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.preprocess import preprocess_batch
 
 FEH_BINS = ((-3.0, -2.2), (-2.2, -1.5), (-1.5, -1.0), (-1.0, -0.5), (-0.5, 0.6))
 

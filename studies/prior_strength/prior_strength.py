@@ -27,14 +27,14 @@ import json
 from pathlib import Path
 
 from ddpayne_core.catalog import recovery_by_feh, recovery_scatter
-from ddpayne_core.demo import flag_fractions
-from ddpayne_core.pipeline import fit_and_flag
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.fit import FitConfig
 from ddpayne_core.flags import model_reference
+from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.pipeline import fit_and_flag
 from ddpayne_core.simulate import SurveyConfig
-from ddpayne_core.store import open_store
+from ddpayne_core.validation import flag_fractions
 
 FEH_BINS = ("-2.0..-1.5", "-1.5..-1.0", "+0.0..+0.6")
 

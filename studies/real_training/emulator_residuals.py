@@ -2,13 +2,17 @@
 A training stars at their labels, projected on the emulator's dF/dTeff.
 Usage: python studies/real_training/emulator_residuals.py MODEL.pt
 """
-import numpy as np, pandas as pd, sys
-from ddpayne_core.emulator import EmulatorModel
+import sys
+
+import numpy as np
+import pandas as pd
+
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.trainingset import select_training
+from ddpayne_core.io import open_store
+from ddpayne_core.model import EmulatorModel, select_training
+from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.real import RealDataConfig, training_meta
+
 meta = pd.read_parquet("data/demo_real/labels.parquet")
 store = open_store("data/demo_real/survey"); inst = get_instrument("lamost")
 model = EmulatorModel.load(sys.argv[1]); cfg = RealDataConfig()

@@ -2,14 +2,18 @@
 the LSF fit and the model-error floor; robust bias and scatter against LASP.
 Usage: python studies/real_training/fit_variants.py MODEL.pt
 """
-import numpy as np, pandas as pd
 from dataclasses import replace
-from ddpayne_core.emulator import EmulatorModel
+
+import numpy as np
+import pandas as pd
+
+from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.fit import FitConfig, fit_spectra
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.spectra import preprocess_batch
-from ddpayne_core.store import open_store
-from ddpayne_core.catalog import robust_bias_scatter
+from ddpayne_core.io import open_store
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.preprocess import preprocess_batch
+
 meta = pd.read_parquet("data/demo_real/labels.parquet")
 store = open_store("data/demo_real/survey"); inst = get_instrument("lamost")
 import sys; model = EmulatorModel.load(sys.argv[1])

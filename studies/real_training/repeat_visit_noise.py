@@ -1,11 +1,13 @@
 """Repeat visits of real DR10 stars: robust scatter of the visits' difference over its predicted sigma,
 in the observed frame and after the rest-frame shift. Usage: python studies/real_training/repeat_visit_noise.py
 """
-import numpy as np, pandas as pd
-from ddpayne_core.store import open_store
+import numpy as np
+import pandas as pd
+
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.spectra import preprocess_batch, shift_to_rest
-from ddpayne_core.normalize import normalize
+from ddpayne_core.io import open_store
+from ddpayne_core.preprocess import normalize, preprocess_batch
+
 meta = pd.read_parquet("data/demo_real/labels.parquet")
 store = open_store("data/demo_real/survey")
 inst = get_instrument("lamost")

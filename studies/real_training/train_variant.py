@@ -1,13 +1,18 @@
 """Train a real-data model variant on the training stars of data/demo_real (ddpayne demo --real).
 Usage: ME=0.01 BS=32 [TYPES=FG] OUT=/tmp python studies/real_training/train_variant.py NAME EPOCHS REGULARIZE(0/1) [label=D ...]
 """
-import sys, time
-from pathlib import Path
+import sys
+import time
 from dataclasses import replace
-import numpy as np, pandas as pd
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ddpayne_core.model import TrainConfig
 from ddpayne_core.pipeline import train_from_store
 from ddpayne_core.real import RealDataConfig, training_meta
-from ddpayne_core.train import TrainConfig
+
 out = Path("data/demo_real"); name = sys.argv[1]; epochs = int(sys.argv[2]); reg = sys.argv[3] == "1"
 dscale = {}
 for kv in sys.argv[4:]:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpayne_core.emulator import EmulatorModel
 from ddpayne_core.flags import centred, emulator_dflux
 from ddpayne_core.io_utils import atomic_write_text
-from ddpayne_core.theory.gradients import load_reference_gradients
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.theory import load_reference_gradients
 
 GRIDS = ("lamost-table1", "lamost-table1-galactic")
 

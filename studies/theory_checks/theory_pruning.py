@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from ddpayne_core.instrument import get_instrument
-from ddpayne_core.theory.synthesis import REGULARIZING, TRUTH, synthesize, to_instrument
+from ddpayne_core.theory import REGULARIZING, TRUTH, synthesize, to_instrument
 
 STAR = dict(teff=5778, logg=4.53, vmic=1.5, feh=0.0)
 SETTINGS = [(-13.0, 0.01), (-13.0, 0.025), (-13.0, 0.04), (-12.0, 0.025), (-11.5, 0.025),

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 # Figures are built with matplotlib's object API, which needs no backend: importing this module
 # never changes the backend of the process (a Jupyter notebook keeps its inline plots).
 from matplotlib.figure import Figure
 
-from . import constants as C
-from .catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter
-from .explore import FlagTuner
-from .flags import XFlagConfig, repeat_precision, spectroscopic_parallax
-from .io_utils import atomic_path, atomic_write_text
-from .labels import pretty
+from .. import constants as C
+from ..catalog import SYNTHETIC_NOTE, alpha_fe, robust_bias_scatter
+from ..flags import FlagTuner, XFlagConfig, repeat_precision, spectroscopic_parallax
+from ..io_utils import atomic_path, atomic_write_text
+from ..labels import pretty
 
 SNR_BINS = (10, 20, 30, 50, 80, 120, 200, 400)
 
@@ -523,9 +523,9 @@ def residual_stacks(catalog: pd.DataFrame, store, model, snr_min: float = 30.0,
     """Median of (data - model) over the held-out spectra of each type group with S/N >
     ``snr_min``: where the model fails to describe real spectra (tellurics, sky lines, Balmer
     wings, the blue end). Returns {group: (n_pix,)} on the model's grid (NaN where masked)."""
-    from .fit import fitted_spectra
-    from .instrument import get_instrument
-    from .spectra import preprocess_batch
+    from ..fit.lm import fitted_spectra
+    from ..instrument import get_instrument
+    from ..preprocess.grid import preprocess_batch
 
     inst = get_instrument(store.info["instrument"])
     out = {}

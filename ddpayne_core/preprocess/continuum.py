@@ -27,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from .constants import BALMER_CORES_AA, CONTINUUM_WEIGHTS, DIB_CORES_AA
+from ..constants import BALMER_CORES_AA, CONTINUUM_WEIGHTS, DIB_CORES_AA
 
 MAX_FILLED_GAP = 8  # pixels: isolated defects, never an arm gap or a telluric band
 

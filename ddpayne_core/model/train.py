@@ -23,13 +23,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import constants as C
-from .emulator import Emulator, EmulatorModel, config_dict
-from .fit import with_model_error
-from .io_utils import atomic_path
-from .labels import Scaler
+from .. import constants as C
+from ..io_utils import atomic_path
+from ..labels import Scaler
+from ..progress import progress
+from .emulator import Emulator, EmulatorModel, config_dict, with_model_error
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale
-from .progress import progress
 
 
 @dataclass(frozen=True)

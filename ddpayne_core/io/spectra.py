@@ -1,8 +1,8 @@
-"""Survey spectra: reading LAMOST FITS, rest-frame shift, common grid, masks, normalization
-(docs/spec.md sec. 3).
+"""Reading survey spectra: LAMOST FITS in every layout the archive has used, DESI coadds.
 
-Every reader returns a ``RawSpectrum``; ``preprocess`` turns raw spectra into normalized flux and
-inverse variance on an instrument's grid, masked pixels having zero inverse variance (never NaN).
+Every LAMOST reader returns a ``RawSpectrum`` in its observed frame (``preprocess.grid`` puts it
+on an instrument's grid in the rest frame and normalizes it); a bad file raises
+``SpectrumFormatError`` naming the file and the problem.
 """
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .constants import (BLUE_LIMIT_AA, C_KMS, CONTINUUM_WEIGHTS, DICHROIC_AA, NA_D_WINDOW_AA,
-                        RED_LIMIT_AA, TELLURIC_BANDS_AA)
-from .instrument import Instrument
-from .normalize import normalize
+from ..constants import C_KMS
+from ..instrument import Instrument
 
 
 class SpectrumFormatError(ValueError):
@@ -125,95 +123,6 @@ def _lamost_image(header, data: np.ndarray, path: Path):
     andmask = np.asarray(data[i_mask]) if i_mask is not None and i_mask < data.shape[0] \
         else np.zeros_like(flux)
     return flux, ivar, wave, andmask
-
-
-def instrument_mask(wave: np.ndarray) -> np.ndarray:
-    """True where a pixel may be used in fits: outside telluric bands, within 3900-8880 A, out of
-    the dichroic overlap except the Na D window (docs/spec.md sec. 3). (n_pix,) bool."""
-    use = (wave >= BLUE_LIMIT_AA) & (wave <= RED_LIMIT_AA)
-    for lo, hi in TELLURIC_BANDS_AA:
-        use &= (wave < lo) | (wave > hi)
-    dichroic = (wave >= DICHROIC_AA[0]) & (wave <= DICHROIC_AA[1])
-    na_d = (wave >= NA_D_WINDOW_AA[0]) & (wave <= NA_D_WINDOW_AA[1])
-    return use & (~dichroic | na_d)
-
-
-def _interpolate(flux: np.ndarray, ivar: np.ndarray, pos: np.ndarray):
-    """Linear interpolation of spectra at fractional pixel positions, with the variance that
-    interpolation gives: F = (1-f) F0 + f F1 has Var F = (1-f)^2 Var F0 + f^2 Var F1 (not the
-    linearly interpolated variance, which overstates it by up to 2x halfway between pixels and
-    made every chi^2 of real LAMOST spectra ~0.7x too small: repeat visits agree with their
-    IVAR in the observed frame, not after the rest-frame shift). Neighbouring output pixels
-    share input pixels, so their noise is correlated; the fit treats pixels as independent and
-    ``flags.calibrate_errors`` scales its errors to the repeat-visit scatter.
-
-    flux, ivar: (n_spec, n_in); pos: (n_spec, n_out) positions in input pixels, negative =
-    outside. Returns (flux, ivar) (n_spec, n_out); a pixel touching a masked input pixel or
-    outside the input gets ivar 0 and flux 1."""
-    inside = pos >= 0
-    i0 = np.clip(np.floor(pos).astype(int), 0, flux.shape[1] - 2)
-    frac = np.clip(pos - i0, 0.0, 1.0)
-    f0, f1 = np.take_along_axis(flux, i0, 1), np.take_along_axis(flux, i0 + 1, 1)
-    g0, g1 = np.take_along_axis(ivar, i0, 1), np.take_along_axis(ivar, i0 + 1, 1)
-    # An input pixel with zero weight in the sum (frac exactly 0 or 1) does not spoil the output.
-    usable = inside & ((g0 > 0) | (frac == 1.0)) & ((g1 > 0) | (frac == 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = (1 - frac) ** 2 / np.where(g0 > 0, g0, np.inf) + frac ** 2 / np.where(g1 > 0, g1, np.inf)
-        out_ivar = np.where(usable & (var > 0), 1.0 / var, 0.0)
-    out_flux = np.where(usable, (1 - frac) * np.where(g0 > 0, f0, 0.0) + frac * np.where(g1 > 0, f1, 0.0), 1.0)
-    return out_flux, out_ivar
-
-
-def resample(wave_in: np.ndarray, flux: np.ndarray, ivar: np.ndarray, wave_out: np.ndarray):
-    """One spectrum onto ``wave_out`` by linear interpolation (``_interpolate``); outside the
-    input range, or touching a masked input pixel, ivar is 0. Returns (flux, ivar)."""
-    pos = np.interp(wave_out, wave_in, np.arange(wave_in.size), left=-1.0, right=-1.0)
-    f, iv = _interpolate(np.asarray(flux, np.float64)[None], np.asarray(ivar, np.float64)[None],
-                         pos[None])
-    return f[0], iv[0]
-
-
-def shift_to_rest(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray):
-    """Shift spectra on a common grid to the rest frame: F_rest(l) = F_obs(l (1 + rv/c)).
-
-    wave: (n_pix,); flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s (NaN -> 0). Linear
-    interpolation (``_interpolate``), batched over spectra; a pixel touching a masked one, or
-    shifted off the grid, gets ivar 0. Returns (flux, ivar).
-    """
-    rv = np.nan_to_num(np.asarray(rv, dtype=np.float64), nan=0.0)
-    target = wave[None, :] * (1.0 + rv[:, None] / C_KMS)
-    pos = np.interp(target.ravel(), wave, np.arange(wave.size), left=-1.0, right=-1.0)
-    return _interpolate(flux, ivar, pos.reshape(target.shape))
-
-
-def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrument: Instrument,
-                     continuum_weights: str = CONTINUUM_WEIGHTS):
-    """Observed-frame spectra on the instrument grid -> rest frame, normalized, masked.
-
-    flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s; continuum_weights: see
-    ``normalize.pseudo_continuum`` (an emulator must be fitted with the weights it was trained
-    with, ``EmulatorModel.check_preprocessing``). Returns normalized (flux, ivar); masked pixels
-    have ivar 0 and flux 1, never NaN.
-    """
-    flux = np.where(np.isfinite(flux), flux, 0.0)
-    ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
-    rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv)
-    norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width,
-                                continuum_weights)
-    return norm, np.where(instrument_mask(instrument.wave)[None, :], norm_ivar, 0.0)
-
-
-def to_grid(raw: RawSpectrum, instrument: Instrument):
-    """Resample a raw spectrum onto the instrument grid in its observed frame: (flux, ivar)."""
-    return resample(raw.wave, raw.flux, raw.ivar, instrument.wave)
-
-
-def preprocess(raw: RawSpectrum, instrument: Instrument):
-    """One raw spectrum -> rest-frame normalized (flux (n_pix,), ivar (n_pix,)) on the grid."""
-    flux, ivar = to_grid(raw, instrument)
-    rv = raw.meta.get("rv", 0.0)
-    norm, norm_ivar = preprocess_batch(flux[None], ivar[None], np.array([rv], float), instrument)
-    return norm[0], norm_ivar[0]
 
 
 DESI_CAMERAS = ("B", "R", "Z")

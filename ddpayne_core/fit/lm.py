@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import constants as C
-from .emulator import EmulatorModel
+from .. import constants as C
+from ..model.emulator import EmulatorModel, with_model_error
 
 # Status codes of a fit.
 CONVERGED, MAX_ITER, FAILED = 0, 1, 2
@@ -71,14 +71,6 @@ class FitResult:
     lsf_dvar: np.ndarray
     lsf_dvar_err: np.ndarray
     at_bound: np.ndarray | None = None   # (n_spec, n_label + fit_lsf) bool: pinned at a fit bound
-
-
-def with_model_error(ivar: np.ndarray, model_error: float) -> np.ndarray:
-    """Inverse variance with an error floor ``model_error`` (normalized flux) added in
-    quadrature: 1 / (1/ivar + s^2); zero stays zero. Any shape."""
-    if model_error <= 0:
-        return ivar
-    return ivar / (1.0 + ivar * model_error ** 2)
 
 
 def _candidates(n_label: int, n: int, seed: int) -> torch.Tensor:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..emulator import EmulatorModel
 from ..instrument import get_instrument
 from ..io_utils import atomic_write_text
-from ..simulate import TRUTH_EMULATOR
-from ..train import TrainConfig, train_emulator
-from .gradients import REFERENCE_LABELS, point_file, grid_spec
+from ..model.emulator import EmulatorModel
+from ..model.train import TrainConfig, train_emulator
+from ..theory.gradients import REFERENCE_LABELS, grid_spec, point_file
+from .survey import TRUTH_EMULATOR
 
 GRID_NOISE = 1e-3  # weight spectra as if sigma = 0.001: the emulator aims at 1e-3 accuracy
 

@@ -11,10 +11,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .constants import C_KMS
-from .io_utils import atomic_path
-from .labels import LABEL_SETS
-from .store import SpectralStore
+from ..constants import C_KMS
+from ..io.store import SpectralStore
+from ..io_utils import atomic_path
+from ..labels import LABEL_SETS
 
 
 def export_lamost_fits(store: SpectralStore, rows, folder: str | Path) -> list[Path]:

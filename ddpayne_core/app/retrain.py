@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import robust_bias_scatter, write_catalog
-from .emulator import EmulatorModel
+from ..catalog import robust_bias_scatter, write_catalog
+from ..fit.lm import FitConfig, fit_spectra, fitted_spectra
+from ..flags import XFlagConfig, check_number, gradcorr
+from ..instrument import get_instrument
+from ..labels import pretty
+from ..model.emulator import EmulatorModel
+from ..model.train import TrainConfig, TrainingCancelled
+from ..model.trainingset import TrainingSetConfig, select_training
+from ..pipeline import fit_and_flag, train_from_store
+from ..preprocess.grid import preprocess_batch
 from .explore import SurveyBundle
-from .fit import FitConfig, fit_spectra, fitted_spectra
-from .flags import XFlagConfig, check_number, gradcorr
-from .instrument import get_instrument
-from .labels import pretty
-from .pipeline import fit_and_flag, train_from_store
-from .spectra import preprocess_batch
-from .train import TrainConfig, TrainingCancelled
-from .trainingset import TrainingSetConfig, select_training
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pandas as pd
 from astropy.io import fits
 from astropy.table import Table
 
-from .labels import LABEL_SETS
+from ..labels import LABEL_SETS
 from .spectra import SpectrumFormatError
 
 

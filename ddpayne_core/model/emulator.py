@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .constants import CONTINUUM_WEIGHTS
-from .io_utils import atomic_path
-from .labels import Scaler
+from ..constants import CONTINUUM_WEIGHTS
+from ..io_utils import atomic_path
+from ..labels import Scaler
 
 FORMAT_VERSION = 1
 
@@ -180,3 +180,11 @@ class EmulatorModel:
 def config_dict(cfg) -> dict:
     """A dataclass configuration as a JSON-safe dict."""
     return json.loads(json.dumps(asdict(cfg), default=float))
+
+
+def with_model_error(ivar: np.ndarray, model_error: float) -> np.ndarray:
+    """Inverse variance with an error floor ``model_error`` (normalized flux) added in
+    quadrature: 1 / (1/ivar + s^2); zero stays zero. Any shape."""
+    if model_error <= 0:
+        return ivar
+    return ivar / (1.0 + ivar * model_error ** 2)

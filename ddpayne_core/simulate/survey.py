@@ -20,22 +20,22 @@ What makes the method necessary is built in:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .constants import C_KMS, TELLURIC_BANDS_AA
-from .emulator import EmulatorModel
-from .fit import bound_from_jacobian, broaden
-from .instrument import get_instrument
-from .io_utils import file_digest
-from .labels import LABEL_SETS
-from .progress import progress
-from .paths import MODELS
-from .spectra import preprocess_batch, shift_to_rest
-from .store import SpectralStore, chunk_done, create_store, write_chunk
+from ..constants import C_KMS, TELLURIC_BANDS_AA
+from ..fit.lm import bound_from_jacobian, broaden
+from ..instrument import get_instrument
+from ..io.store import SpectralStore, chunk_done, create_store, write_chunk
+from ..io_utils import file_digest
+from ..labels import LABEL_SETS
+from ..model.emulator import EmulatorModel
+from ..paths import MODELS
+from ..preprocess.grid import preprocess_batch, shift_to_rest
+from ..progress import progress
 
 TRUTH_EMULATOR = MODELS / "truth_emulator.pt"
 ALPHA = ("o_fe", "mg_fe", "si_fe", "ca_fe", "ti_fe")
@@ -68,7 +68,7 @@ def _clip(v, lo, hi):
 
 def draw_population(n: int, labels, rng: np.random.Generator, featureless=()) -> pd.DataFrame:
     """True labels of ``n`` stars with Galactic-archaeology-like correlations."""
-    from .theory.gradients import isochrone_logg
+    from ..theory.gradients import isochrone_logg
 
     comp = rng.choice(4, size=n, p=[0.62, 0.2, 0.08, 0.10])  # thin, thick, halo, accreted
     feh = np.select([comp == 0, comp == 1, comp == 2],

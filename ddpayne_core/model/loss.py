@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .constants import D_SCALE_ABUNDANCES, D_SCALE_PARAMS, RELATIVE_PRIOR_FLOOR
-from .labels import Scaler
+from ..constants import D_SCALE_ABUNDANCES, D_SCALE_PARAMS, RELATIVE_PRIOR_FLOOR
+from ..labels import Scaler
 
 
 def default_d_scale(labels) -> np.ndarray:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .constants import METAL_POOR_TRAINING_FEH
-from .labels import get_label_set
+from ..constants import METAL_POOR_TRAINING_FEH
+from ..labels import get_label_set
 
 TRAINING_MIN_SNR = 50.0  # X19 eq. 3: S/N_LAMOST > 50 ...
 TRAINING_MIN_SNR_METAL_POOR = 30.0  # ... relaxed to 30 where [Fe/H] < -0.6 (X19 eq. 3)

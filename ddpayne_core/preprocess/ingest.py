@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from .instrument import get_instrument
-from .progress import progress
-from .io_utils import atomic_path
-from .spectra import SpectrumFormatError, fits_files, lamost_header_meta, read_lamost, to_grid
-from .store import SpectralStore, chunk_done, create_store, write_chunk, write_meta
+from ..instrument import get_instrument
+from ..io.spectra import SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
+from ..io.store import SpectralStore, chunk_done, create_store, write_chunk, write_meta
+from ..io_utils import atomic_path
+from ..progress import progress
+from .grid import to_grid
 
 
 def _header_row(path: Path) -> dict:

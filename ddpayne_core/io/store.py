@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import zarr
 
-from .io_utils import atomic_path, atomic_write_text
+from ..io_utils import atomic_path, atomic_write_text
 
 
 @dataclass

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import NA_D_WINDOW_AA
-from .emulator import EmulatorModel, config_dict
-from .fit import FitConfig, fit_result_table, fit_spectra, window_chi2
-from .instrument import get_instrument
-from .io_utils import atomic_path, atomic_write_text
-from .progress import progress
-from .spectra import fits_files, preprocess_batch
-from .store import SpectralStore
+from ..constants import NA_D_WINDOW_AA
+from ..instrument import get_instrument
+from ..io.spectra import fits_files
+from ..io.store import SpectralStore
+from ..io_utils import atomic_path, atomic_write_text
+from ..model.emulator import EmulatorModel, config_dict
+from ..preprocess.grid import preprocess_batch
+from ..progress import progress
+from .lm import FitConfig, fit_result_table, fit_spectra, window_chi2
 
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
                 "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error")
@@ -106,7 +107,7 @@ def _start_worker(model: EmulatorModel) -> None:
     global _WORKER_MODEL
     import torch
 
-    from .memory import keep_freed_memory
+    from ..memory import keep_freed_memory
 
     keep_freed_memory()
     torch.set_num_threads(1)
@@ -165,7 +166,8 @@ def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(),
 
     Returns (table, skipped) with skipped a list of (file, reason).
     """
-    from .spectra import SpectrumFormatError, read_lamost, to_grid
+    from ..io.spectra import SpectrumFormatError, read_lamost
+    from ..preprocess.grid import to_grid
 
     model.check_preprocessing()
     inst = get_instrument("lamost")
@@ -200,7 +202,7 @@ def fit_paths(model: EmulatorModel, inputs, out, config: FitConfig = FitConfig()
     "n_workers": n} to fit a store on a Dask cluster (a LocalCluster when no address).
     Returns (table, info) where info records the inputs, skipped files and the synthetic marker.
     """
-    from .store import open_store
+    from ..io.store import open_store
 
     inputs = [Path(p) for p in inputs]
     if len(inputs) == 1 and (inputs[0] / "store.json").exists():

@@ -1,0 +1,51 @@
+"""Fitting (X19 sec. 4.2). In: an emulator and normalized spectra. Out: labels, formal errors,
+chi2 and fit status per spectrum: ``lm`` is the batched Levenberg-Marquardt fit,
+``survey`` streams a whole spectral store through it in worker processes, resumably."""
+
+from .lm import (
+                  MIN_GOOD_PIXELS,
+                  FitConfig,
+                  FitResult,
+                  bound_from_jacobian,
+                  broaden,
+                  cramer_rao_bound,
+                  fit_result_table,
+                  fit_spectra,
+                  fitted_spectra,
+                  lsf_coefficients,
+                  lsf_stencil,
+                  window_chi2,
+)
+from .survey import (
+                  META_COLUMNS,
+                  fit_chunk,
+                  fit_fits_files,
+                  fit_paths,
+                  fit_store,
+                  fit_store_dask,
+                  fit_workers,
+                  single_thread,
+)
+
+__all__ = [
+    "FitConfig",
+    "FitResult",
+    "META_COLUMNS",
+    "MIN_GOOD_PIXELS",
+    "bound_from_jacobian",
+    "broaden",
+    "cramer_rao_bound",
+    "fit_chunk",
+    "fit_fits_files",
+    "fit_paths",
+    "fit_result_table",
+    "fit_spectra",
+    "fit_store",
+    "fit_store_dask",
+    "fit_workers",
+    "fitted_spectra",
+    "lsf_coefficients",
+    "lsf_stencil",
+    "single_thread",
+    "window_chi2",
+]

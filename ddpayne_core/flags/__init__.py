@@ -1,0 +1,72 @@
+"""Flags (X19 sec. 5.4-5.5, Z24 sec. 3.3; docs/flags.md): which labels are measured from real
+spectral features (``xflag``), which fits are bad (``chi2``), which stars are binaries
+(``binary``), how far a fit lies from the training set (``coverage``), and the formal errors
+scaled to repeat visits (``errors``). In: a catalogue of fits (labels, chi2, snr) and the model
+that made them; out: the same table with the flag columns. ``reflag`` recomputes the flags from
+stored columns with binning only, so a slider can re-flag millions of rows interactively.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.emulator import EmulatorModel
+from .binary import absolute_magnitude_model, binary_flag, spectroscopic_parallax
+from .chi2 import chi2ratio, chi2ratio_desi, qflag_chi2, qflag_chi2_desi
+from .coverage import add_coverage, coverage_distance
+from .errors import calibrate_errors, error_scale_model, repeat_precision
+from .tuner import FlagTuner
+from .xflag import (
+    XFlagConfig,
+    bin_index,
+    centred,
+    check_number,
+    emulator_dflux,
+    gradcorr,
+    group_medians,
+    medians_at,
+    model_reference,
+    nearest_reference,
+    x_flag,
+    xflag_eligible,
+    xflag_rule,
+)
+
+__all__ = ["FlagTuner", "XFlagConfig", "absolute_magnitude_model", "add_coverage", "add_flags",
+           "bin_index", "binary_flag", "calibrate_errors", "centred", "check_number", "chi2ratio",
+           "chi2ratio_desi", "coverage_distance", "emulator_dflux", "error_scale_model",
+           "gradcorr", "group_medians", "medians_at", "model_reference", "nearest_reference",
+           "qflag_chi2", "qflag_chi2_desi", "reflag", "repeat_precision", "spectroscopic_parallax",
+           "x_flag", "xflag_eligible", "xflag_rule"]
+
+
+def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
+    """Recompute every <label>_flag from stored <label>_gradcorr columns, and qflag_chi2 (and the
+    Na-window flag) from stored chi2ratio columns (fast: binning only)."""
+    for lab in labels:
+        table[f"{lab}_flag"] = x_flag(table[f"{lab}_gradcorr"], table["teff"], table["logg"],
+                                      table["feh"], table["snr"], config)
+    for ratio, flag in (("chi2ratio", "qflag_chi2"), ("chi2ratio_na", "qflag_chi2na")):
+        if ratio in table:
+            table[flag] = qflag_chi2(table[ratio], table["snr"], config.chi2_cuts)
+    return table
+
+
+def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):
+    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio,
+    coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
+    astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
+    qflag_singlestar, to a catalogue table of fits made with ``model``
+    (columns <label>, chi2, chi2_na, snr)."""
+    g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
+    for k, lab in enumerate(model.labels):
+        table[f"{lab}_gradcorr"] = g[:, k]
+    args = (table["snr"], table["teff"], table["logg"], table["feh"])
+    table["chi2ratio"] = chi2ratio(table["chi2"], *args)
+    if "chi2_na" in table:
+        table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
+    astrometry = ("phot_g_mean_mag", "a_g", "parallax", "parallax_error")
+    if all(c in table for c in astrometry):
+        table["snr_dparallax"], table["qflag_singlestar"] = binary_flag(
+            table["teff"], table["logg"], table["feh"], *(table[c] for c in astrometry))
+    add_coverage(table, model)
+    return reflag(table, model.labels, config)

@@ -1,0 +1,192 @@
+"""X_gradcorr and X_flag (X19 sec. 5.4; docs/spec.md sec. 8): the correlation of the emulator's
+gradient spectra with the ab initio reference star's nearest in (Teff, logg, [Fe/H]), and the one
+rule that turns its bin medians into X_flag, used by the catalogue and the app alike."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from .. import constants as C
+from ..model.emulator import EmulatorModel
+from ..theory.gradients import ReferenceGradients, load_reference_gradients
+
+
+def check_number(what: str, name: str, value, lo: float, hi: float) -> float:
+    """``value`` as a float if it is a finite number in [lo, hi], else a ValueError naming
+    ``what``, the field ``name``, the range and the value given (widgets and JSON files alike
+    can hand over None, NaN, text or 1e308)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = np.nan
+    if isinstance(value, bool) or not (np.isfinite(number) and lo <= number <= hi):
+        raise ValueError(f"{what}: {name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class XFlagConfig:
+    """cutoff: bin-median gradcorr above which a bin passes; snr_min: stars entering the medians;
+    teff_bin [K], feh_bin [dex]: bin sizes; giant_logg: dwarfs/giants split; chi2_cuts: the
+    chi2ratio cut of each S/N tier of C.CHI2RATIO_TIERS (qflag_chi2)."""
+
+    cutoff: float = C.GRADCORR_CUTOFF
+    snr_min: float = C.GRADCORR_MIN_SNR
+    teff_bin: float = 250.0
+    feh_bin: float = 0.25
+    giant_logg: float = C.GIANT_LOGG
+    chi2_cuts: tuple = tuple(cut for _, cut in C.CHI2RATIO_TIERS)
+
+    # Allowed ranges (inclusive). A chi2ratio cut below 1 would call a typical fit bad; a
+    # gradcorr cutoff is a correlation coefficient; bins narrower than these hold a few stars.
+    LIMITS = {"cutoff": (0.0, 1.0), "snr_min": (0.0, 1000.0), "teff_bin": (50.0, 3000.0),
+              "feh_bin": (0.02, 3.0), "giant_logg": (0.0, 6.0), "chi2_cuts": (1.0, 1000.0)}
+
+    def __post_init__(self):
+        values = asdict(self)
+        cuts = values.pop("chi2_cuts")
+        if len(cuts) != len(C.CHI2RATIO_TIERS):
+            raise ValueError(f"flag configuration: chi2_cuts needs {len(C.CHI2RATIO_TIERS)} "
+                             "values, one per S/N tier")
+        values.update({f"chi2_cuts[{i}]": c for i, c in enumerate(cuts)})
+        for name, value in values.items():
+            check_number("flag configuration", name, value, *self.LIMITS[name.split("[")[0]])
+
+    @classmethod
+    def from_json(cls, text: str) -> "XFlagConfig":
+        """A configuration saved by ``to_json`` (e.g. from the app); unknown keys are an error."""
+        values = json.loads(text)
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"flag configuration: unknown keys {sorted(unknown)}")
+        if "chi2_cuts" in values:
+            values["chi2_cuts"] = tuple(values["chi2_cuts"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarray:
+    """Index of the nearest reference star under X19's metric
+    D = sqrt((dTeff/100 K)^2 + (dlogg/0.2)^2 + (d[Fe/H]/0.1)^2). Inputs (n,) and (n_ref,)."""
+    s = C.GRADCORR_METRIC_SCALES
+    d2 = ((np.asarray(teff)[:, None] - np.asarray(ref_teff)[None]) / s["teff"]) ** 2 \
+        + ((np.asarray(logg)[:, None] - np.asarray(ref_logg)[None]) / s["logg"]) ** 2 \
+        + ((np.asarray(feh)[:, None] - np.asarray(ref_feh)[None]) / s["feh"]) ** 2
+    return np.argmin(d2, axis=1)
+
+
+def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray,
+                   columns=None) -> np.ndarray:
+    """The emulator's finite differences F(l + step_k e_k) - F(l) on all pixels, for the labels
+    k at ``columns`` (default all). labels: (n, n_label) physical; steps: (n, n_step) physical,
+    one per column -> (n, n_step, n_pix)."""
+    n, k = labels.shape
+    unit = np.eye(k) if columns is None else np.eye(k)[list(columns)]
+    stepped = labels[:, None, :] + steps[:, :, None] * unit[None]
+    x = model.scaler.scale(np.concatenate([labels, stepped.reshape(-1, k)]))
+    with torch.no_grad():
+        f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    return f[n:].reshape(n, len(unit), -1) - f[:n, None, :]
+
+
+def centred(a: np.ndarray):
+    a = a - a.mean(-1, keepdims=True)
+    return a, np.sqrt((a ** 2).sum(-1))
+
+
+def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None,
+             which=None) -> np.ndarray:
+    """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
+    finite difference at the fitted labels (the nearest reference star's steps) and that star's
+    ab initio finite difference, for the labels named in ``which`` (default all of the model's;
+    the reference must hold them). labels: (n, n_label) physical -> (n, len(which)); NaN where
+    the labels are not finite."""
+    names = list(model.labels)
+    which = list(names if which is None else which)
+    ref = reference.select_labels(which)
+    idx = nearest_reference(labels[:, names.index("teff")], labels[:, names.index("logg")],
+                            labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
+                            ref.stars["feh"])
+    steps = ref.steps()[idx]                                           # (n, k)
+    ab, ab_norm = centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
+    columns = [names.index(lab) for lab in which]
+    out = np.full((len(labels), len(which)), np.nan)
+    rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
+    if batch is None:  # a hidden layer of the batch's (1 + n_label) spectra stays under 32 MB,
+        # so the batch's memory is reused from the heap, not page-faulted afresh (memory.py)
+        net = model.net
+        batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
+    for a in range(0, len(rows), batch):
+        r = rows[a:a + batch]
+        emu, emu_norm = centred(emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r] = (emu * ab[idx[r]]).sum(-1) / (emu_norm * ab_norm[idx[r]])
+    return out
+
+
+def bin_index(teff, feh, giant, config: XFlagConfig):
+    """One integer per (dwarf/giant, Teff bin, [Fe/H] bin)."""
+    t = np.floor(np.asarray(teff) / config.teff_bin).astype(np.int64)
+    f = np.floor((np.asarray(feh) + 10.0) / config.feh_bin).astype(np.int64)
+    return (giant.astype(np.int64) * 10_000 + t) * 10_000 + f
+
+
+def group_medians(keys: np.ndarray, values: np.ndarray):
+    """Median of ``values`` per unique key (vectorized: one sort). Returns (keys, medians)."""
+    order = np.lexsort((values, keys))
+    k, v = keys[order], values[order]
+    uniq, start, counts = np.unique(k, return_index=True, return_counts=True)
+    lo = start + (counts - 1) // 2
+    hi = start + counts // 2
+    return uniq, 0.5 * (v[lo] + v[hi])
+
+
+def xflag_eligible(gradcorr_values, teff, logg, feh) -> np.ndarray:
+    """Rows that may carry X_flag = 1 at all (X19 sec. 5.4.2): finite gradcorr and labels, and
+    neither Teff > 7500 K nor a cool dwarf (Teff < 4500 K, logg > 3.8). (n,) bool."""
+    g, teff, logg, feh = (np.asarray(a, dtype=np.float64) for a in (gradcorr_values, teff, logg, feh))
+    cool_teff, cool_logg = C.XFLAG_COOL_DWARF
+    return np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) \
+        & ~((teff > C.XFLAG_TEFF_MAX) | ((teff < cool_teff) & (logg > cool_logg)))
+
+
+def medians_at(uniq: np.ndarray, medians: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The median of each of ``keys``' bins from ``group_medians``' (uniq, medians); NaN for a
+    bin no star entered."""
+    out = np.full(len(keys), np.nan)
+    if len(uniq):
+        pos = np.clip(np.searchsorted(uniq, keys), 0, len(uniq) - 1)
+        hit = uniq[pos] == keys
+        out[hit] = medians[pos[hit]]
+    return out
+
+
+def xflag_rule(bin_median: np.ndarray, eligible: np.ndarray, cutoff: float) -> np.ndarray:
+    """X_flag from each row's bin-median gradcorr: 1 where it exceeds ``cutoff`` and the row is
+    eligible, else 0 (X19 sec. 5.4.2). The one rule that flags.x_flag and the app's live
+    re-flagging (explore.FlagTuner) both apply. (n,) int8."""
+    return ((bin_median > cutoff) & eligible).astype(np.int8)
+
+
+def x_flag(gradcorr_values, teff, logg, feh, snr, config: XFlagConfig = XFlagConfig()):
+    """X_flag per star (X19 sec. 5.4.2): 1 if the median gradcorr of its (dwarf/giant, Teff,
+    [Fe/H]) bin, computed from stars with S/N > snr_min, exceeds the cutoff; 0 otherwise, and 0
+    outside ``xflag_eligible``. Inputs (n,); returns (n,) int8."""
+    g = np.asarray(gradcorr_values, dtype=np.float64)
+    teff, logg, feh, snr = (np.asarray(a, dtype=np.float64) for a in (teff, logg, feh, snr))
+    eligible = xflag_eligible(g, teff, logg, feh)
+    keys = bin_index(np.nan_to_num(teff), np.nan_to_num(feh), logg < config.giant_logg, config)
+    use = np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) & (snr > config.snr_min)
+    uniq, med = group_medians(keys[use], g[use]) if use.any() else (np.zeros(0, np.int64), np.zeros(0))
+    return xflag_rule(medians_at(uniq, med, keys), eligible, config.cutoff)
+
+
+def model_reference(model: EmulatorModel) -> ReferenceGradients:
+    """The reference gradients ``model`` was regularized with: its X_gradcorr compares with them.
+    (Models saved before the grid was recorded were all regularized with X19 Table 1's.)"""
+    return load_reference_gradients(model.config.get("reference", C.TABLE1_GRID))

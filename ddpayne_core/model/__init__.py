@@ -1,0 +1,45 @@
+"""The emulator (X19 sec. 4; Z24 sec. 3.1). In: normalized training spectra and their reference
+labels, ab initio reference gradients. Out: a trained per-pixel neural-network emulator
+(``EmulatorModel``) regularized so its gradient spectra follow the ab initio ones
+(``loss``, ``train``); ``trainingset`` chooses the training stars."""
+
+from .emulator import FORMAT_VERSION, Emulator, EmulatorModel, config_dict, with_model_error
+from .loss import GradientPrior, chi2_per_pixel, default_d_scale, relative_weights
+from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
+from .trainingset import (
+                          KEEP_ALL_FEH,
+                          MIN_MG_FE,
+                          SNR_RELAX_FEH,
+                          TRAINING_MIN_SNR,
+                          TRAINING_MIN_SNR_METAL_POOR,
+                          TrainingSetConfig,
+                          crossmatch,
+                          select_training,
+                          training_summary,
+)
+
+__all__ = [
+    "Emulator",
+    "EmulatorModel",
+    "FORMAT_VERSION",
+    "GradientPrior",
+    "KEEP_ALL_FEH",
+    "MIN_MG_FE",
+    "SNR_RELAX_FEH",
+    "TRAINING_MIN_SNR",
+    "TRAINING_MIN_SNR_METAL_POOR",
+    "TrainConfig",
+    "TrainingCancelled",
+    "TrainingSetConfig",
+    "chi2_per_pixel",
+    "config_dict",
+    "crossmatch",
+    "default_d_scale",
+    "outlier_keep",
+    "relative_weights",
+    "select_training",
+    "solve_output_layer",
+    "train_emulator",
+    "training_summary",
+    "with_model_error",
+]
