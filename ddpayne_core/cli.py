@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = tsub.add_parser("gradients", help="compute (resumable) and assemble reference grids")
     g.add_argument("--grid", nargs="+", default=["lamost-table1"],
                    help="lamost-table1, lamost-table1-truth, lamost-table1-galactic, "
-                        "lamost-isochrone, truth-grid")
+                        "lamost-isochrone, truth-grid, desi-isochrone (DESI resolution)")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--limit", type=int, default=None, help="compute at most N spectra, no assembly")
     g.add_argument("--assemble-only", action="store_true", help="only assemble computed spectra")

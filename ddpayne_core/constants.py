@@ -57,6 +57,23 @@ LAMOST_LOGLAM_START = 3.5682  # log10(3700 A)
 LAMOST_LOGLAM_STEP = 1e-4
 LAMOST_NPIX = 3909
 LAMOST_RESOLUTION = 1800.0  # X19 sec. 2: mean LSF of LAMOST, R ~ 1800
+# DESI's line spread function, FWHM [A] at knots (wavelength [A], FWHM [A]) per camera: measured
+# from the RESOLUTION HDUs of the two real coadds in ../shared/data/desi (desispec's band-diagonal
+# kernels, second moment, mean of the two files, median within +-40 A of each knot;
+# tests/test_desi.py re-measures them). Z24 sec. 1 quotes "about 1.8 A".
+DESI_LSF_FWHM_AA = {
+    "B": ((3620.0, 3980.0, 4340.0, 4700.0, 5060.0, 5420.0, 5780.0),
+          (1.609, 1.619, 1.631, 1.641, 1.640, 1.630, 1.615)),
+    "R": ((5780.0, 6083.0, 6387.0, 6690.0, 6993.0, 7297.0, 7600.0),
+          (1.489, 1.500, 1.516, 1.527, 1.531, 1.522, 1.511)),
+    "Z": ((7540.0, 7917.0, 8295.0, 8672.0, 9049.0, 9427.0, 9804.0),
+          (1.685, 1.758, 1.783, 1.781, 1.764, 1.779, 1.843)),
+}
+# DESI cameras (Z24 sec. 2; desispec coadd grids, 0.8 A pixels): B 3600-5800, R 5760-7620,
+# Z 7520-9824 A. On the merged grid B is used below 5780 A, Z above 7570 A (overlap midpoints).
+DESI_CAMERA_RANGES_AA = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}
+DESI_CAMERA_SPLIT_AA = (5780.0, 7570.0)
+DESI_PIXEL_AA = 0.8
 
 # --- Training (docs/spec.md sec. 5, X19 sec. 2) -------------------------------------------------------
 D_SCALE_PARAMS = 5.0  # X19 sec. 2: D_scale for Teff, logg, vmic
@@ -127,7 +144,8 @@ CHI2RATIO_TIERS = ((200.0, 5.0), (300.0, 7.5), (400.0, 10.0), (500.0, 12.5), (np
 # Ours: the chi2ratio's scatter model (dex of chi2) never below 1 %, so a small or degenerate
 # sample cannot divide by zero.
 CHI2_LOG_SCATTER_FLOOR = 0.01
-DESI_CHI2_MAD_CUT = 3.0  # Z24: (chi2 - median) / MAD in S/N bins, cut at 3
+DESI_CHI2_MAD_CUT = 3.0  # Z24 eq. 5: (chi2 - median) / (mean absolute deviation from the median) in S/N bins, cut at 3
+DESI_CHI2_SNR_EDGES = (0, 10, 20, 30, 50, 80, 120, 200, float("inf"))  # ours: Z24 bins "stars of similar S/N"
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000
 

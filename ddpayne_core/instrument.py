@@ -1,8 +1,8 @@
 """Instruments: output wavelength grids and line spread functions (LSF).
 
 An LSF is a Gaussian whose FWHM [A] depends on wavelength. LAMOST: the mean LSF, R ~ 1800
-(X19 sec. 2). DESI: R rising through each camera, B 2000-3200, R 3200-4100, Z 4100-5500
-(DESI Collaboration 2016, instrument design).
+(X19 sec. 2). DESI: per camera, as measured from real coadds' resolution matrices
+(constants.DESI_LSF_FWHM_AA; R from ~2200 at 3600 A to ~5300 at 9800 A, Z24 sec. 2).
 """
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ import scipy.sparse as sp
 
 from .constants import (
     CONTINUUM_KERNEL_AA,
+    DESI_CAMERA_RANGES_AA,
+    DESI_CAMERA_SPLIT_AA,
+    DESI_LSF_FWHM_AA,
+    DESI_PIXEL_AA,
     LAMOST_LOGLAM_START,
     LAMOST_LOGLAM_STEP,
     LAMOST_NPIX,
@@ -32,17 +36,31 @@ class Instrument:
 
     def fwhm(self, wave: np.ndarray) -> np.ndarray:
         """LSF FWHM [A] at ``wave`` [A]."""
-        return wave / self.resolution(wave)
+        wave = np.asarray(wave, dtype=np.float64)
+        if self.name == "lamost":
+            return wave / LAMOST_RESOLUTION
+        if self.name == "desi":
+            return np.where(wave < DESI_CAMERA_SPLIT_AA[0], desi_camera_fwhm("B", wave),
+                            np.where(wave < DESI_CAMERA_SPLIT_AA[1], desi_camera_fwhm("R", wave),
+                                     desi_camera_fwhm("Z", wave)))
+        raise ValueError(f"unknown instrument {self.name!r}")
 
     def resolution(self, wave: np.ndarray) -> np.ndarray:
-        if self.name == "lamost":
-            return np.full(np.shape(wave), LAMOST_RESOLUTION)
-        if self.name == "desi":
-            b = np.interp(wave, [3600.0, 5930.0], [2000.0, 3200.0])
-            r = np.interp(wave, [5660.0, 7720.0], [3200.0, 4100.0])
-            z = np.interp(wave, [7470.0, 9800.0], [4100.0, 5500.0])
-            return np.where(wave < 5800.0, b, np.where(wave < 7600.0, r, z))
-        raise ValueError(f"unknown instrument {self.name!r}")
+        """Resolving power lambda / FWHM at ``wave`` [A]."""
+        return np.asarray(wave, dtype=np.float64) / self.fwhm(wave)
+
+
+def desi_camera_fwhm(camera: str, wave: np.ndarray) -> np.ndarray:
+    """DESI LSF FWHM [A] of one camera (B, R, Z) at ``wave`` [A] (constants.DESI_LSF_FWHM_AA,
+    interpolated linearly, constant beyond the end knots)."""
+    knots, fwhm = DESI_LSF_FWHM_AA[camera]
+    return np.interp(wave, knots, fwhm)
+
+
+def desi_camera_wave(camera: str) -> np.ndarray:
+    """One DESI camera's coadd grid [A] (0.8 A pixels)."""
+    lo, hi = DESI_CAMERA_RANGES_AA[camera]
+    return lo + DESI_PIXEL_AA * np.arange(int(round((hi - lo) / DESI_PIXEL_AA)) + 1)
 
 
 def lamost_wave() -> np.ndarray:
@@ -51,8 +69,9 @@ def lamost_wave() -> np.ndarray:
 
 
 def desi_wave() -> np.ndarray:
-    """DESI's coadd grid (B+R+Z merged): 3600-9824 A in 0.8 A steps."""
-    return np.arange(3600.0, 9824.0 + 0.4, 0.8)
+    """DESI's coadd grid (B+R+Z merged): 3600-9824 A in 0.8 A steps (7,781 pixels)."""
+    lo, hi = DESI_CAMERA_RANGES_AA["B"][0], DESI_CAMERA_RANGES_AA["Z"][1]
+    return lo + DESI_PIXEL_AA * np.arange(int(round((hi - lo) / DESI_PIXEL_AA)) + 1)
 
 
 def get_instrument(name: str) -> Instrument:

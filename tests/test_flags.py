@@ -200,17 +200,6 @@ def test_calibrate_errors_scales_to_repeat_scatter_per_group():
     np.testing.assert_allclose(again["mg_fe_err"], table["mg_fe_err"])
 
 
-def test_desi_chi2_variant_uses_median_and_mad_per_snr_bin():
-    from ddpayne_core.flags import chi2ratio_desi, qflag_chi2_desi
-
-    chi2 = np.array([10.0, 11, 12, 13, 100, 1000, 1100, 1200, 1300, 9000])
-    snr = np.array([15.0] * 5 + [150.0] * 5)
-    r = chi2ratio_desi(chi2, snr)
-    # bin 1: median 12, MAD 1 -> 100 is (100 - 12)/1; bin 2: median 1200, MAD 100.
-    np.testing.assert_allclose(r, [-2, -1, 0, 1, 88, -2, -1, 0, 1, 78])
-    assert qflag_chi2_desi(r).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
-
-
 def test_model_reference_is_the_grid_the_model_was_trained_with(truth_model):
     """X_gradcorr compares with the reference stars that regularized the model (X19 Table 1's
     when the model does not say)."""

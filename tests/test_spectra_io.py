@@ -147,16 +147,18 @@ def _desi_coadd(path, n=3, broken=False):
 
 def test_desi_coadd_cameras_merge_onto_the_desi_grid(tmp_path):
     from ddpayne_core.io import read_desi_coadd
+    from ddpayne_core.preprocess import merge_cameras
 
     _desi_coadd(tmp_path / "coadd.fits")
     inst = get_instrument("desi")
-    flux, ivar, meta = read_desi_coadd(tmp_path / "coadd.fits", inst)
-    assert flux.shape == (3, inst.wave.size) and list(meta["targetid"]) == [39627, 39628, 39629]
+    coadd = read_desi_coadd(tmp_path / "coadd.fits")
+    flux, ivar = merge_cameras(coadd, inst)
+    assert flux.shape == (3, inst.wave.size) and list(coadd.fibermap["targetid"]) == [39627, 39628, 39629]
     inside = (inst.wave > 3605) & (inst.wave < 9820) & (ivar[0] > 0)
     assert inside.sum() > inst.wave.size - 20
     np.testing.assert_allclose(flux[:, inside], np.tile(100 + 0.01 * inst.wave[inside], (3, 1)),
                                rtol=1e-9)
-    overlap = (inst.wave > 5700) & (inst.wave < 5900)
+    overlap = (inst.wave > 5770) & (inst.wave < 5790)
     assert np.allclose(ivar[:, overlap], 8.0)          # two cameras add inverse variances
     assert np.all(ivar[:, np.argmin(np.abs(inst.wave - 3608.0))] == 0)  # masked pixel
 
@@ -166,10 +168,10 @@ def test_desi_coadd_errors_name_file_and_hdu(tmp_path):
 
     _desi_coadd(tmp_path / "bad.fits", broken=True)
     with pytest.raises(SpectrumFormatError, match="bad.fits: R_FLUX"):
-        read_desi_coadd(tmp_path / "bad.fits", get_instrument("desi"))
+        read_desi_coadd(tmp_path / "bad.fits")
     fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "empty.fits")
     with pytest.raises(SpectrumFormatError, match="empty.fits: not a DESI coadd"):
-        read_desi_coadd(tmp_path / "empty.fits", get_instrument("desi"))
+        read_desi_coadd(tmp_path / "empty.fits")
 
 
 def test_ingest_folder_into_store_and_fit(tmp_path, truth_model):

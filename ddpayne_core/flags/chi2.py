@@ -91,8 +91,10 @@ def qflag_chi2(ratio, snr, cuts=None) -> np.ndarray:
     return (~(ratio <= cut)).astype(np.int8)
 
 
-def chi2ratio_desi(chi2, snr, snr_edges=(0, 10, 20, 30, 50, 80, 120, 200, np.inf)) -> np.ndarray:
-    """DESI variant (Z24): (chi^2 - median) / MAD within S/N bins. Inputs (n,); returns (n,)."""
+def chi2ratio_desi(chi2, snr, snr_edges=C.DESI_CHI2_SNR_EDGES) -> np.ndarray:
+    """Z24 eq. 5: (chi^2 - median) / chi^2_mad within S/N bins, chi^2_mad being "the mean absolute
+    deviation from the median" (Z24 sec. 3.3) of the bin. chi2, snr: (n,); returns (n,), NaN
+    where chi2 is not finite."""
     chi2 = np.asarray(chi2, dtype=np.float64)
     b = np.digitize(np.asarray(snr, dtype=np.float64), snr_edges)
     ok = np.isfinite(chi2)
@@ -100,7 +102,7 @@ def chi2ratio_desi(chi2, snr, snr_edges=(0, 10, 20, 30, 50, 80, 120, 200, np.inf
     keys, med = group_medians(b[ok], chi2[ok])
     pos = np.searchsorted(keys, b[ok])
     dev = np.abs(chi2[ok] - med[pos])
-    _, mad = group_medians(b[ok], dev)
+    mad = np.bincount(pos, dev, minlength=len(keys)) / np.bincount(pos, minlength=len(keys))
     out[ok] = (chi2[ok] - med[pos]) / np.where(mad[pos] > 0, mad[pos], np.inf)
     return out
 

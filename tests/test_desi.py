@@ -1,0 +1,201 @@
+"""DESI coadds (Z24): the reader and writer in desispec's layout, resolution matrices, bad input,
+the real coadds in ../shared/data/desi, the MAD chi2 flag and the label-transfer cross-match."""
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from ddpayne_core.instrument import get_instrument
+from ddpayne_core.io.desi import (
+    CAMERAS,
+    CameraData,
+    apply_resolution,
+    gaussian_resolution,
+    read_desi_coadd,
+    resolution_fwhm,
+    write_desi_coadd,
+)
+from ddpayne_core.io.spectra import SpectrumFormatError
+from ddpayne_core.paths import SHARED
+
+REAL = sorted((SHARED / "desi").glob("coadd-*.fits"))
+CAMERA_RANGES = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}
+
+
+def fake_coadd(n=4, seed=0, morph="PSF"):
+    """A small coadd with known arrays (not a simulation of stars: random numbers)."""
+    rng = np.random.default_rng(seed)
+    fibermap = pd.DataFrame({"TARGETID": np.arange(1000, 1000 + n, dtype=np.int64),
+                             "TARGET_RA": rng.uniform(0, 360, n), "TARGET_DEC": rng.uniform(-20, 60, n),
+                             "MWS_TARGET": np.zeros(n, np.int64), "MORPHTYPE": [morph] * n})
+    cams = {}
+    for cam, (lo, hi) in CAMERA_RANGES.items():
+        wave = np.arange(lo, hi + 0.4, 0.8)
+        res = np.repeat(gaussian_resolution(wave, np.full(wave.size, 1.7))[None], n, axis=0)
+        cams[cam] = CameraData(wave, rng.normal(10, 1, (n, wave.size)).astype(np.float32),
+                               rng.uniform(1, 2, (n, wave.size)).astype(np.float32),
+                               np.zeros((n, wave.size), np.int32), res.astype(np.float32))
+    return fibermap, cams
+
+
+def test_coadd_round_trip_gives_the_same_arrays(tmp_path):
+    fibermap, cams = fake_coadd()
+    path = write_desi_coadd(tmp_path / "coadd.fits", fibermap, cams)
+    coadd = read_desi_coadd(path)
+    assert list(coadd.cameras) == list(CAMERAS)
+    for cam in CAMERAS:
+        a, b = cams[cam], coadd.cameras[cam]
+        np.testing.assert_array_equal(b.wave, a.wave)
+        np.testing.assert_array_equal(b.flux, a.flux)
+        np.testing.assert_array_equal(b.ivar, a.ivar)
+        np.testing.assert_array_equal(b.mask, a.mask)
+        np.testing.assert_array_equal(b.resolution, a.resolution)
+    np.testing.assert_array_equal(coadd.fibermap["targetid"], fibermap["TARGETID"])
+    np.testing.assert_allclose(coadd.fibermap["ra"], fibermap["TARGET_RA"])
+    assert list(coadd.problems) == [""] * len(fibermap)
+    with fits.open(path) as h:   # the layout of a real coadd
+        assert [x.name for x in h][:7] == ["PRIMARY", "FIBERMAP", "B_WAVELENGTH", "B_FLUX", "B_IVAR",
+                                           "B_MASK", "B_RESOLUTION"]
+
+
+def test_resolution_matrix_conventions():
+    wave = np.arange(3600.0, 3700.0, 0.8)
+    fwhm = np.linspace(1.6, 2.0, wave.size)
+    res = gaussian_resolution(wave, fwhm)
+    inner = slice(6, -6)
+    np.testing.assert_allclose(resolution_fwhm(res, 0.8)[inner], fwhm[inner], rtol=0.02)
+    flat = apply_resolution(res[None], np.ones((1, wave.size)))
+    np.testing.assert_allclose(flat, 1.0, atol=1e-12)      # rows sum to one
+    line = np.ones(wave.size)
+    line[60] = 0.0
+    blurred = apply_resolution(res[None], line[None])[0]
+    assert blurred[60] > 0.3 and blurred[59] < 1 and blurred[61] < 1 and blurred[40] == 1.0
+
+
+@pytest.mark.skipif(len(REAL) < 2, reason="needs ../shared/data/desi")
+def test_real_coadds_read_and_are_said_not_to_be_stars():
+    inst = get_instrument("desi")
+    for path in REAL:
+        coadd = read_desi_coadd(path)
+        assert set(coadd.cameras) == set(CAMERAS) and len(coadd.fibermap) == 1
+        assert coadd.fibermap["targetid"].iloc[0] > 0
+        assert "not a star" in coadd.problems[0], (path, coadd.problems[0])
+        for cam, c in coadd.cameras.items():
+            assert c.resolution.shape == (1, 11, c.wave.size)
+            fwhm = resolution_fwhm(c.resolution[0], 0.8)[20:-20]
+            # Measured kernels agree with the instrument's LSF (constants.DESI_LSF_FWHM_AA) to 8 %.
+            np.testing.assert_allclose(np.median(fwhm), np.median(inst.fwhm(c.wave[20:-20])), rtol=0.08)
+
+
+def _rewrite(path, out, drop=(), edit=None):
+    with fits.open(path) as h:
+        hdus = [x.copy() for x in h if x.name not in drop]
+    if edit:
+        edit(hdus)
+    fits.HDUList(hdus).writeto(out)
+    return out
+
+
+def test_bad_coadds_are_flagged_per_spectrum_or_refused_with_the_file_named(tmp_path):
+    fibermap, cams = fake_coadd(n=3)
+    good = write_desi_coadd(tmp_path / "good.fits", fibermap, cams)
+    # A missing camera: every spectrum flagged, the others still read.
+    c = read_desi_coadd(_rewrite(good, tmp_path / "noz.fits",
+                                 drop={f"Z_{k}" for k in ("WAVELENGTH", "FLUX", "IVAR", "MASK", "RESOLUTION")}))
+    assert set(c.cameras) == {"B", "R"} and all("camera Z missing" in p for p in c.problems)
+    # NaN flux in one spectrum's R camera, an all-masked B camera in another.
+    cams["R"].flux[0, 10:20] = np.nan
+    cams["B"].mask[1] = 1
+    c = read_desi_coadd(write_desi_coadd(tmp_path / "nan.fits", fibermap, cams))
+    assert "non-finite flux or ivar in R" in c.problems[0] and np.all(c.cameras["R"].ivar[0, 10:20] == 0)
+    assert np.isfinite(c.cameras["R"].flux).all()
+    assert "camera B all masked" in c.problems[1] and c.problems[2] == ""
+    # No TARGETID: flagged, not dropped.
+    c = read_desi_coadd(write_desi_coadd(tmp_path / "noid.fits", fibermap.drop(columns="TARGETID"), cams))
+    assert len(c.fibermap) == 3 and all("no TARGETID" in p for p in c.problems)
+    # Not a coadd, or a camera whose arrays disagree: refused, naming the file and the HDU.
+    with pytest.raises(SpectrumFormatError, match="nofibermap.fits.*FIBERMAP"):
+        read_desi_coadd(_rewrite(good, tmp_path / "nofibermap.fits", drop={"FIBERMAP"}))
+
+    def shorten(hdus):
+        for x in hdus:
+            if x.name == "R_IVAR":
+                x.data = x.data[:, :-5]
+    with pytest.raises(SpectrumFormatError, match="short.fits: R_IVAR has shape"):
+        read_desi_coadd(_rewrite(good, tmp_path / "short.fits", edit=shorten))
+    (tmp_path / "junk.fits").write_bytes(b"not fits at all")
+    with pytest.raises(SpectrumFormatError, match="junk.fits"):
+        read_desi_coadd(tmp_path / "junk.fits")
+
+
+def test_galaxies_are_not_stars_but_point_sources_and_mws_targets_are(tmp_path):
+    fibermap, cams = fake_coadd(n=3, morph="EXP")
+    fibermap.loc[1, "MORPHTYPE"] = "PSF"
+    fibermap.loc[2, "MWS_TARGET"] = 4
+    c = read_desi_coadd(write_desi_coadd(tmp_path / "mix.fits", fibermap, cams))
+    assert "not a star" in c.problems[0] and c.problems[1] == "" and c.problems[2] == ""
+
+
+def test_mad_chi2_flag_has_the_known_answer():
+    """Z24 eq. 5: (chi2 - median) / (mean absolute deviation from the median) within S/N bins."""
+    from ddpayne_core.flags import chi2ratio_desi, qflag_chi2_desi
+
+    chi2 = np.array([1.0, 2.0, 3.0, 4.0, 100.0, 10.0, 10.0, 12.0, 14.0, np.nan])
+    snr = np.array([60, 60, 60, 60, 60, 150, 150, 150, 150, 150.0])
+    ratio = chi2ratio_desi(chi2, snr)
+    dev = (2 + 1 + 0 + 1 + 97) / 5           # bin S/N 50-80: median 3
+    np.testing.assert_allclose(ratio[:5], (chi2[:5] - 3.0) / dev)
+    dev2 = (1 + 1 + 1 + 3) / 4               # bin S/N 120-200: median 11
+    np.testing.assert_allclose(ratio[5:9], (chi2[5:9] - 11.0) / dev2)
+    assert np.isnan(ratio[9])
+    np.testing.assert_array_equal(qflag_chi2_desi(ratio), [0, 0, 0, 0, 1, 0, 0, 0, 0, 1])  # 14: +2 MAD
+
+
+def test_label_transfer_cross_match_takes_the_nearest_star_within_the_radius():
+    from ddpayne_core.model import crossmatch
+
+    desi = pd.DataFrame({"ra": [10.0, 20.0, 30.0], "dec": [5.0, -5.0, 45.0], "targetid": [1, 2, 3]})
+    arcsec = 1 / 3600
+    lamost = pd.DataFrame({"ra": [10.0 + 0.5 * arcsec, 10.0 + 2.0 * arcsec, 20.0 + 5 * arcsec, 30.0],
+                           "dec": [5.0, 5.0, -5.0, 45.0 + 1.5 * arcsec],
+                           "lamost_feh": [-0.5, -1.0, 0.2, -2.0]})
+    out = crossmatch(desi, lamost, radius_arcsec=3.0)
+    np.testing.assert_allclose(out["lamost_feh"].to_numpy(), [-0.5, np.nan, -2.0])
+    np.testing.assert_allclose(out["match_sep_arcsec"].to_numpy(), [0.5 * np.cos(np.radians(5)), np.nan, 1.5],
+                               rtol=1e-3)
+
+
+def test_desi_reference_grid_spans_z24s_range_of_stars():
+    """Z24 Fig. 1: 101 reference stars, [Fe/H] -3.0 to +0.5, dwarfs to giants and the horizontal
+    branch; each stepped in Z24's 15 labels; on DESI's grid."""
+    from ddpayne_core.labels import LABEL_SETS
+    from ddpayne_core.theory.gradients import REFERENCE_LABELS, desi_points, grid_spec
+
+    ref, step = desi_points()
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    teff, logg, feh = ref[:, col["teff"]], ref[:, col["logg"]], ref[:, col["feh"]]
+    assert len(ref) == 101 and feh.min() == -3.0 and feh.max() == 0.5
+    assert (logg < 2.0).sum() >= 8 and ((logg > 2.3) & (logg < 3.0)).sum() >= 8   # giants, HB/clump
+    assert ((teff > 6000) & (logg > 3.8)).sum() >= 13                            # turn-off stars
+    assert np.all(ref[feh < -1, col["mg_fe"]] > 0.2)                              # alpha-enhanced halo
+    assert np.all(step[:, col["teff"]] == 200.0)
+    spec = grid_spec("desi-isochrone")
+    assert spec.instrument == "desi" and len(spec.points) == 101 * (1 + len(LABEL_SETS["desi"]))
+    # Stepped points stay inside the atmospheres' range: [Fe/H] <= +0.5, [X/Fe] within +-0.8.
+    assert spec.points[:, col["feh"]].max() <= 0.5
+    xfe = [col[lab] for lab in LABEL_SETS["desi"] if lab.endswith("_fe") and lab != "feh"]
+    assert np.abs(spec.points[:, xfe]).max() <= 0.85
+
+
+@pytest.mark.moog
+def test_desi_line_list_extends_lamosts_without_changing_it():
+    """One star's truth physics is the same at both instruments: DESI's wider line list keeps
+    every LAMOST-range line and its perturbed log gf, and adds the lines beyond."""
+    from ddpayne_core.theory.synthesis import SYNTH_RANGE_AA, TRUTH, prepare_linelist
+
+    lamost = prepare_linelist(TRUTH, *SYNTH_RANGE_AA["lamost"])
+    desi = prepare_linelist(TRUTH, *SYNTH_RANGE_AA["desi"])
+    inside = (desi.wave >= lamost.wave[0]) & (desi.wave <= lamost.wave[-1])
+    np.testing.assert_array_equal(desi.wave[inside], lamost.wave)
+    np.testing.assert_array_equal(desi.loggf[inside], lamost.loggf)
+    assert desi.wave[0] < 3590 and desi.wave[-1] > 9830 and np.all(np.diff(desi.wave) >= 0)
