@@ -74,6 +74,9 @@ DESI_LSF_FWHM_AA = {
 DESI_CAMERA_RANGES_AA = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}
 DESI_CAMERA_SPLIT_AA = (5780.0, 7570.0)
 DESI_PIXEL_AA = 0.8
+# The survey S/N of a DESI spectrum: the median per-pixel S/N of the R camera (desispec's
+# MEDIAN_COADD_SNR_R; ours: Z24 does not say which camera its S/N cuts use).
+DESI_SURVEY_SNR_CAMERA = "R"
 
 # --- Training (docs/spec.md sec. 5, X19 sec. 2) -------------------------------------------------------
 D_SCALE_PARAMS = 5.0  # X19 sec. 2: D_scale for Teff, logg, vmic

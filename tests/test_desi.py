@@ -199,3 +199,58 @@ def test_desi_line_list_extends_lamosts_without_changing_it():
     np.testing.assert_array_equal(desi.wave[inside], lamost.wave)
     np.testing.assert_array_equal(desi.loggf[inside], lamost.loggf)
     assert desi.wave[0] < 3590 and desi.wave[-1] > 9830 and np.all(np.diff(desi.wave) >= 0)
+
+
+def _mws(targetids, rv, spectype):
+    from ddpayne_core.io.desi import write_mws_catalog  # noqa: F401  (used by callers)
+
+    n = len(targetids)
+    rvtab = pd.DataFrame({"TARGETID": np.asarray(targetids, np.int64), "TARGET_RA": np.zeros(n),
+                          "TARGET_DEC": np.zeros(n), "VRAD": np.asarray(rv, float),
+                          "VRAD_ERR": np.ones(n), "TEFF": np.full(n, 5000.0), "LOGG": np.full(n, 4.0),
+                          "FEH": np.zeros(n), "RVS_WARN": np.zeros(n, np.int64),
+                          "RR_SPECTYPE": list(spectype), "PRIMARY": np.ones(n, bool)})
+    sptab = pd.DataFrame({"TARGETID": rvtab["TARGETID"], "TEFF": np.full(n, 5000.0),
+                          "LOGG": np.full(n, 4.0), "FEH": np.zeros(n), "SUCCESS": np.ones(n, np.int64)})
+    return rvtab, sptab
+
+
+def test_ingest_desi_keeps_every_spectrum_in_order_and_names_its_problems(tmp_path):
+    import shutil
+
+    from ddpayne_core.io import open_store
+    from ddpayne_core.io.desi import write_mws_catalog
+    from ddpayne_core.preprocess import ingest_desi, merge_cameras
+
+    folder = tmp_path / "coadds"
+    f1, c1 = fake_coadd(n=3, seed=1)
+    f2, c2 = fake_coadd(n=5, seed=2)
+    f2["TARGETID"] += 100
+    c2["B"].mask[4] = 1                                   # one all-masked blue camera
+    write_desi_coadd(folder / "coadd-a.fits", f1, c1)
+    write_desi_coadd(folder / "coadd-b.fits", f2, c2)
+    (folder / "coadd-junk.fits").write_bytes(b"junk")
+    for path in REAL:                                      # two real extragalactic coadds
+        shutil.copy(path, folder / path.name)
+    ids = list(f1["TARGETID"]) + list(f2["TARGETID"])
+    rvtab, sptab = _mws(ids[:-1], np.linspace(-100, 100, len(ids) - 1),
+                        ["STAR"] * (len(ids) - 2) + ["GALAXY"])
+    write_mws_catalog(tmp_path / "mws.fits", rvtab, sptab)
+    store = ingest_desi([folder], tmp_path / "store", mws_catalog=tmp_path / "mws.fits", chunk=3,
+                        log=lambda *a: None)
+    meta = open_store(tmp_path / "store").meta()
+    assert len(meta) == 8 + len(REAL) and list(meta["specid"]) == list(range(len(meta)))
+    mine = meta[meta["filename"].str.startswith("coadd-")  & ~meta["filename"].isin([p.name for p in REAL])]
+    assert list(mine["targetid"]) == ids                   # file order, then row order
+    errors = dict(zip(mine["targetid"], mine["ingest_error"]))
+    assert errors[ids[0]] == "" and "camera B all masked" in errors[ids[7]]
+    assert "RR_SPECTYPE GALAXY" in errors[ids[6]] and "no radial velocity" in errors[ids[7]]
+    np.testing.assert_allclose(mine["rv"].iloc[:7], rvtab["VRAD"].iloc[:7])
+    assert all("not a star" in e for e in meta.loc[meta["filename"].isin([p.name for p in REAL]), "ingest_error"])
+    flux, ivar = store.read(0, len(meta))
+    expected = np.concatenate([merge_cameras(read_desi_coadd(folder / name), get_instrument("desi"))[0]
+                               for name in ("coadd-a.fits", "coadd-b.fits")])
+    rows = mine.index.to_numpy()
+    np.testing.assert_allclose(flux[rows], expected, rtol=1e-6)
+    report = pd.read_csv(tmp_path / "store" / "ingest_report.csv")
+    assert "coadd-junk.fits" in set(report["filename"]) and np.isfinite(meta["snr"].iloc[0])

@@ -2,12 +2,13 @@
 DESI coadds), label tables, high-resolution survey catalogues. Out: ``RawSpectrum`` objects,
 joined label tables, and the chunked on-disk ``SpectralStore`` every later stage reads."""
 
+from .spectra import RawSpectrum, SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
 from .desi import (
     CAMERAS,
-    FIBERMAP_COLUMNS,
-    MWS_TARGET_COLUMNS,
     CameraData,
     DesiCoadd,
+    FIBERMAP_COLUMNS,
+    MWS_TARGET_COLUMNS,
     apply_resolution,
     gaussian_resolution,
     read_desi_coadd,
@@ -15,11 +16,11 @@ from .desi import (
     resolution_kernels,
     resolution_offsets,
     write_desi_coadd,
+    write_mws_catalog,
 )
-from .highres import read_apogee_allstar, read_desi_mws, read_galah, read_payne_apogee
-from .labeltable import LABEL_TABLE_KEYS, attach_labels, heldout_split, read_label_table, star_ids
-from .spectra import RawSpectrum, SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
 from .store import SpectralStore, chunk_done, create_store, open_store, write_chunk, write_meta
+from .labeltable import LABEL_TABLE_KEYS, attach_labels, heldout_split, read_label_table, star_ids
+from .highres import read_apogee_allstar, read_desi_mws, read_galah, read_payne_apogee
 
 __all__ = [
     "CAMERAS",
@@ -54,4 +55,5 @@ __all__ = [
     "write_chunk",
     "write_desi_coadd",
     "write_meta",
+    "write_mws_catalog",
 ]

@@ -237,3 +237,21 @@ def write_desi_coadd(path: str | Path, fibermap: pd.DataFrame, cameras: dict[str
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return path
+
+
+def write_mws_catalog(path: str | Path, rvtab: pd.DataFrame, sptab: pd.DataFrame,
+                      header: dict | None = None) -> Path:
+    """Write an MWS catalogue in the mwsAll layout ``io.highres.read_desi_mws`` reads: HDU RVTAB
+    (TARGETID, TARGET_RA, TARGET_DEC, VRAD, VRAD_ERR, TEFF, LOGG, FEH, RVS_WARN, RR_SPECTYPE,
+    PRIMARY, ...) and HDU SPTAB (TARGETID, TEFF, LOGG, FEH, SUCCESS, ...), row-matched."""
+    if len(rvtab) != len(sptab) or not np.array_equal(rvtab["TARGETID"], sptab["TARGETID"]):
+        raise ValueError("RVTAB and SPTAB must be row-matched on TARGETID")
+    primary = fits.PrimaryHDU()
+    for key, value in (header or {}).items():
+        primary.header[key] = value
+    hdus = fits.HDUList([primary,
+                         fits.BinTableHDU(Table.from_pandas(rvtab.reset_index(drop=True)), name="RVTAB"),
+                         fits.BinTableHDU(Table.from_pandas(sptab.reset_index(drop=True)), name="SPTAB")])
+    with atomic_path(path) as tmp:
+        hdus.writeto(tmp)
+    return Path(path)

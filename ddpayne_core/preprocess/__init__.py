@@ -12,10 +12,11 @@ from .grid import (
     shift_to_rest,
     to_grid,
 )
-from .ingest import ingest_lamost
+from .ingest import ingest_desi, ingest_lamost
 
 __all__ = [
     "MAX_FILLED_GAP",
+    "ingest_desi",
     "ingest_lamost",
     "instrument_mask",
     "merge_cameras",
