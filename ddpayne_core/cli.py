@@ -58,7 +58,11 @@ def _theory_truth_emulator(args):
     from .simulate.survey import TRUTH_EMULATOR
     from .simulate.truth_emulator import train_truth_emulator
 
-    train_truth_emulator(args.out or TRUTH_EMULATOR, n_hidden=args.n_hidden, epochs=args.epochs)
+    from .simulate.survey import DESI_TRUTH_EMULATOR
+
+    default = DESI_TRUTH_EMULATOR if args.instrument == "desi" else TRUTH_EMULATOR
+    train_truth_emulator(args.out or default, n_hidden=args.n_hidden, epochs=args.epochs,
+                         instrument=args.instrument)
 
 
 def _theory_figures(args):
@@ -315,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = tsub.add_parser("gradients", help="compute (resumable) and assemble reference grids")
     g.add_argument("--grid", nargs="+", default=["lamost-table1"],
                    help="lamost-table1, lamost-table1-truth, lamost-table1-galactic, "
-                        "lamost-isochrone, truth-grid, desi-isochrone (DESI resolution)")
+                        "lamost-isochrone, truth-grid, desi-isochrone, desi-truth-grid (DESI resolution)")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--limit", type=int, default=None, help="compute at most N spectra, no assembly")
     g.add_argument("--assemble-only", action="store_true", help="only assemble computed spectra")
@@ -327,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the computed truth grid (held-out accuracy reported)")
     te.add_argument("--n-hidden", type=int, default=20)
     te.add_argument("--epochs", type=int, default=700)
-    te.add_argument("--out", help="model file (default data/models/truth_emulator.pt)")
+    te.add_argument("--instrument", choices=("lamost", "desi"), default="lamost",
+                    help="lamost: grid truth-grid; desi: grid desi-truth-grid")
+    te.add_argument("--out", help="model file (default data/models/truth_emulator.pt, "
+                                  "truth_emulator_desi.pt for DESI)")
     te.set_defaults(func=_theory_truth_emulator)
 
     f = tsub.add_parser("figures", help="PNG of gradient spectra per reference star and label")

@@ -38,6 +38,7 @@ from ..preprocess.grid import preprocess_batch, shift_to_rest
 from ..progress import progress
 
 TRUTH_EMULATOR = MODELS / "truth_emulator.pt"
+DESI_TRUTH_EMULATOR = MODELS / "truth_emulator_desi.pt"
 ALPHA = ("o_fe", "mg_fe", "si_fe", "ca_fe", "ti_fe")
 SKY_LINES_AA = (5578.9, 5891.6, 6302.0, 6365.5, 6865.0, 7246.0, 7913.7, 8345.0, 8829.0)  # vacuum
 # High-resolution survey errors (1 sigma) and systematic offsets of the synthetic APOGEE-like and

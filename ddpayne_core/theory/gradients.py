@@ -26,6 +26,8 @@ Grids:
   more turn-off stars between them, Milky Way [X/Fe], on DESI's grid with DESI's LSF, stepped in
   Z24's 15 labels (1,616 MOOG spectra). The synthesis itself is instrument-independent
   (``synthesis.prepare_linelist``): only its range, the LSF and the grid differ.
+- ``desi-truth-grid``: the truth grid's points and 300 very metal-poor and horizontal-branch
+  ones, with the truth physics at DESI resolution, for the DESI synthetic survey's truth emulator.
 """
 from __future__ import annotations
 
@@ -240,6 +242,32 @@ def truth_grid_points(n: int = 1000, seed: int = 20191102) -> np.ndarray:
     return pts
 
 
+def desi_truth_grid_points(n_extra: int = 300, seed: int = 20191103) -> np.ndarray:
+    """The DESI truth grid: the LAMOST truth grid's points (so both surveys' truth emulators know
+    the same stars) and ``n_extra`` more where DESI's Milky Way Survey reaches beyond it (Z24
+    sec. 4): two thirds very metal-poor dwarfs, turn-off stars and giants ([Fe/H] -3.0 to -2.0),
+    one third horizontal-branch stars (5500-7000 K, logg 2.4-3.2, [Fe/H] -2.5 to -1.0)."""
+    rng = np.random.default_rng(seed)
+    col = {lab: i for i, lab in enumerate(REFERENCE_LABELS)}
+    n_poor = 2 * n_extra // 3
+    n_hb = n_extra - n_poor
+    extra = np.zeros((n_extra, len(REFERENCE_LABELS)))
+    giant = rng.random(n_poor) < 0.3
+    teff = np.where(giant, rng.uniform(4200.0, 5400.0, n_poor), rng.uniform(4800.0, 6900.0, n_poor))
+    feh = rng.uniform(-3.0, -2.0, n_poor)
+    logg = np.clip(isochrone_logg(teff, feh, giant) + rng.normal(0, 0.3, n_poor), 0.5, 5.0)
+    extra[:n_poor, col["teff"]], extra[:n_poor, col["logg"]], extra[:n_poor, col["feh"]] = teff, logg, feh
+    extra[n_poor:, col["teff"]] = rng.uniform(5500.0, 7000.0, n_hb)
+    extra[n_poor:, col["logg"]] = rng.uniform(2.4, 3.2, n_hb)
+    extra[n_poor:, col["feh"]] = rng.uniform(-2.5, -1.0, n_hb)
+    extra[:, col["vmic"]] = np.clip(typical_vmic(extra[:, col["logg"]]) + rng.normal(0, 0.2, n_extra),
+                                    0.5, 3.0)
+    for lab, i in col.items():
+        if lab.endswith("_fe"):
+            extra[:, i] = rng.uniform(-XFE_RANGE, XFE_RANGE, n_extra)
+    return np.concatenate([truth_grid_points(), extra])
+
+
 def grid_spec(name: str) -> GridSpec:
     if name in REFERENCE_GRIDS:
         physics = PHYSICS["truth-moog" if name.endswith("-truth") else "kurucz-moog"]
@@ -247,7 +275,10 @@ def grid_spec(name: str) -> GridSpec:
         return GridSpec(name, physics, instrument, _reference_grid_points(name))
     if name == "truth-grid":
         return GridSpec(name, PHYSICS["truth-moog"], "lamost", truth_grid_points())
-    raise ValueError(f"unknown grid {name!r}; known: {', '.join(REFERENCE_GRIDS)}, truth-grid")
+    if name == "desi-truth-grid":
+        return GridSpec(name, PHYSICS["truth-moog"], "desi", desi_truth_grid_points())
+    raise ValueError(f"unknown grid {name!r}; known: {', '.join(REFERENCE_GRIDS)}, truth-grid, "
+                     "desi-truth-grid")
 
 
 def point_file(spec: GridSpec, point: np.ndarray) -> Path:
