@@ -74,6 +74,10 @@ DESI_LSF_FWHM_AA = {
 DESI_CAMERA_RANGES_AA = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}
 DESI_CAMERA_SPLIT_AA = (5780.0, 7570.0)
 DESI_PIXEL_AA = 0.8
+# Strong telluric absorption in DESI's range (O2 B and A bands, H2O near 8200 and 9300-9650 A;
+# the standard bands, e.g. Smette et al. 2015, A&A 576, A77): not fitted, and left as residuals
+# by the synthetic survey.
+DESI_TELLURIC_BANDS_AA = ((6865.0, 6930.0), (7590.0, 7700.0), (8130.0, 8350.0), (9300.0, 9650.0))
 # The survey S/N of a DESI spectrum: the median per-pixel S/N of the R camera (desispec's
 # MEDIAN_COADD_SNR_R; ours: Z24 does not say which camera its S/N cuts use).
 DESI_SURVEY_SNR_CAMERA = "R"

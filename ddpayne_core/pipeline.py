@@ -49,7 +49,7 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
     log(f"training on {len(rows)} stars ({ts_config.survey} labels: {', '.join(names)}); "
         f"regularization {'on' if config.regularize else 'off'}")
     model_path = Path(model_path)
-    model = train_emulator(norm, norm_ivar, labels, names, inst.wave, instrument_mask(inst.wave), config,
+    model = train_emulator(norm, norm_ivar, labels, names, inst.wave, instrument_mask(inst.wave, inst.name), config,
                            reference, checkpoint=model_path.with_suffix(".ckpt"), log=log, **hooks)
     model.config.update(training_set=asdict(ts_config), store=str(store_path),
                         synthetic=bool(store.info.get("synthetic")),

@@ -20,13 +20,14 @@ LO = np.array([4000.0, 0.5, 0.5, -2.5, -0.4, -0.4, -0.4])
 HI = np.array([7000.0, 5.0, 3.0, 0.5, 0.4, 0.4, 0.4])
 
 
-def make_truth(seed=7, n_lines=500) -> EmulatorModel:
+def make_truth(seed=7, n_lines=500, instrument="lamost") -> EmulatorModel:
     """A test 'truth' on the LAMOST grid shaped like a spectrum: ~500 absorption lines with a
     Gaussian profile (sigma 1.5 pixels, like an R~1800 LSF). Each line belongs to one element
     (Fe, Mg, Ca or Cu); its depth rises monotonically with [Fe/H] and its element's [X/Fe], falls
     with Teff, and depends mildly on logg and vmic, like real lines. Written in the emulator's
-    own form (one active hidden unit per pixel), so an emulator can represent it exactly."""
-    inst = get_instrument("lamost")
+    own form (one active hidden unit per pixel), so an emulator can represent it exactly.
+    ``instrument="desi"``: the same on DESI's grid (about twice the lines, for its range)."""
+    inst = get_instrument(instrument)
     n_pix = inst.wave.size
     rng = np.random.default_rng(seed)
     centers = np.sort(rng.uniform(0, n_pix, n_lines))

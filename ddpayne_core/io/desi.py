@@ -120,7 +120,9 @@ def apply_resolution(resolution: np.ndarray, flux: np.ndarray) -> np.ndarray:
 def _fibermap_table(fmap, path: Path) -> pd.DataFrame:
     names = set(fmap.names)
     n = len(fmap)
-    table = pd.DataFrame({key: np.asarray(fmap[col]) for key, col in FIBERMAP_COLUMNS.items()
+    # FITS columns are big-endian; pandas joins and sorts want native byte order.
+    native = lambda a: a.astype(a.dtype.newbyteorder("=")) if a.dtype.kind in "iuf" else a
+    table = pd.DataFrame({key: native(np.asarray(fmap[col])) for key, col in FIBERMAP_COLUMNS.items()
                           if col in names})
     if "targetid" not in table:
         table["targetid"] = pd.array([pd.NA] * n, dtype="Int64")

@@ -164,6 +164,8 @@ def read_desi_mws(path: str | Path, primary_only: bool = True) -> pd.DataFrame:
            "dec": np.asarray(rv["TARGET_DEC"], float),
            "rv": np.where(warn, np.nan, np.asarray(rv["VRAD"], float)),
            "rv_err": np.where(warn, np.nan, np.asarray(rv["VRAD_ERR"], float))}
+    if "COADD_FILE" in rv.colnames:    # ours (synthetic survey): which coadd each row describes
+        out["coadd_file"] = np.array([str(f).strip() for f in rv["COADD_FILE"]], dtype=object)
     if "RR_SPECTYPE" in rv.colnames:   # Z24 sec. 2 keeps only the spectra redrock calls STAR
         out["rr_spectype"] = np.array([str(t).strip() for t in rv["RR_SPECTYPE"]], dtype=object)
     for lab, col in (("teff", "TEFF"), ("logg", "LOGG"), ("feh", "FEH"), ("alpha_fe", "ALPHAFE")):

@@ -10,6 +10,7 @@ from ..constants import (
     BLUE_LIMIT_AA,
     C_KMS,
     CONTINUUM_WEIGHTS,
+    DESI_TELLURIC_BANDS_AA,
     DICHROIC_AA,
     NA_D_WINDOW_AA,
     RED_LIMIT_AA,
@@ -21,9 +22,17 @@ from ..io.spectra import RawSpectrum
 from .continuum import normalize
 
 
-def instrument_mask(wave: np.ndarray) -> np.ndarray:
-    """True where a pixel may be used in fits: outside telluric bands, within 3900-8880 A, out of
-    the dichroic overlap except the Na D window (docs/spec.md sec. 3). (n_pix,) bool."""
+def instrument_mask(wave: np.ndarray, instrument: str = "lamost") -> np.ndarray:
+    """True where a pixel may be used in fits. (n_pix,) bool.
+
+    LAMOST: outside telluric bands, within 3900-8880 A, out of the dichroic overlap except the
+    Na D window (docs/spec.md sec. 3). DESI: the whole coadd grid but the strong telluric bands
+    (constants.DESI_TELLURIC_BANDS_AA; the cameras overlap without a gap, Z24 sec. 2)."""
+    if instrument == "desi":
+        use = np.ones(np.shape(wave), bool)
+        for lo, hi in DESI_TELLURIC_BANDS_AA:
+            use &= (wave < lo) | (wave > hi)
+        return use
     use = (wave >= BLUE_LIMIT_AA) & (wave <= RED_LIMIT_AA)
     for lo, hi in TELLURIC_BANDS_AA:
         use &= (wave < lo) | (wave > hi)
@@ -94,7 +103,7 @@ def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrum
     rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv)
     norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width,
                                 continuum_weights)
-    return norm, np.where(instrument_mask(instrument.wave)[None, :], norm_ivar, 0.0)
+    return norm, np.where(instrument_mask(instrument.wave, instrument.name)[None, :], norm_ivar, 0.0)
 
 
 def to_grid(raw: RawSpectrum, instrument: Instrument):

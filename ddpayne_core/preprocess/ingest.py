@@ -103,8 +103,13 @@ def _desi_meta(coadd, mws: pd.DataFrame | None) -> pd.DataFrame:
             meta[f"snr_{cam.lower()}"] = np.nanmedian(snr, axis=1)
     meta["snr"] = meta.get(f"snr_{C.DESI_SURVEY_SNR_CAMERA.lower()}", np.nan)
     problems = [[p] if p else [] for p in coadd.problems]
-    if mws is not None:
-        found = meta[["targetid"]].merge(mws, on="targetid", how="left")
+    if mws is not None:   # by TARGETID, and by coadd file where the catalogue names it
+        if "coadd_file" in mws:
+            found = meta[["targetid", "filename"]].merge(
+                mws.rename(columns={"coadd_file": "filename"}).drop_duplicates(["targetid", "filename"]),
+                on=["targetid", "filename"], how="left")
+        else:
+            found = meta[["targetid"]].merge(mws.drop_duplicates("targetid"), on="targetid", how="left")
         meta["rv"], meta["rv_err"] = found["rv"].to_numpy(), found["rv_err"].to_numpy()
         if "rr_spectype" in found:
             meta["rr_spectype"] = found["rr_spectype"].to_numpy()
@@ -130,8 +135,7 @@ def ingest_desi(files, out: str | Path, mws_catalog: str | Path | None = None,
     if not paths:
         raise ValueError(f"no FITS files in {list(map(str, files))}")
     inst = get_instrument("desi")
-    mws = read_desi_mws(mws_catalog, primary_only=False).drop_duplicates("targetid") \
-        if mws_catalog else None
+    mws = read_desi_mws(mws_catalog, primary_only=False) if mws_catalog else None
     counted = [(p, *_coadd_rows(p)) for p in progress(paths, desc="fibermaps")]
     readable = [(p, rows) for p, rows, _ in counted if rows is not None]
     skipped_files = [(p, why) for p, rows, why in counted if rows is None]

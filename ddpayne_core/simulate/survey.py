@@ -88,29 +88,40 @@ def draw_population(n: int, labels, rng: np.random.Generator, featureless=()) ->
     out = {"teff": teff, "logg": logg, "feh": feh,
            "vmic": _clip(0.9 + 0.3 * (5.0 - logg) + rng.normal(0, 0.1, n), 0.6, 2.9),
            "population": np.array(["thin", "thick", "halo", "accreted"])[comp], "giant": giant}
+    out.update(abundance_ratios(labels, feh, alpha, giant, rng, featureless))
+    return pd.DataFrame(out)
+
+
+def abundance_ratios(labels, feh: np.ndarray, alpha: np.ndarray, giant: np.ndarray,
+                     rng: np.random.Generator, featureless=()) -> dict:
+    """[X/Fe] (each (n,)) of every ``labels`` entry ending in _fe: alpha elements follow
+    ``alpha``, the others Galactic-chemical-evolution-like trends in [Fe/H], alpha and giant
+    (dredge-up C and N), 0.04 dex scatter; featureless labels correlate with [Mg/Fe]."""
+    n = len(feh)
+    out = {}
     trend = {"c_fe": -0.1 * giant, "n_fe": 0.25 * giant, "na_fe": 0.05 + 0 * feh,
              "al_fe": 0.5 * alpha, "mn_fe": -0.1 + 0.15 * np.clip(feh, -1.5, 0),
              "cr_fe": 0 * feh, "ni_fe": 0.05 * np.clip(feh + 1, -1, 1), "co_fe": 0.3 * alpha,
              "ba_fe": 0.1 - 0.2 * alpha, "y_fe": 0.05 - 0.2 * alpha, "li_fe": 0.2 * ~giant,
              "eu_fe": 1.0 * alpha, "cu_fe": 0.8 * alpha - 0.1}
     for lab in labels:
-        if lab in out or not lab.endswith("_fe"):
+        if not lab.endswith("_fe"):
             continue
         base = alpha * (0.9 if lab in ALPHA else 1.0) if lab in ALPHA else trend.get(lab, 0 * feh)
         out[lab] = _clip(base + rng.normal(0, 0.04, n), -0.38, 0.38)
     for lab in featureless:
         if lab in labels:
             out[lab] = _clip(0.8 * out.get("mg_fe", alpha) + rng.normal(0, 0.05, n), -0.38, 0.38)
-    return pd.DataFrame(out)
+    return out
 
 
-def _absolute_g(teff, logg):
+def absolute_g(teff, logg):
     """Absolute G magnitude from Teff and logg for a 1 Msun star: L = M (T/Tsun)^4 (gsun/g)."""
     log_l = 4 * np.log10(teff / 5772.0) - (logg - 4.438)
     return 4.67 - 2.5 * log_l
 
 
-def _lsf_blur(flux: np.ndarray, extra_pix: np.ndarray) -> np.ndarray:
+def lsf_blur(flux: np.ndarray, extra_pix: np.ndarray) -> np.ndarray:
     """Extra Gaussian blur of sigma ``extra_pix`` pixels per spectrum (fibre-to-fibre LSF),
     done for a few width classes at once (batched within each class)."""
     out = flux.copy()
@@ -133,7 +144,7 @@ def to_velocity(wave, flux, ivar, v):
     return shift_to_rest(wave, flux, ivar, C_KMS * (1.0 / (1.0 + np.asarray(v) / C_KMS) - 1.0))
 
 
-def _continuum(wave: np.ndarray, teff: np.ndarray, wiggle=1.0) -> np.ndarray:
+def continuum(wave: np.ndarray, teff: np.ndarray, wiggle=1.0) -> np.ndarray:
     """Observed continuum (n, n_pix): a blackbody-like slope times throughput times ``wiggle``
     (flux calibration)."""
     planck = 1.0 / (wave[None, :] / 5000.0) ** 5 / np.expm1(1.4388e8 / (wave[None, :] * teff[:, None]))
@@ -141,7 +152,7 @@ def _continuum(wave: np.ndarray, teff: np.ndarray, wiggle=1.0) -> np.ndarray:
     return planck / planck.mean(1, keepdims=True) * throughput * wiggle * 1000.0
 
 
-def _noise_sigma(flux: np.ndarray, cont: np.ndarray, snr: np.ndarray) -> np.ndarray:
+def noise_sigma(flux: np.ndarray, cont: np.ndarray, snr: np.ndarray) -> np.ndarray:
     """Photon-like noise (n, n_pix) of S/N ``snr`` (n,) in the continuum."""
     return cont * np.sqrt(np.clip(flux / cont, 0.05, None)) / snr[:, None]
 
@@ -151,10 +162,10 @@ def expected_observation(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame)
     from normalized truth spectra ``norm``: the visit's fibre LSF on the continuum, without
     calibration wiggles, sky, telluric residuals or defects; and the ivar of the visit's noise.
     The forward model of the Cramer-Rao bound (``survey_crb``)."""
-    flux = _lsf_blur(norm, meta["lsf_extra_pix"].to_numpy())
-    cont = _continuum(wave, meta["teff"].to_numpy())
+    flux = lsf_blur(norm, meta["lsf_extra_pix"].to_numpy())
+    cont = continuum(wave, meta["teff"].to_numpy())
     flux = flux * cont
-    return flux, 1.0 / _noise_sigma(flux, cont, meta["snr"].to_numpy()) ** 2
+    return flux, 1.0 / noise_sigma(flux, cont, meta["snr"].to_numpy()) ** 2
 
 
 def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
@@ -198,18 +209,18 @@ def _observe(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame, rng,
     """Turn normalized rest-frame truth spectra into observed-frame flux and ivar, with the
     instrument ``effects`` named (see SurveyConfig.effects)."""
     n, n_pix = norm.shape
-    flux = _lsf_blur(norm, meta["lsf_extra_pix"].to_numpy()) if "lsf" in effects else norm.copy()
+    flux = lsf_blur(norm, meta["lsf_extra_pix"].to_numpy()) if "lsf" in effects else norm.copy()
     x = (wave - wave.mean()) / np.ptp(wave)
     # Flux-calibration wiggles (~2%) on the continuum.
     wiggle = 1 + ("calibration" in effects) * sum(rng.normal(0, 0.01, (n, 1)) * np.cos(np.pi * k * x[None, :] + rng.uniform(0, 6.3, (n, 1)))
                      for k in range(1, 5))
-    cont = _continuum(wave, meta["teff"].to_numpy(), wiggle)
+    cont = continuum(wave, meta["teff"].to_numpy(), wiggle)
     flux = flux * cont
     tell = np.zeros(n_pix)
     for lo, hi in TELLURIC_BANDS_AA:
         tell += ((wave > lo) & (wave < hi)) * 0.08 * (1 + np.sin(wave / 3.0))
     flux *= 1 - ("telluric" in effects) * tell[None, :] * rng.uniform(0.0, 1.0, (n, 1))
-    sigma = _noise_sigma(flux, cont, meta["snr"].to_numpy())
+    sigma = noise_sigma(flux, cont, meta["snr"].to_numpy())
     sky = sum(np.exp(-0.5 * ((wave - w) / 1.5) ** 2) for w in SKY_LINES_AA)[None, :]
     flux = flux + ("sky" in effects) * sky * rng.normal(0, 3.0, (n, 1)) * sigma.mean(1, keepdims=True)
     flux = flux + rng.normal(size=(n, n_pix)) * sigma
@@ -241,7 +252,7 @@ def build_meta(config: SurveyConfig, labels) -> pd.DataFrame:
     stars["is_binary"] = rng.random(n) < config.binary_fraction
     stars["distance_kpc"] = np.exp(rng.normal(np.log(1.2), 0.6, n))
     stars["a_g"] = np.clip(rng.exponential(0.3, n), 0, 2.5)
-    m_g = _absolute_g(stars["teff"].to_numpy(), stars["logg"].to_numpy())
+    m_g = absolute_g(stars["teff"].to_numpy(), stars["logg"].to_numpy())
     # An equal-ish secondary adds up to 0.75 mag of light: too bright for its parallax.
     stars["binary_dmag"] = np.where(stars["is_binary"], rng.uniform(0.3, 0.75, n), 0.0)
     stars["phot_g_mean_mag"] = m_g + 5 * np.log10(stars["distance_kpc"] * 100) + stars["a_g"] \
