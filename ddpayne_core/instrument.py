@@ -21,6 +21,7 @@ from .constants import (
     LAMOST_LOGLAM_STEP,
     LAMOST_NPIX,
     LAMOST_RESOLUTION,
+    RESAMPLING,
 )
 
 _FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
@@ -28,11 +29,13 @@ _FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 
 @dataclass(frozen=True)
 class Instrument:
-    """name; wave: (n_pix,) output grid [A]; continuum_width: smoothing L [A]."""
+    """name; wave: (n_pix,) output grid [A]; continuum_width: smoothing L [A]; resampling: how
+    spectra are interpolated to the rest frame (constants.RESAMPLING)."""
 
     name: str
     wave: np.ndarray
     continuum_width: float
+    resampling: str = "linear"
 
     def fwhm(self, wave: np.ndarray) -> np.ndarray:
         """LSF FWHM [A] at ``wave`` [A]."""
@@ -76,9 +79,9 @@ def desi_wave() -> np.ndarray:
 
 def get_instrument(name: str) -> Instrument:
     if name == "lamost":
-        return Instrument("lamost", lamost_wave(), CONTINUUM_KERNEL_AA["lamost"])
+        return Instrument("lamost", lamost_wave(), CONTINUUM_KERNEL_AA["lamost"], RESAMPLING["lamost"])
     if name == "desi":
-        return Instrument("desi", desi_wave(), CONTINUUM_KERNEL_AA["desi"])
+        return Instrument("desi", desi_wave(), CONTINUUM_KERNEL_AA["desi"], RESAMPLING["desi"])
     raise ValueError(f"unknown instrument {name!r}; choose 'lamost' or 'desi'")
 
 

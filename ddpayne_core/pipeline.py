@@ -52,6 +52,7 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
     model = train_emulator(norm, norm_ivar, labels, names, inst.wave, instrument_mask(inst.wave, inst.name), config,
                            reference, checkpoint=model_path.with_suffix(".ckpt"), log=log, **hooks)
     model.config.update(training_set=asdict(ts_config), store=str(store_path),
+                        instrument=inst.name, resampling=inst.resampling,
                         synthetic=bool(store.info.get("synthetic")),
                         survey_config=store.info["provenance"].get("config"),
                         truth_emulator_sha256=store.info["provenance"].get("truth_emulator_sha256"))

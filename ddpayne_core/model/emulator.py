@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..constants import CONTINUUM_WEIGHTS
+from ..instrument import get_instrument
 from ..io_utils import atomic_path
 from ..labels import Scaler
 
@@ -118,9 +119,16 @@ class EmulatorModel:
 
     def check_preprocessing(self, name: str = "emulator") -> None:
         """Raise ValueError if the emulator was trained on spectra whose pseudo-continuum was
-        weighted otherwise than this ddpayne weights it (``constants.CONTINUUM_WEIGHTS``): its
-        fits would be biased. Models that record nothing predate the choice and were trained with
-        inverse-variance weights."""
+        weighted otherwise than this ddpayne weights it (``constants.CONTINUUM_WEIGHTS``), or
+        shifted to the rest frame by another interpolation than its instrument's
+        (``constants.RESAMPLING``): its fits would be biased. Models that record nothing predate
+        the choice and were trained with inverse-variance weights and linear interpolation."""
+        resampled = self.config.get("resampling", "linear")
+        instrument = self.config.get("instrument")
+        if instrument and resampled != get_instrument(instrument).resampling:
+            raise ValueError(f"{name}: trained on spectra shifted to the rest frame by {resampled!r} "
+                             f"interpolation, but {instrument} spectra are now shifted by "
+                             f"{get_instrument(instrument).resampling!r} (constants.RESAMPLING); retrain it")
         used = self.config.get("continuum_weights", "ivar")
         if used != CONTINUUM_WEIGHTS:
             raise ValueError(f"{name}: trained on spectra normalized with {used!r} continuum weights, "

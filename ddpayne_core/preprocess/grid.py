@@ -67,6 +67,38 @@ def _interpolate(flux: np.ndarray, ivar: np.ndarray, pos: np.ndarray):
     return out_flux, out_ivar
 
 
+def _keys_weights(t: np.ndarray) -> np.ndarray:
+    """Keys (1981, IEEE TASSP 29, 1153) cubic-convolution weights (a = -0.5) of the four input
+    pixels i0-1 .. i0+2 for fractional positions ``t`` in [0, 1]: (..., 4), summing to one."""
+    t2, t3 = t * t, t * t * t
+    return np.stack([(-t3 + 2 * t2 - t) / 2, (3 * t3 - 5 * t2 + 2) / 2,
+                     (-3 * t3 + 4 * t2 + t) / 2, (t3 - t2) / 2], axis=-1)
+
+
+def _interpolate_cubic(flux: np.ndarray, ivar: np.ndarray, pos: np.ndarray):
+    """As ``_interpolate`` with Keys cubic convolution (four pixels, error O(h^3)): for spectra
+    whose lines are barely sampled, as DESI's (LSF FWHM ~2 pixels), where linear interpolation
+    smooths line cores by a few per cent (studies/desi_resampling). Variance propagated exactly,
+    Var F = sum w_k^2 Var F_k; where an outer pixel of the four is masked, the linear result."""
+    lin_flux, lin_ivar = _interpolate(flux, ivar, pos)
+    n_in = flux.shape[1]
+    i0 = np.clip(np.floor(pos).astype(int), 1, n_in - 3)
+    t = np.clip(pos - i0, 0.0, 1.0)
+    w = _keys_weights(t)
+    idx = i0[..., None] + np.arange(-1, 3)
+    f = np.take_along_axis(flux, idx.reshape(len(flux), -1), 1).reshape(idx.shape)
+    g = np.take_along_axis(ivar, idx.reshape(len(flux), -1), 1).reshape(idx.shape)
+    ok = (pos >= 1) & (pos <= n_in - 2) & np.all((g > 0) | (w == 0), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.sum(w ** 2 / np.where(g > 0, g, np.inf), axis=-1)
+        cubic_ivar = np.where(var > 0, 1.0 / var, 0.0)
+    cubic_flux = np.sum(w * np.where(g > 0, f, 0.0), axis=-1)
+    return np.where(ok, cubic_flux, lin_flux), np.where(ok, cubic_ivar, lin_ivar)
+
+
+INTERPOLATORS = {"linear": _interpolate, "cubic": _interpolate_cubic}
+
+
 def resample(wave_in: np.ndarray, flux: np.ndarray, ivar: np.ndarray, wave_out: np.ndarray):
     """One spectrum onto ``wave_out`` by linear interpolation (``_interpolate``); outside the
     input range, or touching a masked input pixel, ivar is 0. Returns (flux, ivar)."""
@@ -76,17 +108,19 @@ def resample(wave_in: np.ndarray, flux: np.ndarray, ivar: np.ndarray, wave_out: 
     return f[0], iv[0]
 
 
-def shift_to_rest(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray):
+def shift_to_rest(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray,
+                  resampling: str = "linear"):
     """Shift spectra on a common grid to the rest frame: F_rest(l) = F_obs(l (1 + rv/c)).
 
-    wave: (n_pix,); flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s (NaN -> 0). Linear
-    interpolation (``_interpolate``), batched over spectra; a pixel touching a masked one, or
-    shifted off the grid, gets ivar 0. Returns (flux, ivar).
+    wave: (n_pix,); flux, ivar: (n_spec, n_pix); rv: (n_spec,) km/s (NaN -> 0); resampling:
+    "linear" (``_interpolate``) or "cubic" (``_interpolate_cubic``), the instrument's choice
+    (``Instrument.resampling``). Batched over spectra; a pixel touching a masked one, or shifted
+    off the grid, gets ivar 0. Returns (flux, ivar).
     """
     rv = np.nan_to_num(np.asarray(rv, dtype=np.float64), nan=0.0)
     target = wave[None, :] * (1.0 + rv[:, None] / C_KMS)
     pos = np.interp(target.ravel(), wave, np.arange(wave.size), left=-1.0, right=-1.0)
-    return _interpolate(flux, ivar, pos.reshape(target.shape))
+    return INTERPOLATORS[resampling](flux, ivar, pos.reshape(target.shape))
 
 
 def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrument: Instrument,
@@ -100,7 +134,7 @@ def preprocess_batch(flux: np.ndarray, ivar: np.ndarray, rv: np.ndarray, instrum
     """
     flux = np.where(np.isfinite(flux), flux, 0.0)
     ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
-    rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv)
+    rest_f, rest_iv = shift_to_rest(instrument.wave, flux, ivar, rv, instrument.resampling)
     norm, norm_ivar = normalize(instrument.wave, rest_f, rest_iv, instrument.continuum_width,
                                 continuum_weights)
     return norm, np.where(instrument_mask(instrument.wave, instrument.name)[None, :], norm_ivar, 0.0)

@@ -192,7 +192,8 @@ def observe_desi(norm: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator,
     if "lsf" in effects:   # extra blur of the wider fibres, in merged-grid pixels
         sigma_pix = inst.fwhm(inst.wave).mean() / np.sqrt(8 * np.log(2)) / (inst.wave[1] - inst.wave[0])
         flux = lsf_blur(flux, sigma_pix * np.sqrt(rows["lsf_scale"].to_numpy() ** 2 - 1.0))
-    flux, _ = to_velocity(inst.wave, flux, np.ones_like(flux), rows["rv_true"].to_numpy())
+    flux, _ = to_velocity(inst.wave, flux, np.ones_like(flux), rows["rv_true"].to_numpy(),
+                          inst.resampling)
     teff, r_mag = rows["teff"].to_numpy(), rows["r_mag"].to_numpy()
     conts = {cam: stellar_continuum(desi_camera_wave(cam), teff, r_mag) for cam in CAMERAS}
     snrs = camera_snr(rows, conts)

@@ -139,9 +139,10 @@ def lsf_blur(flux: np.ndarray, extra_pix: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_velocity(wave, flux, ivar, v):
+def to_velocity(wave, flux, ivar, v, resampling: str = "linear"):
     """Move rest-frame spectra (n_spec, n_pix) to radial velocities ``v`` (n_spec,) km/s."""
-    return shift_to_rest(wave, flux, ivar, C_KMS * (1.0 / (1.0 + np.asarray(v) / C_KMS) - 1.0))
+    return shift_to_rest(wave, flux, ivar, C_KMS * (1.0 / (1.0 + np.asarray(v) / C_KMS) - 1.0),
+                         resampling)
 
 
 def continuum(wave: np.ndarray, teff: np.ndarray, wiggle=1.0) -> np.ndarray:
