@@ -133,6 +133,7 @@ def _fit(args):
 
 
 def _flag(args):
+    import json
     from dataclasses import asdict
 
     import pandas as pd
@@ -143,16 +144,21 @@ def _flag(args):
     from .pipeline import flag_catalog
     from .theory.gradients import load_reference_gradients
 
-    cfg = XFlagConfig()
-    if args.config:
-        cfg = XFlagConfig.from_json(Path(args.config).read_text())
     table = pd.read_parquet(args.catalog)
     meta = read_catalog_metadata(args.catalog)
+    model = None if args.reflag_only else EmulatorModel.load(args.model)
+    # Default: the configuration the catalogue was last flagged with, else the model's
+    # instrument's (XFlagConfig.for_model: DESI's MAD chi2 cut differs from X19's).
+    if args.config:
+        cfg = XFlagConfig.from_json(Path(args.config).read_text())
+    elif meta.get("flag_config"):
+        cfg = XFlagConfig.from_json(json.dumps(meta["flag_config"]))
+    else:
+        cfg = XFlagConfig.for_model(model) if model is not None else XFlagConfig()
     if args.reflag_only:
         labels = [c[: -len("_gradcorr")] for c in table.columns if c.endswith("_gradcorr")]
         reflag(table, labels, cfg)
     else:
-        model = EmulatorModel.load(args.model)
         reference = load_reference_gradients(args.reference) if args.reference \
             else model_reference(model)
         scale = flag_catalog(table, model, reference, cfg, log=lambda *a: None)

@@ -158,6 +158,9 @@ CHI2RATIO_TIERS = ((200.0, 5.0), (300.0, 7.5), (400.0, 10.0), (500.0, 12.5), (np
 CHI2_LOG_SCATTER_FLOOR = 0.01
 DESI_CHI2_MAD_CUT = 3.0  # Z24 eq. 5: (chi2 - median) / (mean absolute deviation from the median) in S/N bins, cut at 3
 DESI_CHI2_SNR_EDGES = (0, 10, 20, 30, 50, 80, 120, 200, float("inf"))  # ours: Z24 bins "stars of similar S/N"
+# Z24 Fig. 8: abundances are shown only above these [Fe/H] ("limitation of the training sample"):
+# N and Ti above -1.5, C, O, Al, Si, Ca, Cr, Mn, Ni above -2.0. ddpayne flags, never deletes.
+DESI_FEH_FLOORS = {"n_fe": -1.5, "ti_fe": -1.5, "default": -2.0}
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000
 

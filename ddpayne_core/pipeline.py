@@ -62,7 +62,7 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
 
 
 def fit_and_flag(model: EmulatorModel, store, out, fit_config: FitConfig, reference,
-                 rows=None, config: XFlagConfig = XFlagConfig(), log=print) -> pd.DataFrame:
+                 rows=None, config: XFlagConfig | None = None, log=print) -> pd.DataFrame:
     """Fit (resumably) the store's spectra (or ``rows``) and ``flag_catalog`` them; the error
     scale report is left in ``table.attrs["error_scale"]``."""
     results = fit_store(model, store, out, fit_config, log=log, rows=rows)
@@ -71,7 +71,7 @@ def fit_and_flag(model: EmulatorModel, store, out, fit_config: FitConfig, refere
 
 
 def flag_catalog(table: pd.DataFrame, model: EmulatorModel, reference,
-                 config: XFlagConfig = XFlagConfig(), log=print) -> dict | None:
+                 config: XFlagConfig | None = None, log=print) -> dict | None:
     """Add every flag to a catalogue of ``model``'s fits (``flags.add_flags``) and, where it has
     repeat visits (star_id, mjd), scale the errors to their scatter (``flags.calibrate_errors``).
     In place; returns the error-scale report (None without repeat-visit columns)."""

@@ -63,7 +63,8 @@ def reference_from(truth: EmulatorModel, n_ref=6, seed=3) -> ReferenceGradients:
     rng = np.random.default_rng(seed)
     ref = LO + (HI - LO) * rng.uniform(0.25, 0.75, (n_ref, len(TEST_LABELS)))
     steps = np.tile([200.0, 0.25, 1.0, 0.5, 0.5, 0.5, 0.5], (n_ref, 1))
-    inst = get_instrument("lamost")
+    inst = next(get_instrument(name) for name in ("lamost", "desi")
+                if get_instrument(name).wave.size == truth.wave.size)
 
     def spectra(labels):  # normalized like ab initio spectra (theory.synthesis.to_instrument)
         flux = truth.predict(labels)

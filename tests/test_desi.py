@@ -351,3 +351,42 @@ def test_cubic_rest_frame_shift_keeps_barely_sampled_lines_and_propagates_varian
     _, iv = shift_to_rest(wave, masked, mask_ivar, rv, "cubic")
     assert iv[0, 99] == 0 or iv[0, 100] == 0          # the masked pixel's neighbourhood
     assert iv[0, 150] > 0
+
+
+def test_label_transfer_takes_good_high_snr_fits_of_the_other_survey():
+    """Z24 sec. 3.2: LAMOST labels for DESI spectra of the same stars, S/N > 20 in both; one
+    LAMOST row per star (its best visit), failed or bad fits never transferred."""
+    from ddpayne_core.model import transfer_labels
+
+    a = 1 / 3600
+    lamost = pd.DataFrame({"ra": [10.0, 10.0, 20.0, 30.0, 40.0], "dec": [0.0, 0.0, 0.0, 0.0, 0.0],
+                           "snr": [25.0, 80.0, 50.0, 15.0, 60.0], "teff": [5000.0, 5100.0, 6000.0, 4500.0, 5500.0],
+                           "feh": [-1.0, -1.1, 0.0, -2.0, -0.5], "fit_status": [0, 0, 0, 0, 0],
+                           "qflag_chi2": [0, 0, 0, 0, 1]})
+    desi = pd.DataFrame({"ra": [10.0 + 0.5 * a, 20.0, 30.0, 40.0, 20.0 + a], "dec": [0.0] * 5,
+                         "snr": [40.0, 10.0, 50.0, 50.0, 30.0]})
+    out = transfer_labels(desi, lamost, ("teff", "feh"))
+    np.testing.assert_allclose(out["lamost_teff"], [5100.0, np.nan, np.nan, np.nan, 6000.0])
+    np.testing.assert_allclose(out["lamost_feh"], [-1.1, np.nan, np.nan, np.nan, 0.0])
+    assert out["lamost_sep_arcsec"].iloc[0] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_desi_model_gets_the_mad_chi2_cut_and_feh_floor_flags():
+    from ddpayne_core.flags import XFlagConfig, add_flags, qflag_chi2
+    from conftest import make_truth, reference_from
+
+    model = make_truth(seed=3, n_lines=300, instrument="desi")
+    model.config["instrument"] = "desi"
+    assert XFlagConfig.for_model(model).chi2_cuts == (3.0,) * 5
+    rng = np.random.default_rng(0)
+    n = 200
+    table = pd.DataFrame({lab: rng.uniform(lo, hi, n) for lab, lo, hi in
+                          zip(model.labels, model.scaler.lo, model.scaler.hi)})
+    table["snr"] = rng.uniform(20, 100, n)
+    table["chi2"] = rng.normal(7000, 100, n)
+    table.loc[:4, "chi2"] = 20000.0                       # five bad fits
+    add_flags(table, model, reference_from(model))
+    assert table.loc[:4, "qflag_chi2"].eq(1).all() and table.loc[5:, "qflag_chi2"].mean() < 0.1
+    np.testing.assert_array_equal(table["qflag_chi2"], qflag_chi2(table["chi2ratio"], table["snr"], (3.0,) * 5))
+    assert ((table["feh"] < -2.0) == (table["mg_fe_below_feh_floor"] == 1)).all()
+    assert "teff_below_feh_floor" not in table

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import constants as C
+
 from ..model.emulator import EmulatorModel
 from .binary import absolute_magnitude_model, binary_flag, spectroscopic_parallax
 from .chi2 import chi2ratio, chi2ratio_desi, qflag_chi2, qflag_chi2_desi
@@ -51,19 +53,30 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
     return table
 
 
-def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig = XFlagConfig()):
+def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None = None):
     """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio,
     coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
     astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
     qflag_singlestar, to a catalogue table of fits made with ``model``
-    (columns <label>, chi2, chi2_na, snr)."""
+    (columns <label>, chi2, chi2_na, snr). A DESI model's chi2ratio is Z24's MAD-scaled one and
+    its abundances get <label>_below_feh_floor (Z24 Fig. 8's [Fe/H] limits: flags, the values
+    stay). ``config``: by default ``XFlagConfig.for_model(model)``."""
+    config = config or XFlagConfig.for_model(model)
+    desi = model.config.get("instrument") == "desi"
     g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
     for k, lab in enumerate(model.labels):
         table[f"{lab}_gradcorr"] = g[:, k]
     args = (table["snr"], table["teff"], table["logg"], table["feh"])
-    table["chi2ratio"] = chi2ratio(table["chi2"], *args)
+    ratio = (lambda chi2: chi2ratio_desi(chi2, table["snr"])) if desi else (lambda chi2: chi2ratio(chi2, *args))
+    table["chi2ratio"] = ratio(table["chi2"])
     if "chi2_na" in table:
-        table["chi2ratio_na"] = chi2ratio(table["chi2_na"], *args)
+        table["chi2ratio_na"] = ratio(table["chi2_na"])
+    if desi:
+        feh = table["feh"].to_numpy(dtype=np.float64)
+        for lab in model.labels:
+            if lab.endswith("_fe"):
+                floor = C.DESI_FEH_FLOORS.get(lab, C.DESI_FEH_FLOORS["default"])
+                table[f"{lab}_below_feh_floor"] = (~(feh >= floor)).astype(np.int8)
     astrometry = ("phot_g_mean_mag", "a_g", "parallax", "parallax_error")
     if all(c in table for c in astrometry):
         table["snr_dparallax"], table["qflag_singlestar"] = binary_flag(

@@ -69,6 +69,15 @@ class XFlagConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    @classmethod
+    def for_model(cls, model: EmulatorModel) -> "XFlagConfig":
+        """The default configuration for a model's instrument: X19's S/N-tiered chi2ratio cuts
+        for LAMOST, Z24's single cut (eq. 5: 3 MADs) at every S/N for DESI, whose chi2ratio is
+        the MAD-scaled one (``chi2.chi2ratio_desi``)."""
+        if model.config.get("instrument") == "desi":
+            return cls(chi2_cuts=(C.DESI_CHI2_MAD_CUT,) * len(C.CHI2RATIO_TIERS))
+        return cls()
+
 
 def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarray:
     """Index of the nearest reference star under X19's metric

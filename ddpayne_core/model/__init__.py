@@ -3,20 +3,22 @@ labels, ab initio reference gradients. Out: a trained per-pixel neural-network e
 (``EmulatorModel``) regularized so its gradient spectra follow the ab initio ones
 (``loss``, ``train``); ``trainingset`` chooses the training stars."""
 
-from .emulator import FORMAT_VERSION, Emulator, EmulatorModel, config_dict, with_model_error
+from .emulator import Emulator, EmulatorModel, FORMAT_VERSION, config_dict, with_model_error
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale, relative_weights
-from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
 from .trainingset import (
-                          KEEP_ALL_FEH,
-                          MIN_MG_FE,
-                          SNR_RELAX_FEH,
-                          TRAINING_MIN_SNR,
-                          TRAINING_MIN_SNR_METAL_POOR,
-                          TrainingSetConfig,
-                          crossmatch,
-                          select_training,
-                          training_summary,
+    KEEP_ALL_FEH,
+    MIN_MG_FE,
+    SNR_RELAX_FEH,
+    TRAINING_MIN_SNR,
+    TRAINING_MIN_SNR_METAL_POOR,
+    TRANSFER_MIN_SNR,
+    TrainingSetConfig,
+    crossmatch,
+    select_training,
+    training_summary,
+    transfer_labels,
 )
+from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
 
 __all__ = [
     "Emulator",
@@ -28,6 +30,7 @@ __all__ = [
     "SNR_RELAX_FEH",
     "TRAINING_MIN_SNR",
     "TRAINING_MIN_SNR_METAL_POOR",
+    "TRANSFER_MIN_SNR",
     "TrainConfig",
     "TrainingCancelled",
     "TrainingSetConfig",
@@ -41,5 +44,6 @@ __all__ = [
     "solve_output_layer",
     "train_emulator",
     "training_summary",
+    "transfer_labels",
     "with_model_error",
 ]

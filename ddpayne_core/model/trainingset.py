@@ -23,6 +23,7 @@ TRAINING_MIN_SNR_METAL_POOR = 30.0  # ... relaxed to 30 where [Fe/H] < -0.6 (X19
 SNR_RELAX_FEH = -0.6  # X19 eq. 3
 MIN_MG_FE = -0.3  # X19 eq. 3: lower [Mg/Fe] are unrealistic
 KEEP_ALL_FEH = -1.0  # metal-poor stars always kept when sampling (X19 sec. 3)
+TRANSFER_MIN_SNR = 20.0  # Z24 sec. 3.2: S/N > 20 for both the DESI and the LAMOST spectra
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,35 @@ def crossmatch(survey: pd.DataFrame, hires: pd.DataFrame, radius_arcsec: float =
     extra[~ok] = np.nan
     out = pd.concat([survey.reset_index(drop=True), extra], axis=1)
     out["match_sep_arcsec"] = np.where(ok, sep.arcsec, np.nan)
+    return out
+
+
+def transfer_labels(meta: pd.DataFrame, catalog: pd.DataFrame, labels, prefix: str = "lamost",
+                    min_snr: float = TRANSFER_MIN_SNR, radius_arcsec: float = 3.0) -> pd.DataFrame:
+    """Training labels by transfer from another survey's DD-Payne catalogue (Z24 sec. 3.2: DESI
+    trained on LAMOST labels of the stars both observed, S/N > 20 in both).
+
+    meta: this survey's spectra (ra, dec, snr); catalog: the other survey's catalogue (ra, dec,
+    snr, ``labels``, and where present fit_status, qflag_chi2). Its good fits (S/N > ``min_snr``,
+    not failed, qflag_chi2 0) are reduced to one row per position (the highest S/N) and matched
+    by sky position; ``meta`` is returned with ``<prefix>_<label>`` columns (NaN where unmatched
+    or where this survey's S/N is not above ``min_snr``) and ``<prefix>_sep_arcsec``."""
+    good = catalog["snr"].to_numpy(dtype=float) > min_snr
+    if "fit_status" in catalog:
+        good &= catalog["fit_status"].to_numpy() != 2
+    if "qflag_chi2" in catalog:
+        good &= catalog["qflag_chi2"].to_numpy() == 0
+    src = catalog.loc[good, ["ra", "dec", "snr"] + list(labels)].sort_values("snr", ascending=False)
+    src = src.assign(_key=(src["ra"].round(4).astype(str) + src["dec"].round(4).astype(str)))
+    src = src.drop_duplicates("_key").drop(columns=["_key", "snr"])
+    src = src.rename(columns={lab: f"{prefix}_{lab}" for lab in labels})
+    matched = crossmatch(meta[["ra", "dec"]].reset_index(drop=True), src, radius_arcsec)
+    out = meta.reset_index(drop=True).copy()
+    weak = ~(out["snr"].to_numpy(dtype=float) > min_snr)
+    for lab in labels:
+        values = matched[f"{prefix}_{lab}"].to_numpy(dtype=float)
+        out[f"{prefix}_{lab}"] = np.where(weak, np.nan, values)
+    out[f"{prefix}_sep_arcsec"] = matched["match_sep_arcsec"].to_numpy()
     return out
 
 
