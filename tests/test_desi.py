@@ -390,3 +390,12 @@ def test_desi_model_gets_the_mad_chi2_cut_and_feh_floor_flags():
     np.testing.assert_array_equal(table["qflag_chi2"], qflag_chi2(table["chi2ratio"], table["snr"], (3.0,) * 5))
     assert ((table["feh"] < -2.0) == (table["mg_fe_below_feh_floor"] == 1)).all()
     assert "teff_below_feh_floor" not in table
+
+
+def test_desi_training_follows_z24():
+    from ddpayne_core.model import TrainConfig
+
+    desi, lamost = TrainConfig.for_instrument("desi"), TrainConfig.for_instrument("lamost")
+    assert (desi.n_hidden, desi.batch_size, desi.lr_start, desi.lr_end) == (40, 512, 1e-2, 1e-4)
+    assert desi.reference == "desi-isochrone" and lamost == TrainConfig()
+    assert TrainConfig.for_instrument("desi", epochs=5).epochs == 5
