@@ -34,7 +34,7 @@ VISIT_COLORS = Category10_10[2:2 + C.MAX_REPEAT_VISITS]
 
 
 class StarInspector:
-    """The inspector of ``state.row`` (``state``: the explorer's ExplorerState). ``shown()``
+    """The inspector of ``state.row`` (``state``: the SurveyExplorer, whose ``row`` it follows). ``shown()``
     returns the rows the explorer's filters keep, for previous/next. ``layout`` and
     ``gradient_layout`` are the panels; ``find``/``step`` select stars as the widgets do."""
 

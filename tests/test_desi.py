@@ -399,3 +399,48 @@ def test_desi_training_follows_z24():
     assert (desi.n_hidden, desi.batch_size, desi.lr_start, desi.lr_end) == (40, 512, 1e-2, 1e-4)
     assert desi.reference == "desi-isochrone" and lamost == TrainConfig()
     assert TrainConfig.for_instrument("desi", epochs=5).epochs == 5
+
+
+@pytest.mark.slow
+def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, desi_truth):
+    """SYNTHETIC (a test emulator on DESI's grid, not physics): coadds -> ingest -> labels of the
+    shared stars -> train (DESI settings, small) -> fit and flag with the MAD chi2 cut: the
+    pipeline runs on DESI's grid, recovers the labels and flags the bad fits."""
+    from dataclasses import replace
+
+    from conftest import TEST_LABELS, reference_from
+
+    from ddpayne_core.fit import FitConfig
+    from ddpayne_core.io import open_store
+    from ddpayne_core.model import TrainConfig, TrainingSetConfig
+    from ddpayne_core.pipeline import fit_and_flag, train_from_store
+    from ddpayne_core.preprocess import ingest_desi
+    from ddpayne_core.simulate import DesiSurveyConfig, simulate_desi_survey
+
+    cfg = DesiSurveyConfig(n_stars=700, spectra_per_file=250, r_mag=(15.5, 18.0), lamost_fraction=0.0)
+    truth_table = simulate_desi_survey(tmp_path / "desi", cfg, desi_truth, log=lambda *a: None)
+    ingest_desi([tmp_path / "desi" / "coadds"], tmp_path / "store",
+                mws_catalog=tmp_path / "desi" / "mws.fits", log=lambda *a: None)
+    store = open_store(tmp_path / "store")
+    meta = store.meta().merge(truth_table, on=["targetid", "filename", "row"], suffixes=("", "_true"))
+    rng = np.random.default_rng(1)
+    usable = (meta["ingest_error"] == "") & ~meta["is_binary"]
+    for lab, noise in zip(TEST_LABELS, (50.0, 0.08, 0.1, 0.04, 0.04, 0.04, 0.04)):
+        meta[f"ref_{lab}"] = np.where(usable, meta[lab] + rng.normal(0, noise, len(meta)), np.nan)
+    meta["cu_fe"] = 0.0
+    train = replace(TrainConfig.for_instrument("desi"), n_hidden=8, epochs=60, regularize=False)
+    model = train_from_store(tmp_path / "store", tmp_path / "model.pt",
+                             TrainingSetConfig(survey="ref", label_set=TEST_LABELS, min_snr=15,
+                                               min_snr_metal_poor=15),
+                             train, meta=meta, log=lambda *a: None)
+    assert model.config["instrument"] == "desi" and model.config["resampling"] == "cubic"
+    table = fit_and_flag(model, store, tmp_path / "catalog.parquet", replace(FitConfig(), n_candidates=16),
+                         reference_from(model), log=lambda *a: None)
+    t = table.merge(meta[["specid", "teff", "feh", "is_galaxy", "injected_bad"]], on="specid",
+                    suffixes=("", "_true"))
+    good = (t["snr"] > 30) & ~t["is_galaxy"] & ~t["injected_bad"] & (t["fit_status"] != 2)
+    assert good.sum() > 100
+    assert np.median(np.abs(t.loc[good, "teff"] - t.loc[good, "teff_true"])) < 150
+    assert np.median(np.abs(t.loc[good, "feh"] - t.loc[good, "feh_true"])) < 0.15
+    assert t.loc[t["injected_bad"] | t["is_galaxy"], "qflag_chi2"].mean() > 0.5
+    assert t.loc[good, "qflag_chi2"].mean() < 0.15

@@ -23,8 +23,10 @@ from ..preprocess.grid import preprocess_batch
 from ..progress import progress
 from .lm import FitConfig, fit_result_table, fit_spectra, window_chi2
 
+# Store metadata carried into catalogues where the store has them (LAMOST and DESI alike).
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
-                "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error")
+                "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error",
+                "targetid", "row", "snr_b", "snr_r", "snr_z", "rr_spectype", "ingest_error")
 
 
 def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
