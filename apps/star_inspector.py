@@ -31,6 +31,7 @@ FLAG_LEGEND = ("Flags: **X_flag 1** = the label is measured from spectral featur
                "the spectrum, set the value.")
 WAVE_AXIS = "rest-frame vacuum wavelength [A]"
 VISIT_COLORS = Category10_10[2:2 + C.MAX_REPEAT_VISITS]
+CAMERA_COLORS = {"B": "#1f77b4", "R": "#9467bd", "Z": "#8c564b"}   # DESI cameras (the model is red)
 
 
 class StarInspector:
@@ -70,7 +71,17 @@ class StarInspector:
                         legend_label="±1σ")
         self.spec.multi_line("xs", "ys", source=self.visit_src, line_color="color",
                              line_alpha=0.7, legend_field="visit")
-        self.spec.line("x", "y", source=self.src["flux"], legend_label="observed")
+        # DESI: the spectrum by camera (B, R, Z; each where it is the camera in use on the merged
+        # grid, constants.DESI_CAMERA_SPLIT_AA), so a camera's own problems can be told apart.
+        self.cameras = b.model.config.get("instrument") == "desi"
+        if self.cameras:
+            self.camera_src = {cam: ColumnDataSource({"x": [], "y": []}, name=f"camera-{cam}")
+                               for cam in CAMERA_COLORS}
+            for cam, color in CAMERA_COLORS.items():
+                self.spec.line("x", "y", source=self.camera_src[cam], color=color,
+                               legend_label=f"observed, {cam} camera")
+        else:
+            self.spec.line("x", "y", source=self.src["flux"], legend_label="observed")
         self.spec.line("x", "y", source=self.src["model"], color="red", legend_label="model")
         self.resid.line("x", "y", source=self.src["resid"])
         self.markers = _line_markers(self.spec, self.full)
@@ -191,6 +202,10 @@ class StarInspector:
         self.mask_src.data = {"left": [a for a, _ in spans], "right": [c for _, c in spans]}
         # Pixels without a measurement (zero inverse variance) carry no flux worth drawing.
         self.src["flux"].data = {"x": v.wave, "y": np.where(np.isfinite(v.error), v.flux, np.nan)}
+        if self.cameras:
+            lo, hi = C.DESI_CAMERA_SPLIT_AA
+            for cam, use in zip(CAMERA_COLORS, (v.wave < lo, (v.wave >= lo) & (v.wave < hi), v.wave >= hi)):
+                self.camera_src[cam].data = {"x": v.wave[use], "y": self.src["flux"].data["y"][use]}
         # The emulator is not trained on masked pixels: show the model where it was fitted.
         self.src["model"].data = {"x": v.wave, "y": np.where(v.masked, np.nan, v.model)}
         self.src["resid"].data = {"x": v.wave, "y": v.resid_sigma}

@@ -146,3 +146,47 @@ def real_bundle(tmp_path_factory):
                        fit_config=replace(FitConfig(), n_candidates=8), synthetic_model=None,
                        log=lambda *a: None)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def desi_bundle(tmp_path_factory):
+    """A small DESI bundle (SYNTHETIC: a test emulator on DESI's grid, not physics): simulated
+    coadds read through ingest_desi, a small DESI model, the fitted and flagged catalogue, the
+    store as survey/ and a reference grid file taken from the test truth."""
+    from dataclasses import replace
+
+    from ddpayne_core.catalog import write_catalog
+    from ddpayne_core.fit import FitConfig
+    from ddpayne_core.io import open_store
+    from ddpayne_core.model import EmulatorModel, TrainConfig, TrainingSetConfig
+    from ddpayne_core.pipeline import fit_and_flag, train_from_store
+    from ddpayne_core.preprocess import ingest_desi
+    from ddpayne_core.simulate import DesiSurveyConfig, simulate_desi_survey
+
+    root = tmp_path_factory.mktemp("desi_bundle")
+    truth = make_truth(seed=11, n_lines=1200, instrument="desi")
+    truth.save(root / "truth.pt")
+    cfg = DesiSurveyConfig(n_stars=300, spectra_per_file=150, r_mag=(15.5, 17.5), lamost_fraction=0.0)
+    table = simulate_desi_survey(root / "sim", cfg, root / "truth.pt", log=lambda *a: None)
+    ingest_desi([root / "sim" / "coadds"], root / "survey", mws_catalog=root / "sim" / "mws.fits",
+                log=lambda *a: None)
+    store = open_store(root / "survey")
+    meta = store.meta().merge(table, on=["targetid", "filename", "row"], suffixes=("", "_true"))
+    usable = (meta["ingest_error"] == "") & ~meta["is_binary"]
+    for lab in TEST_LABELS:
+        meta[f"ref_{lab}"] = np.where(usable, meta[lab], np.nan)
+    reference = reference_from(truth)
+    reference.save(root / "reference.npz")
+    train = replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=20, regularize=False)
+    model = train_from_store(root / "survey", root / "model.pt",
+                             TrainingSetConfig(survey="ref", label_set=TEST_LABELS, min_snr=10,
+                                               min_snr_metal_poor=10), train, meta=meta,
+                             log=lambda *a: None)
+    model.config["reference"] = str(root / "reference.npz")
+    model.save(root / "model.pt")
+    model = EmulatorModel.load(root / "model.pt")
+    cat = fit_and_flag(model, store, root / "catalog.parquet", replace(FitConfig(), n_candidates=8),
+                       reference, log=lambda *a: None)
+    write_catalog(cat, root / "catalog.parquet", {"synthetic": True, "model": str(root / "model.pt"),
+                                                  "instrument": "desi"})
+    return root

@@ -372,3 +372,37 @@ def test_the_star_table_lists_the_shown_stars_and_a_row_click_inspects_one(page,
     cells.nth(2).click()
     _wait_header_row(page, row)
     assert row == 2   # the table lists the shown stars in catalogue order
+
+
+@pytest.fixture(scope="module")
+def desi_server(desi_bundle):
+    yield from _serve(desi_bundle)
+
+
+def test_desi_bundle_shows_a_clicked_star_by_camera(page, desi_server, desi_bundle):
+    """A DESI bundle (SYNTHETIC, test emulator): a click on the Kiel map inspects the star and
+    its spectrum is drawn by camera, B, R and Z, each over its own wavelengths."""
+    _kiel_map_box(page, desi_server)
+    page.get_by_text("SYNTHETIC SURVEY").first.wait_for()
+    cat = load_bundle(desi_bundle).catalog
+    row = int(np.argmin(np.abs(cat["teff"] - cat["teff"].median()) / 300
+                        + np.abs(cat["logg"] - cat["logg"].median())))
+    page.mouse.click(*_screen_point(page, "kiel-map", cat["teff"].iloc[row], cat["logg"].iloc[row]))
+    page.locator(".inspector").get_by_text(re.compile(f"Star row {row}\\b")).first.wait_for()
+    page.wait_for_function("""() => Bokeh.documents.some(d => {
+        const m = d.get_model_by_name("camera-Z"); return m && m.data.x.length > 100; })""")
+    ranges = page.evaluate("""() => {
+        for (const d of Bokeh.documents) {
+            const out = {};
+            for (const cam of ["B", "R", "Z"]) {
+                const m = d.get_model_by_name("camera-" + cam);
+                if (!m) break;
+                const x = Array.from(m.data.x);
+                out[cam] = [Math.min(...x), Math.max(...x), x.length];
+            }
+            if (Object.keys(out).length === 3) return out;
+        }
+        return null; }""")
+    assert ranges["B"][0] < 3700 and ranges["B"][1] < 5780 <= ranges["R"][0]
+    assert ranges["R"][1] < 7570 <= ranges["Z"][0] and ranges["Z"][1] > 9700
+    assert all(n > 1000 for _, _, n in ranges.values())

@@ -390,12 +390,22 @@ class ReferenceGradients:
         """(n_star, n_label) reference labels."""
         return np.stack([np.asarray(self.stars[lab]) for lab in self.labels], axis=1)
 
+    def save(self, path: str | Path) -> Path:
+        """Write the grid as ``load_reference_gradients(path)`` reads it (with a provenance
+        .json beside it)."""
+        out = atomic_write_npz(path, wave=self.wavelength, flux=self.flux.astype(np.float32),
+                               dflux=self.dflux.astype(np.float32), ref_labels=self.reference_labels(),
+                               steps=self.steps(), labels=np.array(self.labels))
+        atomic_write_text(Path(path).with_suffix(".json"), json.dumps(self.provenance, indent=2, default=str))
+        return out
+
 
 def load_reference_gradients(name: str = C.REFERENCE_GRID) -> ReferenceGradients:
     """Load committed reference gradients: "lamost-table1" (regularizing physics),
     "lamost-table1-truth" (the synthetic survey's truth physics), "lamost-isochrone", or several
     joined by "+" (their stars together, with the labels every one of them has, in the first
-    grid's order)."""
+    grid's order); or a grid file (a path ending in .npz, as ``ReferenceGradients.save``
+    writes)."""
     if "+" in name:
         parts = [load_reference_gradients(part) for part in name.split("+")]
         labels = tuple(lab for lab in parts[0].labels if all(lab in p.labels for p in parts))
@@ -409,9 +419,10 @@ def load_reference_gradients(name: str = C.REFERENCE_GRID) -> ReferenceGradients
                                   np.concatenate([p.flux for p in parts]),
                                   np.concatenate([p.dflux for p in parts]),
                                   {p.name: p.provenance for p in parts})
-    path = DATA_DIR / f"{name}.npz"
+    path = Path(name) if name.endswith(".npz") else DATA_DIR / f"{name}.npz"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`")
+        raise FileNotFoundError(f"{path} missing: run `ddpayne theory gradients --grid {name}`"
+                                if not name.endswith(".npz") else f"{path}: no such reference grid file")
     with np.load(path, allow_pickle=False) as f:
         if "dflux" not in f.files:
             raise ValueError(f"{path} is not a reference-star grid (no dflux)")
