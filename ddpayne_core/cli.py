@@ -219,6 +219,11 @@ def _demo(args):
         return
     if args.spectra or args.labels:
         raise ValueError("--spectra and --labels go with --real")
+    if args.survey == "desi":
+        from .desi_demo import run_desi_demo
+        from .paths import DESI_DEMO_OUT
+        run_desi_demo(args.out if args.out != DEMO_OUT else DESI_DEMO_OUT)
+        return
     from .demo import run_demo
     run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,
              train_config=replace(train_config, epochs=args.epochs or DEMO_EPOCHS),
@@ -440,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--real", action="store_true",
                     help="real LAMOST spectra by label transfer: the DR10 spectra and LAMOST "
                          "pipeline labels in shared/data unless --spectra/--labels say otherwise")
+    dm.add_argument("--survey", choices=("lamost", "desi"), default="lamost",
+                    help="desi: the DESI demo (SYNTHETIC coadds, labels transferred from the LAMOST "
+                         "demo's catalogue, Z24; data/demo_desi); needs the DESI MOOG grids "
+                         "(tools/compute_desi_physics.sh)")
     dm.add_argument("--spectra", help="with --real: a folder of LAMOST FITS files")
     dm.add_argument("--labels", help="with --real: a label table (CSV/Parquet/FITS) with obsid or "
                                      "file and teff, logg, feh columns")

@@ -7,8 +7,9 @@
 - ``CACHE``: the MOOG build and downloads: ``DDPAYNE_CACHE``, else ``.cache`` of the checkout,
   else ``~/.cache/ddpayne``.
 - ``SHARED``: the real survey files beside a checkout (``../shared/data``; ``DDPAYNE_SHARED``).
-- ``DEMO_OUT``, ``REAL_DEMO_OUT``: where the demos write by default (``data/demo`` and
-  ``data/demo_real`` of a checkout, else under the current folder).
+- ``DEMO_OUT``, ``REAL_DEMO_OUT``, ``DESI_DEMO_OUT``: where the demos write by default
+  (``data/demo``, ``data/demo_real``, ``data/demo_desi`` of a checkout, else under the current
+  folder).
 """
 from __future__ import annotations
 
@@ -36,3 +37,4 @@ MODELS = DATA / "models"
 THEORY = DATA / "theory"
 DEMO_OUT = _CHECKOUT / "data" / "demo" if _IS_CHECKOUT else Path("ddpayne_demo")
 REAL_DEMO_OUT = _CHECKOUT / "data" / "demo_real" if _IS_CHECKOUT else Path("ddpayne_demo_real")
+DESI_DEMO_OUT = _CHECKOUT / "data" / "demo_desi" if _IS_CHECKOUT else Path("ddpayne_demo_desi")

@@ -444,3 +444,43 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
     assert np.median(np.abs(t.loc[good, "feh"] - t.loc[good, "feh_true"])) < 0.15
     assert t.loc[t["injected_bad"] | t["is_galaxy"], "qflag_chi2"].mean() > 0.5
     assert t.loc[good, "qflag_chi2"].mean() < 0.15
+
+
+@pytest.mark.slow
+def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_path, desi_truth, demo_bundle):
+    """`ddpayne demo --survey desi` on test physics (SYNTHETIC): the LAMOST demo's stars seed the
+    shared footprint, its catalogue's labels train the DESI model, and the DESI catalogue and
+    report are written; without the DESI truth emulator it says how to build it."""
+    from dataclasses import replace
+
+    from conftest import reference_from
+
+    from ddpayne_core.desi_demo import run_desi_demo
+    from ddpayne_core.fit import FitConfig
+    from ddpayne_core.model import EmulatorModel, TrainConfig
+    from ddpayne_core.simulate import DesiSurveyConfig
+
+    with pytest.raises(FileNotFoundError, match="compute_desi_physics"):
+        run_desi_demo(tmp_path / "none", demo_bundle[0], truth_path=tmp_path / "missing.pt")
+    reference_from(EmulatorModel.load(desi_truth)).save(tmp_path / "reference.npz")
+    summary = run_desi_demo(
+        tmp_path / "desi", demo_bundle[0],
+        DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, r_mag=(15.0, 17.5)),
+        desi_truth, replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=40, regularize=False),
+        replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
+        log=lambda *a: None)
+    assert summary["synthetic"] and summary["instrument"] == "desi" and summary["n_training"] > 50
+    assert (tmp_path / "desi" / "catalog.parquet").exists()
+    assert (tmp_path / "desi" / "report" / "summary.md").exists()
+    cat = pd.read_parquet(tmp_path / "desi" / "catalog.parquet")
+    assert "targetid" in cat and cat["qflag_chi2"].isin([0, 1]).all()
+    # Tiny test models trained on a tiny LAMOST demo's labels: DESI's fits can only be as good as
+    # the labels they learned from (the transfer's cost); the DESI physics grids give real numbers.
+    from ddpayne_core.catalog import robust_bias_scatter
+    from ddpayne_core.io import open_store
+
+    lamost = pd.read_parquet(demo_bundle[0] / "catalog.parquet").merge(
+        open_store(demo_bundle[0] / "survey").meta()[["specid", "teff"]], on="specid", suffixes=("", "_true"))
+    good = (lamost["snr"] > 20) & (lamost["fit_status"] != 2) & (lamost["qflag_chi2"] == 0)
+    label_scatter = robust_bias_scatter((lamost["teff"] - lamost["teff_true"])[good])[1]
+    assert summary["recovery"]["teff"]["scatter_50"] < 1.6 * label_scatter

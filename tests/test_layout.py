@@ -22,7 +22,7 @@ RANKS = [
     {"simulate"},
     {"validation"},
     {"app"},
-    {"demo", "real", "cli"},
+    {"demo", "real", "desi_demo", "cli"},
 ]
 UI_LIBRARIES = {"panel", "holoviews", "bokeh", "param", "matplotlib.pyplot"}
 

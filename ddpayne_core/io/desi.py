@@ -29,7 +29,7 @@ CAMERAS = ("B", "R", "Z")
 FIBERMAP_COLUMNS = {"targetid": "TARGETID", "ra": "TARGET_RA", "dec": "TARGET_DEC",
                     "mws_target": "MWS_TARGET", "morphtype": "MORPHTYPE",
                     "gaia_g": "GAIA_PHOT_G_MEAN_MAG", "flux_r": "FLUX_R", "ebv": "EBV",
-                    "fiberstatus": "COADD_FIBERSTATUS"}
+                    "fiberstatus": "COADD_FIBERSTATUS", "mjd": "MEAN_MJD"}
 # Targeting bits of the Milky Way Survey in the main survey and survey validation (desitarget).
 MWS_TARGET_COLUMNS = ("MWS_TARGET", "SV1_MWS_TARGET", "SV2_MWS_TARGET", "SV3_MWS_TARGET")
 

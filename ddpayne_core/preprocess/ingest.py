@@ -169,6 +169,8 @@ def ingest_desi(files, out: str | Path, mws_catalog: str | Path | None = None,
     flush(final=True)
     meta = pd.concat(metas, ignore_index=True)
     meta.insert(0, "specid", np.arange(n))
+    # A star is a TARGETID: DESI keeps it across programmes and visits (repeat-visit errors).
+    meta["star_id"] = pd.factorize(meta["targetid"].astype("Int64").astype(str))[0]
     write_meta(out, meta, store.chunk)
     with atomic_path(Path(out) / "ingest_report.csv") as tmp:
         report = meta.loc[meta["ingest_error"] != "", ["specid", "filename", "row", "ingest_error"]]

@@ -265,7 +265,8 @@ def simulate_desi_survey(out: str | Path, config: DesiSurveyConfig, truth_path: 
             "TARGETID": part["targetid"].to_numpy(np.int64), "TARGET_RA": part["ra"].to_numpy(),
             "TARGET_DEC": part["dec"].to_numpy(), "MWS_TARGET": np.where(galaxy, 0, 1).astype(np.int64),
             "MORPHTYPE": np.where(galaxy, "EXP", "PSF"), "COADD_FIBERSTATUS": np.zeros(len(part), np.int32),
-            "FLUX_R": (10 ** (-0.4 * (part["r_mag"].to_numpy() - 22.5))).astype(np.float32)})
+            "FLUX_R": (10 ** (-0.4 * (part["r_mag"].to_numpy() - 22.5))).astype(np.float32),
+            "MEAN_MJD": part["mjd"].to_numpy(np.float64)})
         write_desi_coadd(path, fibermap, cams, header)
     rng = np.random.default_rng([config.seed, 99])
     m = len(rows)

@@ -1,0 +1,121 @@
+"""The DESI demo (SYNTHETIC; Z24): ``ddpayne demo --survey desi``.
+
+The DESI synthetic survey from an empty folder (coadds + MWS catalogue, ``simulate.desi``), read
+back through the DESI coadd reader (``ingest_desi``), trained by label transfer from the LAMOST
+demo's catalogue on the stars both surveys observed (Z24 sec. 3.2: S/N > 20 in both), fitted and
+flagged with DESI's settings; writes ``DIR/catalog.parquet`` and ``DIR/report``. Every step is
+skipped when its output exists, so an interrupted run resumes.
+
+It needs the DESI-resolution physics: the DESI truth emulator and the desi-isochrone reference
+grid (``bash tools/compute_desi_physics.sh``); it says so when they are missing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import recovery_scatter, write_catalog
+from .fit.lm import FitConfig
+from .io.store import open_store
+from .labels import LABEL_SETS
+from .model.emulator import EmulatorModel
+from .model.train import TrainConfig
+from .model.trainingset import TRANSFER_MIN_SNR, TrainingSetConfig, select_training, transfer_labels
+from .paths import DEMO_OUT, DESI_DEMO_OUT
+from .pipeline import fit_and_flag, train_from_store
+from .preprocess.ingest import ingest_desi
+from .simulate.desi import DesiSurveyConfig, simulate_desi_survey
+from .simulate.survey import DESI_TRUTH_EMULATOR
+from .theory.gradients import load_reference_gradients
+from .validation.report import write_report
+
+
+def lamost_demo_stars(lamost_demo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The LAMOST demo's single stars (first visits: star_id, ra, dec and true labels) for the
+    shared footprint, and its catalogue (ra, dec, snr, fitted labels, flags) for the transfer."""
+    meta = open_store(lamost_demo / "survey").meta()
+    single = meta[(meta["visit"] == 0) & ~meta["is_binary"] & ~meta["injected_bad"]]
+    catalog = pd.read_parquet(lamost_demo / "catalog.parquet")
+    if not {"ra", "dec"} <= set(catalog.columns):
+        catalog = catalog.merge(meta[["specid", "ra", "dec"]], on="specid")
+    return single.reset_index(drop=True), catalog
+
+
+def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEMO_OUT,
+                  config: DesiSurveyConfig = DesiSurveyConfig(),
+                  truth_path: str | Path = DESI_TRUTH_EMULATOR,
+                  train_config: TrainConfig = TrainConfig.for_instrument("desi"),
+                  fit_config: FitConfig = FitConfig(), reference: str | None = None,
+                  log=print) -> dict:
+    """Run the DESI demo into ``out``; returns the report's summary. ``lamost_demo``: a finished
+    ``ddpayne demo`` folder (made first when missing); ``reference``: the reference grid for the
+    prior and X_flag (default ``train_config.reference``: desi-isochrone)."""
+    out, lamost_demo = Path(out), Path(lamost_demo)
+    done = out / "report" / "summary.json"
+    if done.exists():
+        log(f"DESI demo already complete in {out}; delete {done} to redo it")
+        return json.loads(done.read_text())
+    reference_name = reference or train_config.reference
+    if not Path(truth_path).exists():
+        raise FileNotFoundError(
+            f"{truth_path}: the DESI truth emulator is not built yet; it needs the DESI-resolution "
+            "MOOG grids: `bash tools/compute_desi_physics.sh` (about 4.5 h on two cores, resumable)")
+    ref = load_reference_gradients(reference_name)      # says how to compute it when missing
+    if not (lamost_demo / "report" / "summary.json").exists():
+        from .demo import run_demo
+
+        log(f"the DESI training labels come from the LAMOST demo's catalogue: running it in {lamost_demo}")
+        run_demo(lamost_demo, studies=False, log=log)
+    lamost_stars, lamost_catalog = lamost_demo_stars(lamost_demo)
+    truth = simulate_desi_survey(out / "desi", config, truth_path, lamost_stars, log=log)
+    store_path = out / "survey"
+    if not _store_complete(store_path):
+        ingest_desi([out / "desi" / "coadds"], store_path, mws_catalog=out / "desi" / "mws.fits", log=log)
+    store = open_store(store_path)
+    labels = [lab for lab in LABEL_SETS["desi"] if lab in lamost_catalog.columns
+              and lab in EmulatorModel.load(truth_path).labels]
+    meta = store.meta()
+    meta = transfer_labels(meta, lamost_catalog, labels, prefix="lamost", min_snr=TRANSFER_MIN_SNR)
+    meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = float("nan")
+    ts = TrainingSetConfig(survey="lamost", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
+                           min_snr_metal_poor=TRANSFER_MIN_SNR)
+    n_train = len(select_training(meta, ts)[0])
+    log(f"label transfer: {n_train} DESI spectra of stars the LAMOST demo fitted well (S/N > "
+        f"{TRANSFER_MIN_SNR:.0f} in both) train the DESI model")
+    model_path = out / "model.pt"
+    if model_path.exists():
+        model = EmulatorModel.load(model_path)
+    else:
+        model = train_from_store(store_path, model_path, ts, replace(train_config, reference=reference_name),
+                                 meta=meta, log=log)
+    results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, ref, log=log)
+    write_catalog(results, out / "catalog.parquet",
+                  {"synthetic": True, "instrument": "desi", "model": str(model_path),
+                   "model_config": model.config, "fit_config": asdict(fit_config),
+                   "survey": store.info["provenance"], "training_labels": "transferred from the "
+                   f"LAMOST demo catalogue {lamost_demo / 'catalog.parquet'} (Z24 sec. 3.2)",
+                   "error_scale": results.attrs.pop("error_scale", None)})
+    truth_by_spectrum = meta[["specid", "targetid", "filename", "row"]].merge(
+        truth, on=["targetid", "filename", "row"])
+    summary = {"synthetic": True, "instrument": "desi", "n_spectra": int(len(results)),
+               "n_training": int(n_train), "labels": labels,
+               "recovery": json.loads(recovery_scatter(results, truth_by_spectrum[["specid"] + labels],
+                                                       labels).to_json(orient="index"))}
+    rows = select_training(meta, ts)[0]
+    report_meta = meta.merge(truth_by_spectrum[["specid", "injected_bad", "is_binary"]], on="specid")
+    summary = write_report(out / "report", results, report_meta, labels,
+                           meta["specid"].to_numpy()[rows], "lamost", summary)
+    log(f"DESI validation report -> {out / 'report'}")
+    return summary
+
+
+def _store_complete(path: Path) -> bool:
+    """Whether a finished store is at ``path`` (else ingest, which resumes a partial one)."""
+    try:
+        open_store(path)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
