@@ -41,3 +41,19 @@ def cannon(train_flux, train_ivar, train_labels, test_flux, test_ivar, wave, nam
         m.infer_labels(ds)
         t2 = time.perf_counter()
     return np.asarray(ds.test_label_vals), t1 - t0, t2 - t1
+
+
+def random_desi_emulator(seed: int = 1) -> EmulatorModel:
+    """A random emulator of DESI size (7,781 pixels, Z24's 15 labels, 40 neurons; the telluric
+    bands masked) with label sensitivities of a few per cent: the size of the DESI model, where
+    no trained one is committed yet."""
+    inst = get_instrument("desi")
+    labels = LABEL_SETS["desi"]
+    net = Emulator(len(labels), inst.wave.size, 40, seed=seed)
+    with torch.no_grad():
+        net.w.mul_(1.5)
+    lo = np.array([4000, 0.5, 0.5, -3.0] + [-0.4] * 11, float)
+    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * 11, float)
+    return EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave, "desi"),
+                         config={"continuum_weights": CONTINUUM_WEIGHTS, "instrument": "desi",
+                                 "resampling": inst.resampling})
