@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import recovery_scatter, write_catalog
+from .catalog import recovery_scatter, robust_bias_scatter, write_catalog
 from .fit.lm import FitConfig
 from .io.store import open_store
 from .labels import LABEL_SETS
@@ -104,6 +104,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                "n_training": int(n_train), "labels": labels,
                "recovery": json.loads(recovery_scatter(results, truth_by_spectrum[["specid"] + labels],
                                                        labels).to_json(orient="index"))}
+    summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
     rows = select_training(meta, ts)[0]
     report_meta = meta.merge(truth_by_spectrum[["specid", "injected_bad", "is_binary"]], on="specid")
     summary = write_report(out / "report", results, report_meta, labels,
@@ -119,3 +120,27 @@ def _store_complete(path: Path) -> bool:
     except (FileNotFoundError, ValueError):
         return False
     return True
+
+
+def desi_vs_lamost(desi: pd.DataFrame, truth_by_spectrum: pd.DataFrame, lamost_demo: Path, labels,
+                   snr_min: float = 30.0) -> dict:
+    """DESI against LAMOST on the same stars (the shared footprint; ``truth_by_spectrum``: the
+    DESI spectra's truth with lamost_star_id): per label, the robust
+    scatter of fitted minus true labels of each survey's good fits (S/N > ``snr_min``, fit not
+    failed, qflag_chi2 0) of the stars both observed, and their ratio (below 1: DESI measures the
+    label better, as its resolution should let it)."""
+    shared = truth_by_spectrum[truth_by_spectrum["lamost_star_id"] >= 0]
+    ok = lambda t: (t["snr"] > snr_min) & (t["fit_status"] != 2) & (t["qflag_chi2"] == 0)
+    d = desi.merge(shared[["specid", "lamost_star_id"] + list(labels)], on="specid", suffixes=("", "_true"))
+    d = d[ok(d)]
+    lamost = pd.read_parquet(lamost_demo / "catalog.parquet")
+    lmeta = open_store(lamost_demo / "survey").meta(["specid", "star_id"] + list(labels))
+    lam = lamost.merge(lmeta, on="specid", suffixes=("", "_true"))
+    lam = lam[ok(lam) & lam["star_id"].isin(d["lamost_star_id"])]
+    out = {"n_desi": int(len(d)), "n_lamost": int(len(lam)), "snr_min": snr_min, "labels": {}}
+    for lab in labels:
+        s_desi = robust_bias_scatter(d[lab] - d[f"{lab}_true"])[1]
+        s_lamost = robust_bias_scatter(lam[lab] - lam[f"{lab}_true"])[1]
+        out["labels"][lab] = {"desi": s_desi, "lamost": s_lamost,
+                              "desi_over_lamost": s_desi / s_lamost if s_lamost > 0 else float("nan")}
+    return out

@@ -484,3 +484,7 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     good = (lamost["snr"] > 20) & (lamost["fit_status"] != 2) & (lamost["qflag_chi2"] == 0)
     label_scatter = robust_bias_scatter((lamost["teff"] - lamost["teff_true"])[good])[1]
     assert summary["recovery"]["teff"]["scatter_50"] < 1.6 * label_scatter
+    both = summary["desi_vs_lamost"]
+    assert both["n_desi"] > 20 and both["n_lamost"] > 20
+    assert set(both["labels"]) == set(summary["labels"])
+    assert all(np.isfinite(v["desi_over_lamost"]) for v in both["labels"].values())
