@@ -13,18 +13,32 @@ from ddpayne_core.model import Emulator, EmulatorModel
 from ddpayne_core.preprocess import instrument_mask
 
 
-def random_lamost_emulator(seed: int = 1) -> EmulatorModel:
-    """A random emulator of LAMOST size (3909 pixels, LAMOST-APOGEE labels, 10 neurons) with
-    label sensitivities of a few per cent: a stand-in where no trained model is committed."""
-    inst = get_instrument("lamost")
-    labels = LABEL_SETS["lamost-apogee"]
-    net = Emulator(len(labels), inst.wave.size, 10, seed=seed)
+def random_emulator(instrument: str, label_set: str, n_hidden: int, weight_scale: float,
+                    feh_lo: float, seed: int = 1) -> EmulatorModel:
+    """A random emulator of an instrument's size (its grid and fit mask, a label set, ``n_hidden``
+    neurons) with label sensitivities of a few per cent: a stand-in where no trained model of
+    that size is committed (throughput depends on the size, not on the weights)."""
+    inst = get_instrument(instrument)
+    labels = LABEL_SETS[label_set]
+    net = Emulator(len(labels), inst.wave.size, n_hidden, seed=seed)
     with torch.no_grad():
-        net.w.mul_(3.0)
-    lo = np.array([4000, 0.5, 0.5, -2.5] + [-0.4] * 12, float)
-    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * 12, float)
-    return EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave),
-                         config={"continuum_weights": CONTINUUM_WEIGHTS})
+        net.w.mul_(weight_scale)
+    n_xfe = len(labels) - 4
+    lo = np.array([4000, 0.5, 0.5, feh_lo] + [-0.4] * n_xfe, float)
+    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * n_xfe, float)
+    return EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave, instrument),
+                         config={"continuum_weights": CONTINUUM_WEIGHTS, "instrument": instrument,
+                                 "resampling": inst.resampling})
+
+
+def random_lamost_emulator(seed: int = 1) -> EmulatorModel:
+    """LAMOST size: 3,909 pixels, the LAMOST-APOGEE labels, 10 neurons."""
+    return random_emulator("lamost", "lamost-apogee", 10, 3.0, -2.5, seed)
+
+
+def random_desi_emulator(seed: int = 1) -> EmulatorModel:
+    """DESI size (Z24): 7,781 pixels (the telluric bands masked), 15 labels, 40 neurons."""
+    return random_emulator("desi", "desi", 40, 1.5, -3.0, seed)
 
 
 def cannon(train_flux, train_ivar, train_labels, test_flux, test_ivar, wave, names):
@@ -41,19 +55,3 @@ def cannon(train_flux, train_ivar, train_labels, test_flux, test_ivar, wave, nam
         m.infer_labels(ds)
         t2 = time.perf_counter()
     return np.asarray(ds.test_label_vals), t1 - t0, t2 - t1
-
-
-def random_desi_emulator(seed: int = 1) -> EmulatorModel:
-    """A random emulator of DESI size (7,781 pixels, Z24's 15 labels, 40 neurons; the telluric
-    bands masked) with label sensitivities of a few per cent: the size of the DESI model, where
-    no trained one is committed yet."""
-    inst = get_instrument("desi")
-    labels = LABEL_SETS["desi"]
-    net = Emulator(len(labels), inst.wave.size, 40, seed=seed)
-    with torch.no_grad():
-        net.w.mul_(1.5)
-    lo = np.array([4000, 0.5, 0.5, -3.0] + [-0.4] * 11, float)
-    hi = np.array([7000, 5.0, 3.0, 0.5] + [0.4] * 11, float)
-    return EmulatorModel(net, labels, Scaler(lo, hi), inst.wave, instrument_mask(inst.wave, "desi"),
-                         config={"continuum_weights": CONTINUUM_WEIGHTS, "instrument": "desi",
-                                 "resampling": inst.resampling})
