@@ -31,6 +31,7 @@ from .simulate.desi import DesiSurveyConfig, simulate_desi_survey
 from .simulate.survey import DESI_TRUTH_EMULATOR
 from .theory.gradients import load_reference_gradients
 from .validation.report import write_report
+from .validation.studies import desi_crb_experiment
 
 
 def lamost_demo_stars(lamost_demo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,7 +50,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                   truth_path: str | Path = DESI_TRUTH_EMULATOR,
                   train_config: TrainConfig = TrainConfig.for_instrument("desi"),
                   fit_config: FitConfig = FitConfig(), reference: str | None = None,
-                  log=print) -> dict:
+                  crb_stars: int = 200, log=print) -> dict:
     """Run the DESI demo into ``out``; returns the report's summary. ``lamost_demo``: a finished
     ``ddpayne demo`` folder (made first when missing); ``reference``: the reference grid for the
     prior and X_flag (default ``train_config.reference``: desi-isochrone)."""
@@ -105,6 +106,9 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                "recovery": json.loads(recovery_scatter(results, truth_by_spectrum[["specid"] + labels],
                                                        labels).to_json(orient="index"))}
     summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
+    log("Cramer-Rao experiment: survey stars observed twice more at S/N 100 and fitted")
+    summary["crb_experiment"] = desi_crb_experiment(truth, model, truth_path, config, fit_config,
+                                                    n_stars=crb_stars)
     rows = select_training(meta, ts)[0]
     report_meta = meta.merge(truth_by_spectrum[["specid", "injected_bad", "is_binary"]], on="specid")
     summary = write_report(out / "report", results, report_meta, labels,

@@ -468,7 +468,7 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
         DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, r_mag=(15.0, 17.5)),
         desi_truth, replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=40, regularize=False),
         replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
-        log=lambda *a: None)
+        crb_stars=40, log=lambda *a: None)
     assert summary["synthetic"] and summary["instrument"] == "desi" and summary["n_training"] > 50
     assert (tmp_path / "desi" / "catalog.parquet").exists()
     assert (tmp_path / "desi" / "report" / "summary.md").exists()
@@ -488,3 +488,8 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     assert both["n_desi"] > 20 and both["n_lamost"] > 20
     assert set(both["labels"]) == set(summary["labels"])
     assert all(np.isfinite(v["desi_over_lamost"]) for v in both["labels"].values())
+    crb = summary["crb_experiment"]
+    assert crb["snr"] == 100 and crb["n_stars"] > 20
+    for lab, row in crb["labels"].items():    # a bound, and repeat visits that scatter about it
+        assert row["crb"] > 0 and 0.2 < row["precision_noise_only_over_crb"] < 20, (lab, row)
+    assert (tmp_path / "desi" / "report" / "error_over_crb.png").exists()

@@ -24,11 +24,20 @@ import numpy as np
 import pandas as pd
 
 from ..constants import DESI_TELLURIC_BANDS_AA
+from ..fit.lm import bound_from_jacobian
 from ..instrument import desi_camera_fwhm, desi_camera_wave, get_instrument
-from ..io.desi import CAMERAS, CameraData, gaussian_resolution, write_desi_coadd, write_mws_catalog
+from ..io.desi import (
+    CAMERAS,
+    CameraData,
+    DesiCoadd,
+    gaussian_resolution,
+    write_desi_coadd,
+    write_mws_catalog,
+)
 from ..io_utils import atomic_path, file_digest
 from ..labels import LABEL_SETS
 from ..model.emulator import EmulatorModel
+from ..preprocess.grid import merge_cameras, preprocess_batch
 from ..progress import progress
 from .survey import (
     HIRES_NOISE,
@@ -285,3 +294,48 @@ def simulate_desi_survey(out: str | Path, config: DesiSurveyConfig, truth_path: 
     with atomic_path(out / "truth.parquet") as tmp:
         truth_table.to_parquet(tmp)
     return truth_table
+
+
+def expected_desi_observation(norm: np.ndarray, rows: pd.DataFrame) -> tuple:
+    """Noise-free rest-frame observation of normalized truth spectra ``norm`` (n, n_pix) on
+    DESI's merged grid: each camera's continuum and photon-noise ivar (``camera_snr``), merged as
+    ``preprocess.merge_cameras`` merges data. Returns (flux, ivar) (n, n_pix): the forward model
+    of the Cramer-Rao bound (``desi_crb``)."""
+    inst = get_instrument("desi")
+    teff, r_mag = rows["teff"].to_numpy(), rows["r_mag"].to_numpy()
+    conts = {cam: stellar_continuum(desi_camera_wave(cam), teff, r_mag) for cam in CAMERAS}
+    snrs = camera_snr(rows, conts)
+    cams = {}
+    for cam in CAMERAS:
+        wave = desi_camera_wave(cam)
+        idx = np.rint((wave - inst.wave[0]) / (inst.wave[1] - inst.wave[0])).astype(int)
+        f = norm[:, idx] * conts[cam]
+        sigma = conts[cam] * np.sqrt(np.clip(f / conts[cam], 0.05, None)) / snrs[cam]
+        cams[cam] = CameraData(wave, f, 1.0 / sigma ** 2, np.zeros(f.shape, np.int32))
+    return merge_cameras(DesiCoadd(Path("expected"), rows.reset_index(drop=True), cams), inst)
+
+
+def desi_crb(truth: EmulatorModel, rows: pd.DataFrame, featureless, fitted, rel_step: float = 0.01) -> np.ndarray:
+    """Cramer-Rao bound (n, len(fitted)) of each spectrum in ``rows`` (true labels, teff, r_mag,
+    snr_r_true) for a fit of ``fitted`` to its preprocessed DESI spectrum: the forward model is
+    truth emulator -> cameras -> merge -> pseudo-continuum normalization, differentiated by
+    forward differences of ``rel_step`` of each label's training span (as ``survey.survey_crb``
+    for LAMOST)."""
+    inst = get_instrument("desi")
+    labels = list(truth.labels)
+    base = rows[labels].to_numpy(dtype=np.float64, copy=True)
+    base[:, [labels.index(lab) for lab in featureless if lab in labels]] = 0.0
+    zero_rv = np.zeros(len(rows))
+
+    def normalized(lab):
+        flux, ivar = expected_desi_observation(truth.predict(lab), rows)
+        return preprocess_batch(flux, ivar, zero_rv, inst)
+
+    flux0, ivar = normalized(base)
+    jac = np.empty((len(rows), inst.wave.size, len(fitted)))
+    for k, lab in enumerate(fitted):
+        h = rel_step * truth.scaler.span[labels.index(lab)]
+        step = np.zeros(len(labels))
+        step[labels.index(lab)] = h
+        jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
+    return bound_from_jacobian(jac * np.sqrt(ivar)[:, :, None])

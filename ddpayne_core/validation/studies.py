@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,11 @@ from ..catalog import recovery_scatter, robust_bias_scatter
 from ..fit.lm import FitConfig, fit_spectra
 from ..flags import gradcorr, model_reference, reflag
 from ..instrument import get_instrument
+from ..io.desi import DesiCoadd
 from ..model.emulator import EmulatorModel
-from ..preprocess.grid import preprocess_batch
-from ..simulate.survey import SurveyConfig, reobserve, survey_crb
+from ..preprocess.grid import merge_cameras, preprocess_batch
+from ..simulate.desi import desi_crb, observe_desi
+from ..simulate.survey import SurveyConfig, reobserve, survey_crb, truth_spectra
 from .report import inside_training_coverage
 
 
@@ -173,4 +176,54 @@ def flag_fractions(results, labels, featureless) -> dict:
                                                            for l in flat]))
     out["featured_flag1_fraction"] = {l: float((results.loc[inside, f"{l}_flag"] == 1).mean())
                                       for l in featured}
+    return out
+
+
+def desi_crb_experiment(truth_table: pd.DataFrame, model: EmulatorModel, truth_path,
+                        config, fit_config: FitConfig = FitConfig(), snr: float = 100.0,
+                        n_stars: int = 200, seed: int = 0) -> dict:
+    """DESI's precision and accuracy against the Cramer-Rao bound at S/N ``snr`` per pixel in
+    the R camera (Z24 abstract and Fig. 9: within a factor of two). ``n_stars`` single stars of
+    the DESI synthetic survey (``truth_table``) are observed twice more through the cameras
+    (``simulate.desi.observe_desi``: fresh noise, fibre LSF, sky, telluric residuals), and
+    twice with noise alone, merged and preprocessed as ingest does, and fitted. Same keys as
+    ``crb_experiment`` (so the report draws it alike)."""
+    inst = get_instrument("desi")
+    truth = EmulatorModel.load(truth_path)
+    single = truth_table[(truth_table["visit"] == 0) & ~truth_table["is_binary"]
+                         & ~truth_table["injected_bad"] & ~truth_table["is_galaxy"]]
+    stars = single.sample(min(n_stars, len(single)), random_state=seed)
+    visits = stars.loc[stars.index.repeat(2)].reset_index(drop=True)
+    visits["snr_r_true"] = float(snr)
+    n = len(stars)
+    fitted = [lab for lab in model.labels if lab not in config.featureless]
+
+    def fit_visits(effects, salt):
+        rng = np.random.default_rng([seed, salt])
+        v = visits.copy()
+        v["rv"] = v["rv_true"] + rng.normal(0, 1, len(v)) * v["rv_err"]
+        cams = observe_desi(truth_spectra(truth, v, config.featureless, rng), v, rng, effects)
+        coadd = DesiCoadd(Path("crb"), v, cams)
+        flux, ivar = merge_cameras(coadd, inst)
+        norm, norm_ivar = preprocess_batch(flux, ivar, v["rv"].to_numpy(), inst)
+        return fit_spectra(model, norm, norm_ivar, fit_config)
+
+    fit, fit_noise = fit_visits(config.effects, 1), fit_visits((), 2)
+    crb = desi_crb(truth, visits, config.featureless, fitted)
+    out = {"snr": snr, "n_stars": n, "instrument": "desi", "labels": {}}
+    for k, lab in enumerate(fitted):
+        j = model.labels.index(lab)
+        v, vn = fit.labels[:, j].reshape(n, 2), fit_noise.labels[:, j].reshape(n, 2)
+        t = stars[lab].to_numpy(dtype=np.float64)
+        ok = np.all(np.isfinite(v), axis=1) & np.all(np.isfinite(vn), axis=1)
+        row = {"crb": float(np.nanmedian(crb[:, k])),
+               "formal_over_crb": float(np.nanmedian(fit.errors[:, j] / crb[:, k])),
+               "precision": robust_bias_scatter((v[ok, 1] - v[ok, 0]) / np.sqrt(2))[1],
+               "precision_noise_only": robust_bias_scatter((vn[ok, 1] - vn[ok, 0]) / np.sqrt(2))[1],
+               "accuracy": robust_bias_scatter((v[ok] - t[ok, None]).ravel())[1],
+               "slope": float(np.polyfit(t[ok], v[ok].mean(1), 1)[0])}
+        for key in ("precision", "precision_noise_only"):
+            row[f"{key}_over_crb"] = row[key] / row["crb"]
+        row["error_over_crb"] = row["accuracy"] / row["crb"]
+        out["labels"][lab] = {key: float(val) for key, val in row.items()}
     return out
