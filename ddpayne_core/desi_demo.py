@@ -50,10 +50,11 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                   truth_path: str | Path = DESI_TRUTH_EMULATOR,
                   train_config: TrainConfig = TrainConfig.for_instrument("desi"),
                   fit_config: FitConfig = FitConfig(), reference: str | None = None,
-                  crb_stars: int = 200, log=print) -> dict:
+                  crb_stars: int = 200, studies: bool = False, log=print) -> dict:
     """Run the DESI demo into ``out``; returns the report's summary. ``lamost_demo``: a finished
     ``ddpayne demo`` folder (made first when missing); ``reference``: the reference grid for the
-    prior and X_flag (default ``train_config.reference``: desi-isochrone)."""
+    prior and X_flag (default ``train_config.reference``: desi-isochrone); ``studies``: also the
+    cost of transferred labels against APOGEE-like ones (``transfer_cost``; one more training)."""
     out, lamost_demo = Path(out), Path(lamost_demo)
     done = out / "report" / "summary.json"
     if done.exists():
@@ -109,6 +110,11 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     log("Cramer-Rao experiment: survey stars observed twice more at S/N 100 and fitted")
     summary["crb_experiment"] = desi_crb_experiment(truth, model, truth_path, config, fit_config,
                                                     n_stars=crb_stars)
+    if studies:
+        log("transfer cost: a second DESI model trained on the APOGEE-like labels directly")
+        summary["transfer_cost"] = transfer_cost(store, meta, truth_by_spectrum, labels, results,
+                                                 replace(train_config, reference=reference_name),
+                                                 fit_config, ref, out, log)
     rows = select_training(meta, ts)[0]
     report_meta = meta.merge(truth_by_spectrum[["specid", "injected_bad", "is_binary"]], on="specid")
     summary = write_report(out / "report", results, report_meta, labels,
@@ -148,3 +154,31 @@ def desi_vs_lamost(desi: pd.DataFrame, truth_by_spectrum: pd.DataFrame, lamost_d
         out["labels"][lab] = {"desi": s_desi, "lamost": s_lamost,
                               "desi_over_lamost": s_desi / s_lamost if s_lamost > 0 else float("nan")}
     return out
+
+
+def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels,
+                  transferred: pd.DataFrame, train_config: TrainConfig, fit_config: FitConfig,
+                  reference, out: Path, log=print) -> dict:
+    """What training on transferred LAMOST labels costs (Z24 sec. 3.2 chose them because DESI
+    and APOGEE share only ~500 stars): a second DESI model trained on the survey's APOGEE-like
+    labels directly (its ``apogee_fraction`` of the stars, S/N > 20), fitted to the same spectra;
+    robust scatter against truth at S/N 20/50/100 of each, and per label the ratio transferred /
+    APOGEE-like at S/N 50. Skipped (with the reason) when too few APOGEE-like stars would train."""
+    apogee = meta.merge(truth_by_spectrum[["specid"] + [f"apogee_{lab}" for lab in labels]], on="specid")
+    apogee.loc[apogee["ingest_error"] != "", [f"apogee_{lab}" for lab in labels]] = float("nan")
+    ts = TrainingSetConfig(survey="apogee", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
+                           min_snr_metal_poor=TRANSFER_MIN_SNR)
+    n_apogee = len(select_training(apogee, ts)[0])
+    if n_apogee < 30:
+        return {"skipped": f"only {n_apogee} APOGEE-like training spectra"}
+    path = out / "model_apogee.pt"
+    model = EmulatorModel.load(path) if path.exists() else \
+        train_from_store(out / "survey", path, ts, train_config, meta=apogee, log=log)
+    direct = fit_and_flag(model, store, out / "catalog_apogee.parquet", fit_config, reference, log=log)
+    truth = truth_by_spectrum[["specid"] + list(labels)]
+    rec_t, rec_a = recovery_scatter(transferred, truth, labels), recovery_scatter(direct, truth, labels)
+    return {"n_train_apogee": int(n_apogee),
+            "recovery_transferred": json.loads(rec_t.to_json(orient="index")),
+            "recovery_apogee": json.loads(rec_a.to_json(orient="index")),
+            "transferred_over_apogee_at_snr50": {lab: float(rec_t.loc[lab, "scatter_50"] / rec_a.loc[lab, "scatter_50"])
+                                                 for lab in labels}}

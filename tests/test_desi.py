@@ -465,10 +465,11 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     reference_from(EmulatorModel.load(desi_truth)).save(tmp_path / "reference.npz")
     summary = run_desi_demo(
         tmp_path / "desi", demo_bundle[0],
-        DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, r_mag=(15.0, 17.5)),
+        DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, apogee_fraction=0.3,
+                         r_mag=(15.0, 17.5)),
         desi_truth, replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=40, regularize=False),
         replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
-        crb_stars=40, log=lambda *a: None)
+        crb_stars=40, studies=True, log=lambda *a: None)
     assert summary["synthetic"] and summary["instrument"] == "desi" and summary["n_training"] > 50
     assert (tmp_path / "desi" / "catalog.parquet").exists()
     assert (tmp_path / "desi" / "report" / "summary.md").exists()
@@ -493,3 +494,6 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     for lab, row in crb["labels"].items():    # a bound, and repeat visits that scatter about it
         assert row["crb"] > 0 and 0.2 < row["precision_noise_only_over_crb"] < 20, (lab, row)
     assert (tmp_path / "desi" / "report" / "error_over_crb.png").exists()
+    cost = summary["transfer_cost"]      # 30 % APOGEE-like stars here: ~100 train the second model
+    assert cost["n_train_apogee"] >= 30
+    assert set(cost["transferred_over_apogee_at_snr50"]) == set(summary["labels"])
