@@ -197,9 +197,14 @@ def _catalog(args):
 
 
 def _ingest(args):
-    from .preprocess.ingest import ingest_lamost
+    from .preprocess.ingest import ingest_desi, ingest_lamost
 
-    ingest_lamost(args.inputs, args.out, chunk=args.chunk, workers=args.workers)
+    if args.survey == "desi":
+        ingest_desi(args.inputs, args.out, mws_catalog=args.mws, chunk=args.chunk)
+    elif args.mws:
+        raise ValueError("--mws goes with --survey desi")
+    else:
+        ingest_lamost(args.inputs, args.out, chunk=args.chunk, workers=args.workers)
 
 
 def _demo(args):
@@ -406,10 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--out", required=True, help="recommended catalogue (.parquet or .fits)")
     ct.set_defaults(func=_catalog)
 
-    ig = sub.add_parser("ingest", help="LAMOST FITS files/folders into a spectral store "
-                        "(parallel, resumable, skipped files reported)")
+    ig = sub.add_parser("ingest", help="LAMOST FITS files or DESI coadds (files/folders) into a "
+                        "spectral store (resumable, skipped files and problems reported)")
     ig.add_argument("inputs", nargs="+")
     ig.add_argument("--out", required=True)
+    ig.add_argument("--survey", choices=("lamost", "desi"), default="lamost")
+    ig.add_argument("--mws", help="with --survey desi: the MWS catalogue (RVTAB/SPTAB) for RVs and "
+                                  "redrock classes")
     ig.add_argument("--chunk", type=int, default=1000)
     ig.add_argument("--workers", type=int, default=2)
     ig.set_defaults(func=_ingest)

@@ -497,3 +497,17 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     cost = summary["transfer_cost"]      # 30 % APOGEE-like stars here: ~100 train the second model
     assert cost["n_train_apogee"] >= 30
     assert set(cost["transferred_over_apogee_at_snr50"]) == set(summary["labels"])
+
+
+def test_ddpayne_ingest_desi_from_the_command_line(tmp_path):
+    """`ddpayne ingest --survey desi` on the real coadds: read, ingested, said not to be stars."""
+    from ddpayne_core.cli import main
+    from ddpayne_core.io import open_store
+
+    if len(REAL) < 2:
+        pytest.skip("needs ../shared/data/desi")
+    assert main(["ingest", "--survey", "desi", "--out", str(tmp_path / "store"), *map(str, REAL)]) == 0
+    meta = open_store(tmp_path / "store").meta()
+    assert len(meta) == 2 and all("not a star" in e for e in meta["ingest_error"])
+    assert main(["ingest", "--mws", "x.fits", "--out", str(tmp_path / "s2"), str(REAL[0])]) == 2
+    assert not (tmp_path / "s2").exists()
