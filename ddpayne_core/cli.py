@@ -55,10 +55,8 @@ def _theory_gradients(args):
 
 
 def _theory_truth_emulator(args):
-    from .simulate.survey import TRUTH_EMULATOR
+    from .simulate.survey import DESI_TRUTH_EMULATOR, TRUTH_EMULATOR
     from .simulate.truth_emulator import train_truth_emulator
-
-    from .simulate.survey import DESI_TRUTH_EMULATOR
 
     default = DESI_TRUTH_EMULATOR if args.instrument == "desi" else TRUTH_EMULATOR
     train_truth_emulator(args.out or default, n_hidden=args.n_hidden, epochs=args.epochs,

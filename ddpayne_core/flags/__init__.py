@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import constants as C
-
 from ..model.emulator import EmulatorModel
 from .binary import absolute_magnitude_model, binary_flag, spectroscopic_parallax
 from .chi2 import chi2ratio, chi2ratio_desi, qflag_chi2, qflag_chi2_desi

@@ -2,13 +2,12 @@
 DESI coadds), label tables, high-resolution survey catalogues. Out: ``RawSpectrum`` objects,
 joined label tables, and the chunked on-disk ``SpectralStore`` every later stage reads."""
 
-from .spectra import RawSpectrum, SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
 from .desi import (
     CAMERAS,
-    CameraData,
-    DesiCoadd,
     FIBERMAP_COLUMNS,
     MWS_TARGET_COLUMNS,
+    CameraData,
+    DesiCoadd,
     apply_resolution,
     gaussian_resolution,
     read_desi_coadd,
@@ -18,9 +17,10 @@ from .desi import (
     write_desi_coadd,
     write_mws_catalog,
 )
-from .store import SpectralStore, chunk_done, create_store, open_store, write_chunk, write_meta
-from .labeltable import LABEL_TABLE_KEYS, attach_labels, heldout_split, read_label_table, star_ids
 from .highres import read_apogee_allstar, read_desi_mws, read_galah, read_payne_apogee
+from .labeltable import LABEL_TABLE_KEYS, attach_labels, heldout_split, read_label_table, star_ids
+from .spectra import RawSpectrum, SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
+from .store import SpectralStore, chunk_done, create_store, open_store, write_chunk, write_meta
 
 __all__ = [
     "CAMERAS",

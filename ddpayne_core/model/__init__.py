@@ -3,8 +3,9 @@ labels, ab initio reference gradients. Out: a trained per-pixel neural-network e
 (``EmulatorModel``) regularized so its gradient spectra follow the ab initio ones
 (``loss``, ``train``); ``trainingset`` chooses the training stars."""
 
-from .emulator import Emulator, EmulatorModel, FORMAT_VERSION, config_dict, with_model_error
+from .emulator import FORMAT_VERSION, Emulator, EmulatorModel, config_dict, with_model_error
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale, relative_weights
+from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
 from .trainingset import (
     KEEP_ALL_FEH,
     MIN_MG_FE,
@@ -18,7 +19,6 @@ from .trainingset import (
     training_summary,
     transfer_labels,
 )
-from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
 
 __all__ = [
     "Emulator",

@@ -43,6 +43,7 @@ from .survey import (
     HIRES_NOISE,
     SKY_LINES_AA,
     abundance_ratios,
+    forward_jacobian,
     lsf_blur,
     to_velocity,
     truth_spectra,
@@ -191,6 +192,22 @@ def camera_snr(rows: pd.DataFrame, conts: dict) -> dict:
     return {cam: rows["snr_r_true"].to_numpy()[:, None] * np.sqrt(p / ref) for cam, p in photons.items()}
 
 
+def camera_signal(norm: np.ndarray, rows: pd.DataFrame) -> dict:
+    """Each camera's noise-free flux-calibrated spectra of normalized spectra ``norm`` (n, n_pix)
+    on DESI's merged grid: camera -> (wave (n_cam,), flux (n, n_cam), continuum (n, n_cam),
+    continuum S/N (n, n_cam)). Camera pixels fall on the merged grid's."""
+    inst = get_instrument("desi")
+    teff, r_mag = rows["teff"].to_numpy(), rows["r_mag"].to_numpy()
+    conts = {cam: stellar_continuum(desi_camera_wave(cam), teff, r_mag) for cam in CAMERAS}
+    snrs = camera_snr(rows, conts)
+    out = {}
+    for cam in CAMERAS:
+        wave = desi_camera_wave(cam)
+        idx = np.rint((wave - inst.wave[0]) / (inst.wave[1] - inst.wave[0])).astype(int)
+        out[cam] = (wave, norm[:, idx] * conts[cam], conts[cam], snrs[cam])
+    return out
+
+
 def observe_desi(norm: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator,
                  effects=DesiSurveyConfig.effects) -> dict[str, CameraData]:
     """Normalized rest-frame truth spectra (n, n_pix) on DESI's merged grid -> the three cameras'
@@ -203,20 +220,13 @@ def observe_desi(norm: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator,
         flux = lsf_blur(flux, sigma_pix * np.sqrt(rows["lsf_scale"].to_numpy() ** 2 - 1.0))
     flux, _ = to_velocity(inst.wave, flux, np.ones_like(flux), rows["rv_true"].to_numpy(),
                           inst.resampling)
-    teff, r_mag = rows["teff"].to_numpy(), rows["r_mag"].to_numpy()
-    conts = {cam: stellar_continuum(desi_camera_wave(cam), teff, r_mag) for cam in CAMERAS}
-    snrs = camera_snr(rows, conts)
     cams = {}
-    for cam in CAMERAS:
-        wave = desi_camera_wave(cam)
-        idx = np.rint((wave - inst.wave[0]) / (inst.wave[1] - inst.wave[0])).astype(int)
-        cont = conts[cam]
-        f = flux[:, idx] * cont
+    for cam, (wave, f, cont, snr) in camera_signal(flux, rows).items():
         if "telluric" in effects:
             for lo, hi in DESI_TELLURIC_BANDS_AA:   # residuals of the telluric correction
                 band = (wave > lo) & (wave < hi)
                 f[:, band] *= 1 - 0.03 * rng.uniform(0, 1, (n, 1)) * (1 + np.sin(wave[band] / 2.0))
-        sigma = cont * np.sqrt(np.clip(f / cont, 0.05, None)) / snrs[cam]
+        sigma = cont * np.sqrt(np.clip(f / cont, 0.05, None)) / snr
         if "sky" in effects:                 # sky-subtraction residuals at the strong lines
             sky = sum(np.exp(-0.5 * ((wave - w) / 1.0) ** 2) for w in SKY_LINES_AA)[None, :]
             f = f + sky * rng.normal(0, 3.0, (n, 1)) * sigma.mean(1, keepdims=True)
@@ -301,18 +311,12 @@ def expected_desi_observation(norm: np.ndarray, rows: pd.DataFrame) -> tuple:
     DESI's merged grid: each camera's continuum and photon-noise ivar (``camera_snr``), merged as
     ``preprocess.merge_cameras`` merges data. Returns (flux, ivar) (n, n_pix): the forward model
     of the Cramer-Rao bound (``desi_crb``)."""
-    inst = get_instrument("desi")
-    teff, r_mag = rows["teff"].to_numpy(), rows["r_mag"].to_numpy()
-    conts = {cam: stellar_continuum(desi_camera_wave(cam), teff, r_mag) for cam in CAMERAS}
-    snrs = camera_snr(rows, conts)
     cams = {}
-    for cam in CAMERAS:
-        wave = desi_camera_wave(cam)
-        idx = np.rint((wave - inst.wave[0]) / (inst.wave[1] - inst.wave[0])).astype(int)
-        f = norm[:, idx] * conts[cam]
-        sigma = conts[cam] * np.sqrt(np.clip(f / conts[cam], 0.05, None)) / snrs[cam]
+    for cam, (wave, f, cont, snr) in camera_signal(norm, rows).items():
+        sigma = cont * np.sqrt(np.clip(f / cont, 0.05, None)) / snr
         cams[cam] = CameraData(wave, f, 1.0 / sigma ** 2, np.zeros(f.shape, np.int32))
-    return merge_cameras(DesiCoadd(Path("expected"), rows.reset_index(drop=True), cams), inst)
+    return merge_cameras(DesiCoadd(Path("expected"), rows.reset_index(drop=True), cams),
+                         get_instrument("desi"))
 
 
 def desi_crb(truth: EmulatorModel, rows: pd.DataFrame, featureless, fitted, rel_step: float = 0.01) -> np.ndarray:
@@ -322,20 +326,11 @@ def desi_crb(truth: EmulatorModel, rows: pd.DataFrame, featureless, fitted, rel_
     forward differences of ``rel_step`` of each label's training span (as ``survey.survey_crb``
     for LAMOST)."""
     inst = get_instrument("desi")
-    labels = list(truth.labels)
-    base = rows[labels].to_numpy(dtype=np.float64, copy=True)
-    base[:, [labels.index(lab) for lab in featureless if lab in labels]] = 0.0
     zero_rv = np.zeros(len(rows))
 
     def normalized(lab):
         flux, ivar = expected_desi_observation(truth.predict(lab), rows)
         return preprocess_batch(flux, ivar, zero_rv, inst)
 
-    flux0, ivar = normalized(base)
-    jac = np.empty((len(rows), inst.wave.size, len(fitted)))
-    for k, lab in enumerate(fitted):
-        h = rel_step * truth.scaler.span[labels.index(lab)]
-        step = np.zeros(len(labels))
-        step[labels.index(lab)] = h
-        jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
+    _, ivar, jac = forward_jacobian(normalized, truth, rows, featureless, fitted, rel_step)
     return bound_from_jacobian(jac * np.sqrt(ivar)[:, :, None])

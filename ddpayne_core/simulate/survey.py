@@ -169,6 +169,25 @@ def expected_observation(norm: np.ndarray, wave: np.ndarray, meta: pd.DataFrame)
     return flux, 1.0 / noise_sigma(flux, cont, meta["snr"].to_numpy()) ** 2
 
 
+def forward_jacobian(normalized, truth: EmulatorModel, rows: pd.DataFrame, featureless, fitted,
+                     rel_step: float = 0.01) -> tuple:
+    """Forward differences of a forward model ``normalized(labels) -> (flux, ivar)`` (n, n_pix)
+    at the true labels of ``rows`` (featureless labels at 0, as the truth sees them), with steps of
+    ``rel_step`` of each ``fitted`` label's training span. Returns (flux (n, n_pix), ivar
+    (n, n_pix), jacobian (n, n_pix, len(fitted)))."""
+    labels = list(truth.labels)
+    base = rows[labels].to_numpy(dtype=np.float64, copy=True)
+    base[:, [labels.index(lab) for lab in featureless if lab in labels]] = 0.0
+    flux0, ivar = normalized(base)
+    jac = np.empty(flux0.shape + (len(fitted),))
+    for k, lab in enumerate(fitted):
+        h = rel_step * truth.scaler.span[labels.index(lab)]
+        step = np.zeros(len(labels))
+        step[labels.index(lab)] = h
+        jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
+    return flux0, ivar, jac
+
+
 def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
                rel_step: float = 0.01, lsf_free: bool = False) -> np.ndarray:
     """Cramer-Rao bound (n, len(fitted)) of every visit in ``visits`` (true labels, teff, snr,
@@ -182,22 +201,13 @@ def survey_crb(truth: EmulatorModel, visits: pd.DataFrame, featureless, fitted,
     ``lsf_free``: the bound when the fibre's LSF width is not known but fitted too (as ddpayne's
     fit does), its derivative that of a Gaussian blur (``fit.broaden``)."""
     inst = get_instrument("lamost")
-    labels = list(truth.labels)
-    base = visits[labels].to_numpy(dtype=np.float64, copy=True)
-    base[:, [labels.index(l) for l in featureless if l in labels]] = 0.0
     zero_rv = np.zeros(len(visits))
 
     def normalized(lab):
         flux, ivar = expected_observation(truth.predict(lab), inst.wave, visits)
         return preprocess_batch(flux, ivar, zero_rv, inst)
 
-    flux0, ivar = normalized(base)
-    jac = np.empty((len(visits), inst.wave.size, len(fitted)))
-    for k, lab in enumerate(fitted):
-        h = rel_step * truth.scaler.span[labels.index(lab)]
-        step = np.zeros(len(labels))
-        step[labels.index(lab)] = h
-        jac[:, :, k] = (normalized(base + step)[0] - flux0) / h
+    flux0, ivar, jac = forward_jacobian(normalized, truth, visits, featureless, fitted, rel_step)
     if lsf_free:
         h = 1e-3  # pixel^2 of LSF variance
         dlsf = (broaden(flux0, inst.wave, np.full(len(visits), h)) - flux0) / h

@@ -65,22 +65,32 @@ def crb_experiment(store, model: EmulatorModel, truth_path, fit_config: FitConfi
     crb_lsf_free = survey_crb(truth, visits, cfg.featureless, fitted, lsf_free=True)
     out = {"snr": snr, "n_stars": n, "labels": {}}
     for k, lab in enumerate(fitted):
-        v, vn = (a[:, model.labels.index(lab)].reshape(n, 2) for a in (labels, labels_noise))
-        t = stars[lab].to_numpy(dtype=np.float64)
-        ok = np.all(np.isfinite(v), axis=1) & np.all(np.isfinite(vn), axis=1)
-        row = {"crb": float(np.nanmedian(crb[:, k])),
-               "crb_lsf_free": float(np.nanmedian(crb_lsf_free[:, k])),
-               "formal_over_crb": float(np.nanmedian(fit.errors[:, model.labels.index(lab)] / crb[:, k])),
-               "precision": robust_bias_scatter((v[ok, 1] - v[ok, 0]) / np.sqrt(2))[1],
-               "precision_noise_only": robust_bias_scatter((vn[ok, 1] - vn[ok, 0]) / np.sqrt(2))[1],
-               "accuracy": robust_bias_scatter((v[ok] - t[ok, None]).ravel())[1],
-               "slope": float(np.polyfit(t[ok], v[ok].mean(1), 1)[0])}
-        for key in ("precision", "precision_noise_only"):
-            row[f"{key}_over_crb"] = row[key] / row["crb"]
-        row["error_over_crb"] = row["accuracy"] / row["crb"]
+        j = model.labels.index(lab)
+        row = crb_row(labels[:, j].reshape(n, 2), labels_noise[:, j].reshape(n, 2),
+                      stars[lab].to_numpy(dtype=np.float64), fit.errors[:, j], crb[:, k])
+        row["crb_lsf_free"] = float(np.nanmedian(crb_lsf_free[:, k]))
         row["precision_over_crb_lsf_free"] = row["precision"] / row["crb_lsf_free"]
-        out["labels"][lab] = {key: float(val) for key, val in row.items()}
+        out["labels"][lab] = row
     return out
+
+
+def crb_row(visits: np.ndarray, visits_noise: np.ndarray, true: np.ndarray, formal: np.ndarray,
+            crb: np.ndarray) -> dict:
+    """One label's line of a Cramer-Rao experiment: visits, visits_noise (n, 2) fitted values of
+    two visits with all effects and with noise alone; true (n,); formal (2n,) formal errors; crb
+    (2n,) bounds. precision = robust scatter of (visit 2 - visit 1) / sqrt 2, accuracy = against
+    truth, slope = d fitted / d true, and each over the median bound."""
+    ok = np.all(np.isfinite(visits), axis=1) & np.all(np.isfinite(visits_noise), axis=1)
+    row = {"crb": float(np.nanmedian(crb)),
+           "formal_over_crb": float(np.nanmedian(formal / crb)),
+           "precision": robust_bias_scatter((visits[ok, 1] - visits[ok, 0]) / np.sqrt(2))[1],
+           "precision_noise_only": robust_bias_scatter((visits_noise[ok, 1] - visits_noise[ok, 0]) / np.sqrt(2))[1],
+           "accuracy": robust_bias_scatter((visits[ok] - true[ok, None]).ravel())[1],
+           "slope": float(np.polyfit(true[ok], visits[ok].mean(1), 1)[0])}
+    for key in ("precision", "precision_noise_only"):
+        row[f"{key}_over_crb"] = row[key] / row["crb"]
+    row["error_over_crb"] = row["accuracy"] / row["crb"]
+    return {key: float(val) for key, val in row.items()}
 
 
 def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, featureless,
@@ -213,17 +223,6 @@ def desi_crb_experiment(truth_table: pd.DataFrame, model: EmulatorModel, truth_p
     out = {"snr": snr, "n_stars": n, "instrument": "desi", "labels": {}}
     for k, lab in enumerate(fitted):
         j = model.labels.index(lab)
-        v, vn = fit.labels[:, j].reshape(n, 2), fit_noise.labels[:, j].reshape(n, 2)
-        t = stars[lab].to_numpy(dtype=np.float64)
-        ok = np.all(np.isfinite(v), axis=1) & np.all(np.isfinite(vn), axis=1)
-        row = {"crb": float(np.nanmedian(crb[:, k])),
-               "formal_over_crb": float(np.nanmedian(fit.errors[:, j] / crb[:, k])),
-               "precision": robust_bias_scatter((v[ok, 1] - v[ok, 0]) / np.sqrt(2))[1],
-               "precision_noise_only": robust_bias_scatter((vn[ok, 1] - vn[ok, 0]) / np.sqrt(2))[1],
-               "accuracy": robust_bias_scatter((v[ok] - t[ok, None]).ravel())[1],
-               "slope": float(np.polyfit(t[ok], v[ok].mean(1), 1)[0])}
-        for key in ("precision", "precision_noise_only"):
-            row[f"{key}_over_crb"] = row[key] / row["crb"]
-        row["error_over_crb"] = row["accuracy"] / row["crb"]
-        out["labels"][lab] = {key: float(val) for key, val in row.items()}
+        out["labels"][lab] = crb_row(fit.labels[:, j].reshape(n, 2), fit_noise.labels[:, j].reshape(n, 2),
+                                     stars[lab].to_numpy(dtype=np.float64), fit.errors[:, j], crb[:, k])
     return out
