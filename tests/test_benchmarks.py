@@ -14,6 +14,7 @@ LAST_FIGURE = {
     "bench_cannon_real.py": "speed, DD-Payne",
     "bench_dask.py": "scaling_2_workers=",
     "bench_fit.py": "speedup_vs_curve_fit=",
+    "bench_fit_desi.py": "speedup_vs_curve_fit=",
     "bench_ingest.py": "ingest_scaling_2_workers=",
     "bench_malloc.py": "fit_speedup=",
     "bench_memory.py": "peak_rss_ratio_",
