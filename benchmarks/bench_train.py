@@ -1,5 +1,6 @@
-"""Training cost: seconds per epoch per 1000 training stars and peak memory, with the gradient
-prior (16 reference stars x 16 labels) against without it (the baseline) in the same process.
+"""Training cost: seconds per Adam epoch per 1000 training stars and peak memory, with the
+gradient prior (16 reference stars x 16 labels) against without it (the baseline) in the same
+process; and the seconds per Levenberg-Marquardt iteration (the default optimizer) with the prior.
 
 Data: random LAMOST-grid spectra (3909 pixels) with the LAMOST-APOGEE label set; the cost of an
 epoch does not depend on the values. Usage: python benchmarks/bench_train.py [--stars N] [--quick]
@@ -40,12 +41,19 @@ def main():
                              np.zeros((16, len(labels), inst.wave.size)), {})
     per = {}
     for regularize in (False, True):
-        cfg = replace(TrainConfig(), epochs=args.epochs, regularize=regularize)
+        cfg = replace(TrainConfig(), epochs=args.epochs, regularize=regularize, optimizer="adam")
         t0 = time.perf_counter()
         train_emulator(flux, ivar, x, labels, inst.wave, np.ones(inst.wave.size, bool), cfg, ref,
                        log=lambda *a: None)
         per[regularize] = (time.perf_counter() - t0) / args.epochs / (args.stars / 1000)
-        print(f"regularize={regularize}: {per[regularize]:.2f} s per epoch per 1000 stars")
+        print(f"Adam, regularize={regularize}: {per[regularize]:.2f} s per epoch per 1000 stars")
+    cfg = replace(TrainConfig(), epochs=args.epochs, optimizer="lm", lm_patience=args.epochs)
+    t0 = time.perf_counter()
+    train_emulator(flux, ivar, x, labels, inst.wave, np.ones(inst.wave.size, bool), cfg, ref,
+                   log=lambda *a: None)
+    lm = (time.perf_counter() - t0) / args.epochs / (args.stars / 1000)
+    print(f"Levenberg-Marquardt with the prior: {lm:.2f} s per iteration per 1000 stars "
+          f"({lm / per[True]:.1f} Adam epochs)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak_rss_mb={peak:.0f}")
     print(f"prior_overhead_ratio={per[True] / per[False]:.2f}")

@@ -93,7 +93,8 @@ def _train_config(args):
     return replace(TrainConfig(), n_hidden=args.n_hidden, epochs=args.epochs,
                    regularize=not args.no_regularization, d_scale=d_scale, seed=args.seed,
                    reference=args.reference, clip_sigma=args.clip_sigma,
-                   prior_weighting=args.prior_weighting, prior_shape_only=args.prior_shape_only)
+                   prior_weighting=args.prior_weighting, prior_shape_only=args.prior_shape_only,
+                   optimizer=args.optimizer)
 
 
 def _train(args):
@@ -278,7 +279,11 @@ def _app(args):
 
 def _add_train_args(p):
     p.add_argument("--n-hidden", type=int, default=10, help="neurons per hidden layer")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=300,
+                   help="at most this many passes (Levenberg-Marquardt stops on its own much earlier)")
+    p.add_argument("--optimizer", choices=("lm", "adam"), default="lm",
+                   help="lm: Levenberg-Marquardt per pixel (10-neuron models; docs/training.md); "
+                        "adam: X19's Adam on mini-batches (any size)")
     p.add_argument("--no-regularization", action="store_true",
                    help="train without the gradient-spectrum prior (the baseline)")
     p.add_argument("--d-scale", nargs="*", metavar="LABEL=D", help="override D_scale per label")

@@ -238,5 +238,6 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("d_scale", {}) == train_config.d_scale \
         and cfg.get("prior_weighting", "absolute") == train_config.prior_weighting \
         and cfg.get("prior_shape_only", False) == train_config.prior_shape_only \
+        and cfg.get("optimizer", "adam") == train_config.optimizer \
         and cfg.get("continuum_weights", "ivar") == C.CONTINUUM_WEIGHTS \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))

@@ -1,7 +1,7 @@
 """The pipeline's composed stages, each written once and called by the command line, the demos,
 the app's retraining and the notebooks alike:
 
-- ``train_from_store``: training set from a spectral store (and optional label columns) ->
+- ``training_spectra``, ``train_from_store``: training set from a spectral store (and optional label columns) ->
   preprocessed spectra -> emulator with the gradient-spectrum prior (resumable).
 - ``fit_and_flag``: every spectrum of a store fitted (resumable, streamed) -> flags (X_flag,
   chi2, coverage, binaries) -> errors scaled to the repeat-visit scatter.
@@ -32,6 +32,18 @@ from .preprocess.grid import instrument_mask, preprocess_batch
 from .theory.gradients import load_reference_gradients
 
 
+def training_spectra(store, ts_config: TrainingSetConfig = TrainingSetConfig(),
+                     meta: pd.DataFrame | None = None):
+    """The training set of a store, preprocessed: flux, ivar (n_star, n_pix) normalized in the
+    rest frame, labels (n_star, n_label) physical, label names. meta: as ``train_from_store``."""
+    meta = store.meta() if meta is None else meta
+    rows, labels, names = select_training(meta, ts_config)
+    flux, ivar = store.read_rows(rows)
+    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows],
+                                       get_instrument(store.info["instrument"]))
+    return norm, norm_ivar, labels, names
+
+
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),
                      config: TrainConfig = TrainConfig(), reference_name: str | None = None,
                      log=print, meta: pd.DataFrame | None = None, **hooks) -> EmulatorModel:
@@ -39,14 +51,11 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
     meta: the store's metadata with training-label columns, when they are not in the store
     itself (labels attached by ``labeltable.attach_labels``)."""
     store = open_store(store_path)
-    meta = store.meta() if meta is None else meta
-    rows, labels, names = select_training(meta, ts_config)
-    flux, ivar = store.read_rows(rows)
+    norm, norm_ivar, labels, names = training_spectra(store, ts_config, meta)
     inst = get_instrument(store.info["instrument"])
-    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
     reference = load_reference_gradients(reference_name or config.reference) \
         if config.regularize else None
-    log(f"training on {len(rows)} stars ({ts_config.survey} labels: {', '.join(names)}); "
+    log(f"training on {len(norm)} stars ({ts_config.survey} labels: {', '.join(names)}); "
         f"regularization {'on' if config.regularize else 'off'}")
     model_path = Path(model_path)
     model = train_emulator(norm, norm_ivar, labels, names, inst.wave, instrument_mask(inst.wave, inst.name), config,

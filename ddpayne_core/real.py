@@ -46,7 +46,7 @@ COMMITTED_REAL_MODEL = MODELS / "lamost_dr10_lasp.pt"
 # on dF/dTeff: -234 K at 512, -123 K at 64), which biased every fitted Teff. A 1 % model-error
 # floor (The Cannon's scatter term) keeps the S/N 300 spectra, which no emulator fits to their
 # noise, from dominating the loss (docs/validation.md, real spectra).
-REAL_TRAIN_CONFIG = replace(TrainConfig(), epochs=300, batch_size=32, model_error=0.01)
+REAL_TRAIN_CONFIG = replace(TrainConfig(), epochs=300, batch_size=32, model_error=0.01, optimizer="adam")
 REAL_FIT_CONFIG = replace(FitConfig(), model_error=0.01)
 
 

@@ -15,6 +15,7 @@ LAST_FIGURE = {
     "bench_dask.py": "scaling_2_workers=",
     "bench_fit.py": "speedup_vs_curve_fit=",
     "bench_fit_desi.py": "speedup_vs_curve_fit=",
+    "bench_train_cannon.py": "train_speedup_vs_cannon=",
     "bench_ingest.py": "ingest_scaling_2_workers=",
     "bench_malloc.py": "fit_speedup=",
     "bench_memory.py": "peak_rss_ratio_",

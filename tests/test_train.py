@@ -1,10 +1,21 @@
-"""Training details on hand-made data: outlier rejection of training pixels."""
+"""Training details on hand-made data: outlier rejection of training pixels, the priors, the
+Levenberg-Marquardt optimizer."""
+import tempfile
 from dataclasses import replace
 
 import numpy as np
 import torch
+from astropy.table import Table
 
-from ddpayne_core.model import Emulator, TrainConfig, outlier_keep, train_emulator
+from ddpayne_core.labels import Scaler
+from ddpayne_core.model import (
+    Emulator,
+    TrainConfig,
+    TrainingCancelled,
+    outlier_keep,
+    train_emulator,
+)
+from ddpayne_core.theory import ReferenceGradients
 
 QUIET = dict(log=lambda *a: None)
 
@@ -66,7 +77,6 @@ def test_relative_prior_weights_hold_weak_gradients_to_the_same_shape():
     gradient then pays the same for every star above the floor, where X19's absolute weights
     make the weak star cheap."""
     from ddpayne_core.constants import RELATIVE_PRIOR_FLOOR
-    from ddpayne_core.labels import Scaler
     from ddpayne_core.model import GradientPrior, relative_weights
 
     shape = np.sin(np.linspace(0, 6, 50))
@@ -108,7 +118,6 @@ def test_shape_only_prior_frees_the_amplitude_within_its_range():
     1.5 (inside SHAPE_PRIOR_AMPLITUDE) and, at 3, only the excess over the range's top; a
     gradient of another shape is charged either way."""
     from ddpayne_core.constants import SHAPE_PRIOR_AMPLITUDE
-    from ddpayne_core.labels import Scaler
     from ddpayne_core.model import GradientPrior
 
     shape = np.sin(np.linspace(0, 6, 50))
@@ -133,3 +142,77 @@ def test_shape_only_prior_frees_the_amplitude_within_its_range():
                                    5.0 * (excess[:, None] * np.abs(shape)).sum(0), rtol=1e-4, atol=1e-6)
         other = np.stack([np.cos(np.linspace(0, 6, 50))] * 2)
         assert prior.per_pixel(emulator(other)).sum() > 0.5 * 5.0 * 2 * np.abs(shape).sum()
+
+
+def _lm_data(n=500, p=12, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.uniform(0, 1, (n, 3))
+    wave = np.linspace(4000.0, 5000.0, p)
+    line = np.exp(-((wave - 4500) / 200) ** 2)[None]
+    truth = 1 - 0.3 * labels[:, :1] * line - 0.1 * labels[:, 1:2] ** 2 * line[:, ::-1] \
+        + 0.05 * labels[:, 2:] * labels[:, :1]
+    return labels, wave, truth + rng.normal(0, 0.01, (n, p)), np.full((n, p), 1e4)
+
+
+def test_levenberg_marquardt_reaches_a_lower_validation_chi2_than_adam_in_fewer_passes():
+    """On a smooth 3-label problem (500 spectra, noise 0.01), 15 Levenberg-Marquardt iterations
+    (about the cost of 45 Adam epochs) reach a validation chi2 near the noise (chi2 ~ 1 a pixel)
+    and below Adam's after 45 epochs; every iteration's kept validation chi2 is recorded and
+    never rises."""
+    labels, wave, flux, ivar = _lm_data()
+    base = replace(TrainConfig(), regularize=False, n_hidden=6, valid_fraction=0.2)
+    adam = train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool),
+                          replace(base, optimizer="adam", epochs=45, batch_size=64), **QUIET)
+    lm = train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool),
+                        replace(base, optimizer="lm", epochs=15, lm_patience=20), **QUIET)
+    kept = lm.history["valid_chi2_kept"]
+    assert len(kept) == 15 and np.all(np.diff(kept) <= 0)
+    print(lm.history["valid_chi2_best"], adam.history["valid_chi2_best"])
+    assert lm.history["valid_chi2_best"] < adam.history["valid_chi2_best"]
+    assert lm.history["valid_chi2_best"] < 1.2 * 12
+    assert lm.config["optimizer"] == "lm"
+
+
+def test_levenberg_marquardt_with_the_prior_and_a_resumed_run_match():
+    """With the gradient prior, an LM training stopped after 3 iterations and resumed from its
+    checkpoint ends where an uninterrupted one does (the damping and the drawn Hessian rows are
+    part of the state); the loss, chi2 plus prior, falls as it trains."""
+    labels, wave, flux, ivar = _lm_data(n=300)
+    names = ("a", "b", "c")
+    ref_labels = np.array([[0.3, 0.3, 0.3], [0.7, 0.6, 0.5]])
+    steps = np.full((2, 3), 0.1)
+    stars = Table({lab: ref_labels[:, i] for i, lab in enumerate(names)}
+                  | {f"d_{lab}": steps[:, i] for i, lab in enumerate(names)})
+    truth = lambda lab: 1 - 0.3 * lab[:, :1] * np.exp(-((wave - 4500) / 200) ** 2)[None]
+    dflux = np.stack([truth(ref_labels + steps[:, [k]] * np.eye(3)[k]) - truth(ref_labels)
+                      for k in range(3)], 1)
+    ref = ReferenceGradients("test", wave, names, stars, truth(ref_labels), dflux, {})
+    cfg = replace(TrainConfig(), optimizer="lm", epochs=6, n_hidden=5, lm_patience=20)
+    args = (flux, ivar, labels, names, wave, np.ones(12, bool), cfg, ref)
+    whole = train_emulator(*args, **QUIET)
+    h = whole.history
+    assert h["train_prior"][-1] + h["train_chi2"][-1] < h["train_prior"][0] + h["train_chi2"][0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = f"{tmp}/m.ckpt"
+        try:
+            seen = []
+            train_emulator(*args, checkpoint=ckpt, on_epoch=lambda e, h: seen.append(e),
+                           should_stop=lambda: len(seen) == 3, **QUIET)
+        except TrainingCancelled:
+            pass
+        resumed = train_emulator(*args, checkpoint=ckpt, **QUIET)
+    assert resumed.history["epoch"] == list(range(6))
+    assert np.allclose(resumed.history["valid_chi2_kept"], whole.history["valid_chi2_kept"], rtol=1e-5)
+
+
+def test_optimizer_choices_are_checked():
+    labels, wave, flux, ivar = _lm_data(n=50)
+    for bad in (dict(optimizer="sgd"), dict(optimizer="lm", prior_shape_only=True, regularize=False)):
+        try:
+            train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool),
+                           replace(TrainConfig(), epochs=1, **bad), **QUIET)
+        except ValueError as exc:
+            assert "optimizer" in str(exc) or "shape-only" in str(exc)
+        else:
+            raise AssertionError(f"{bad} accepted")

@@ -1,4 +1,4 @@
-"""Copy the three demo models that `ddpayne demo --retrain --out DIR` trained into data/models/,
+"""Copy the demo models (the overall one, and with --studies the metal-poor and GALAH ones) that `ddpayne demo --retrain --out DIR` trained into data/models/,
 each with a provenance JSON (training set size, epochs, wall time, validation chi2, the truth
 emulator the survey came from), so that `ddpayne demo` reuses them; with --real, the model that
 `ddpayne demo --real --retrain --out DIR` trained on real LAMOST spectra.
@@ -32,6 +32,7 @@ def provenance(model: EmulatorModel, what: str, made_by: str, machine: str) -> d
     h = model.history
     return {"what": what, "made_by": made_by, "date": datetime.date.today().isoformat(),
             "machine": machine, "training_wall_hours": round(sum(h["seconds"]) / 3600, 2),
+            "optimizer": model.config.get("optimizer", "adam"),
             "n_train": model.config["n_train"], "n_valid": model.config["n_valid"],
             "labels": list(model.labels), "epochs_planned": model.config["epochs"],
             "epochs_run": len(h["epoch"]),
@@ -54,6 +55,9 @@ def main():
                                               "transfer; held-out stars never trained on)")} \
         if args.real else MODELS
     for name, (dest, what) in models.items():
+        if not (args.dir / f"{name}.pt").exists():   # the demo without --studies trains one model
+            print(f"{args.dir / name}.pt: not there; {dest} left as it is")
+            continue
         model = EmulatorModel.load(args.dir / f"{name}.pt")
         info = provenance(model, what, args.made_by, args.machine)
         with atomic_path(dest) as tmp:

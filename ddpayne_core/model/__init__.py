@@ -1,11 +1,25 @@
 """The emulator (X19 sec. 4; Z24 sec. 3.1). In: normalized training spectra and their reference
 labels, ab initio reference gradients. Out: a trained per-pixel neural-network emulator
 (``EmulatorModel``) regularized so its gradient spectra follow the ab initio ones
-(``loss``, ``train``); ``trainingset`` chooses the training stars."""
+(``loss``, ``train``, with Adam or per-pixel Levenberg-Marquardt, ``levenberg``); ``trainingset`` chooses the training stars."""
 
-from .emulator import FORMAT_VERSION, Emulator, EmulatorModel, config_dict, with_model_error
+from .emulator import (
+    FORMAT_VERSION,
+    Emulator,
+    EmulatorModel,
+    config_dict,
+    with_model_error,
+)
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale, relative_weights
-from .train import TrainConfig, TrainingCancelled, outlier_keep, solve_output_layer, train_emulator
+from .train import (
+    TrainConfig,
+    TrainingCancelled,
+    outlier_keep,
+    solve_output_layer,
+    split_train_valid,
+    train_emulator,
+    validation_chi2,
+)
 from .trainingset import (
     KEEP_ALL_FEH,
     MIN_MG_FE,
@@ -42,8 +56,10 @@ __all__ = [
     "relative_weights",
     "select_training",
     "solve_output_layer",
+    "split_train_valid",
     "train_emulator",
     "training_summary",
     "transfer_labels",
+    "validation_chi2",
     "with_model_error",
 ]

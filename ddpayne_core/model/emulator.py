@@ -27,8 +27,11 @@ class Emulator(torch.nn.Module):
     """Per-pixel two-hidden-layer networks.
 
     Parameters: W1 (n_pix, n_hidden, n_label), b1 (n_pix, n_hidden), W2 (n_pix, n_hidden,
-    n_hidden), b2 (n_pix, n_hidden), w (n_pix, n_hidden), fbar (n_pix,).
+    n_hidden), b2 (n_pix, n_hidden), w (n_pix, n_hidden), fbar (n_pix,); flattened per pixel in
+    the order of ``PARAMETERS`` (``flat_parameters``, ``parameter_jacobian``).
     """
+
+    PARAMETERS = ("W1", "b1", "W2", "b2", "w", "fbar")
 
     def __init__(self, n_label: int, n_pix: int, n_hidden: int = 10, seed: int = 0):
         super().__init__()
@@ -70,6 +73,37 @@ class Emulator(torch.nn.Module):
             for name, p in self.named_parameters():
                 setattr(sub, name, torch.nn.Parameter(p[pixels].clone()))
         return sub
+
+    def flat_parameters(self) -> torch.Tensor:
+        """Every pixel's parameters as one row: (n_pix, n_param), a copy."""
+        return torch.cat([getattr(self, n).detach().reshape(self.n_pix, -1) for n in self.PARAMETERS], 1)
+
+    def set_flat_parameters(self, theta: torch.Tensor) -> None:
+        """Set every pixel's parameters from rows as ``flat_parameters`` gives them."""
+        start = 0
+        with torch.no_grad():
+            for name in self.PARAMETERS:
+                param = getattr(self, name)
+                size = param[0].numel()
+                param.copy_(theta[:, start:start + size].reshape(param.shape))
+                start += size
+
+    def parameter_jacobian(self, x: torch.Tensor):
+        """Flux and its derivatives with respect to each pixel's own parameters.
+
+        x: (n_spec, n_label) scaled labels -> flux (n_pix, n_spec) and J (n_pix, n_param,
+        n_spec), n_param = H K + H + H^2 + H + H + 1 in ``PARAMETERS`` order (291 for 10 neurons
+        and 16 labels). A pixel's flux depends on its own parameters only, so this is the whole
+        Jacobian of the emulator, block by block."""
+        h1, h2 = self._hidden(x)
+        flux = (self.w[:, None, :] @ h2)[:, 0, :] + self.fbar[:, None]
+        g2 = h2 * (1 - h2) * self.w[:, :, None]                                # d f / d b2
+        g1 = torch.bmm(self.W2.transpose(1, 2), g2) * h1 * (1 - h1)          # d f / d b1
+        n_pix, n_hidden, n_spec = h1.shape
+        parts = [(g1[:, :, None, :] * x.T[None, None]).reshape(n_pix, -1, n_spec), g1,
+                 (g2[:, :, None, :] * h1[:, None]).reshape(n_pix, -1, n_spec), g2, h2,
+                 torch.ones(n_pix, 1, n_spec)]
+        return flux.detach(), torch.cat(parts, 1).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n_spec, n_label) scaled labels -> (n_spec, n_pix) normalized flux."""

@@ -74,6 +74,14 @@ class GradientPrior:
             amp = amp.clamp(*self.amplitude_range)
         return self.dflux * amp[..., None]
 
+    def pixels(self, pix) -> "GradientPrior":
+        """The prior of a subset of pixels (index or slice), for ``Emulator.pixel_subset``."""
+        if self.amplitude_range is not None:
+            raise ValueError("a shape-only prior ties the pixels together through its amplitudes; "
+                             "it cannot be split by pixel")
+        return GradientPrior(self.x_ref, self.x_step, self.dflux[:, :, pix], self.weight,
+                             self.pix_weight[pix])
+
     def per_pixel(self, net) -> torch.Tensor:
         """D-weighted |dF_emu - target| summed over stars and labels, per pixel: (n_pix,)."""
         n_ref, n_lab = self.x_ref.shape

@@ -51,7 +51,7 @@ def train_truth_emulator(out: str | Path = TRUTH_EMULATOR, n_hidden: int = 20, e
     # Pure Adam: the exact output-layer solve made the training chi2 of these noiseless spectra
     # (weighted as sigma = 1e-3, no prior) jump by orders of magnitude between epochs.
     cfg = replace(TrainConfig(), n_hidden=n_hidden, epochs=epochs, regularize=False,
-                  batch_size=128, patience=60, seed=seed, solve_output_every=0)
+                  batch_size=128, patience=60, seed=seed, solve_output_every=0, optimizer="adam")
     model = train_emulator(flux[train], ivar, points[train], REFERENCE_LABELS, inst.wave,
                            np.ones(inst.wave.size, bool), cfg, log=log)
     resid = model.predict(points[test]) - flux[test]
