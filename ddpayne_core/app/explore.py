@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 from .. import constants as C
 from ..catalog import read_catalog_metadata
-from ..fit.lm import fitted_spectra
+from ..fit.lm import FitConfig, fitted_spectra
 from ..flags import FlagTuner, XFlagConfig, emulator_dflux, model_reference, nearest_reference
 from ..instrument import get_instrument
 from ..io.store import SpectralStore, open_store
@@ -59,6 +59,12 @@ class SurveyBundle:
     @property
     def synthetic(self) -> bool:
         return bool(self.metadata.get("synthetic"))
+
+    @property
+    def fit_config(self) -> FitConfig:
+        """The settings the catalogue was fitted with (defaults where it records none), so that
+        a refit of one star reproduces its catalogue row."""
+        return FitConfig(**self.metadata.get("fit_config", {}))
 
     @property
     def abundance_labels(self) -> list:

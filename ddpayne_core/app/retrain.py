@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..catalog import robust_bias_scatter, write_catalog
-from ..fit.lm import FitConfig, fit_spectra, fitted_spectra
+from ..fit.lm import fit_spectra, fitted_spectra
 from ..flags import XFlagConfig, check_number, gradcorr
 from ..instrument import get_instrument
 from ..labels import pretty
@@ -135,7 +135,7 @@ def validation_scatter(bundle: SurveyBundle, models: dict, n_stars: int = 200,
     norm, niv = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], inst)
     out = {}
     for name, model in models.items():
-        fitted = fit_spectra(model, norm, niv, FitConfig()).labels
+        fitted = fit_spectra(model, norm, niv, bundle.fit_config).labels
         out[name] = [robust_bias_scatter(col)[1] for col in (fitted - hires).T]
     return pd.DataFrame(out, index=[pretty(lab) for lab in labels])
 
@@ -160,7 +160,7 @@ def star_residuals(bundle: SurveyBundle, row: int, models: dict) -> dict:
                                  get_instrument(bundle.store.info["instrument"]))
     out = {}
     for name, model in models.items():
-        fit = fit_spectra(model, norm, niv, FitConfig())
+        fit = fit_spectra(model, norm, niv, bundle.fit_config)
         pred = fitted_spectra(model, fit.labels, fit.lsf_dvar)[0] \
             if np.all(np.isfinite(fit.labels)) else np.nan
         usable = (niv[0] > 0) & model.mask
@@ -176,7 +176,7 @@ def adopt(bundle: SurveyBundle, model_path: str | Path, config: XFlagConfig = XF
     d = bundle.directory
     stamp = time.strftime("%Y%m%d-%H%M%S")
     new_cat = d / f"catalog-{stamp}.parquet"
-    table = fit_and_flag(model, bundle.store, new_cat, FitConfig(), bundle.reference,
+    table = fit_and_flag(model, bundle.store, new_cat, bundle.fit_config, bundle.reference,
                          config=config, log=log)
     meta = {**bundle.metadata, "model": str(model_path), "model_config": model.config,
             "flag_config": asdict(config), "error_scale": table.attrs.pop("error_scale")}
