@@ -446,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--n-stars", type=int, default=20000)
     dm.add_argument("--out", default=DEMO_OUT, help=f"default {DEMO_OUT}; {REAL_DEMO_OUT} with --real")
     dm.add_argument("--epochs", type=int, default=None,
-                    help=f"training epochs when (re)training (default {DEMO_EPOCHS}; 300 with --real)")
+                    help=f"at most this many training iterations (Levenberg-Marquardt, which stops on its own "
+                         f"earlier) when (re)training (default {DEMO_EPOCHS}; 300 with --real)")
     dm.add_argument("--retrain", action="store_true")
     dm.add_argument("--full", action="store_true",
                     help="synthetic demo: also the metal-poor and GALAH-label models, the "

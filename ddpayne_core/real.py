@@ -40,13 +40,14 @@ from .validation.report import write_real_report
 
 SHARED_DR10 = SHARED / "lamost-dr10"
 COMMITTED_REAL_MODEL = MODELS / "lamost_dr10_lasp.pt"
-# Training on ~1,500 real spectra: batches of 32 rather than X19's 512 (docs/spec.md sec. 5)
-# give the optimizer ~45 steps an epoch instead of 3; with 512 the emulator stopped short of a
-# least-squares fit of its own training set (mean residual of the F/G training stars projected
-# on dF/dTeff: -234 K at 512, -123 K at 64), which biased every fitted Teff. A 1 % model-error
-# floor (The Cannon's scatter term) keeps the S/N 300 spectra, which no emulator fits to their
-# noise, from dominating the loss (docs/validation.md, real spectra).
-REAL_TRAIN_CONFIG = replace(TrainConfig(), epochs=300, batch_size=32, model_error=0.01, optimizer="adam")
+# Training on ~1,500 real spectra: X19's loss minimized by per-pixel Levenberg-Marquardt
+# (``model.levenberg``), which reaches a least-squares fit of the training set; with X19's Adam
+# (300 epochs, batches of 32) the emulator stopped short of one (mean residual of the F/G
+# training stars projected on dF/dTeff gave a -75 K Teff bias on held-out stars;
+# studies/real_training/lm_vs_adam.py). A 1 % model-error floor (The Cannon's scatter term)
+# keeps the S/N 300 spectra, which no emulator fits to their noise, from dominating the loss
+# (docs/validation.md, real spectra). batch_size applies to ``optimizer="adam"`` only.
+REAL_TRAIN_CONFIG = replace(TrainConfig(), epochs=300, batch_size=32, model_error=0.01, optimizer="lm")
 REAL_FIT_CONFIG = replace(FitConfig(), model_error=0.01)
 
 
