@@ -303,3 +303,37 @@ def test_reference_grid_without_a_label_says_which_and_the_demo_falls_back():
     assert _reference_for("lamost-table1+lamost-isochrone", "lamost-apogee") \
         == "lamost-table1+lamost-isochrone"
     assert _reference_for("lamost-table1", "lamost-galah") == "lamost-table1"
+
+
+def test_a_point_moog_cannot_synthesize_is_recorded_and_its_star_left_out(tmp_path, monkeypatch):
+    # Three reference stars stepped in Teff and logg; MOOG "fails" at star 2's logg step.
+    from ddpayne_core.theory import gradients as G
+
+    ref = np.tile(np.array(G.table1_points()[0][0]), (3, 1))
+    ref[:, 0] = [4500.0, 4800.0, 5100.0]
+    steps = np.ones_like(ref) * 0.1
+    monkeypatch.setitem(G.REFERENCE_GRIDS, "test-grid", (lambda: (ref, steps), ("teff", "logg")))
+    monkeypatch.setattr(G, "WORK_DIR", tmp_path / "work")
+    monkeypatch.setattr(G, "DATA_DIR", tmp_path)
+    bad = ref[1] + 0.1 * np.eye(len(G.REFERENCE_LABELS))[1]
+
+    def synthesize(labels, physics, w0, w1):
+        if np.allclose([labels["teff"], labels["logg"]], bad[:2]):
+            raise RuntimeError("MOOG returned unphysical depths at 3642.9-3729.1 A")
+        return (labels["teff"] + 10 * labels["logg"],)
+
+    monkeypatch.setattr(G, "synthesize", synthesize)
+    monkeypatch.setattr(G, "to_instrument", lambda x, inst: np.full(inst.wave.size, x / 1e4))
+    spec = G.grid_spec("test-grid")
+    results = [G._compute_point((spec, p)) for p in spec.points]
+    assert sum(r is None for r in results) == 1 and G.failure_file(spec, bad).exists()
+    out = G.assemble("test-grid")
+    grid = load_reference_gradients(str(out))
+    assert list(grid.stars["teff"]) == [4500.0, 5100.0]          # star 2 left out, not waited for
+    assert np.allclose(grid.dflux[:, 1], 10 * 0.1 / 1e4, rtol=1e-3)  # logg steps of the kept stars (float32)
+    left = grid.provenance["left_out_stars"]
+    assert [row["star"] for row in left] == [2] and "unphysical depths" in left[0]["failed_points"][0]["reason"]
+    # A point neither computed nor failed is still waited for.
+    G.point_file(spec, spec.points[0]).unlink()
+    with pytest.raises(RuntimeError, match="not all computed yet"):
+        G.assemble("test-grid")

@@ -286,8 +286,15 @@ def point_file(spec: GridSpec, point: np.ndarray) -> Path:
     return WORK_DIR / spec.physics.name / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
 
 
+def failure_file(spec: GridSpec, point: np.ndarray) -> Path:
+    """Where a point MOOG could not synthesize records why (so it is not retried, and
+    ``assemble`` leaves it out instead of waiting for it)."""
+    return point_file(spec, point).with_suffix(".failed.txt")
+
+
 def _compute_point(args) -> str | None:
-    """Synthesize one grid point; returns its file, or None (with a message) if MOOG failed."""
+    """Synthesize one grid point; returns its file, or None (with a message, recorded in its
+    ``failure_file``) if MOOG failed."""
     spec, point = args
     out = point_file(spec, point)
     if out.exists():
@@ -298,6 +305,7 @@ def _compute_point(args) -> str | None:
                              get_instrument(spec.instrument))
     except RuntimeError as exc:
         print(f"grid {spec.name}: point skipped: {exc}", flush=True)
+        atomic_write_text(failure_file(spec, point), f"{json.dumps(labels)}\n{exc}\n")
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -325,7 +333,7 @@ def compute(names, workers: int = 1, limit: int | None = None) -> None:
         spec = grid_spec(name)
         per_star = 1 + len(REFERENCE_GRIDS[name][1]) if name in REFERENCE_GRIDS else 1
         todo += [(spec, p, spread_rank(i // per_star)) for i, p in enumerate(spec.points)
-                 if not point_file(spec, p).exists()]
+                 if not point_file(spec, p).exists() and not failure_file(spec, p).exists()]
     # Reference-star points that the LAMOST-APOGEE label set needs come first, so that set can be
     # trained on before the GALAH-only labels are done; then star by star in an order that
     # spreads the finished stars over the grid, so a part-computed grid is already a usable one.
@@ -459,34 +467,53 @@ def assemble(name: str, labels=None) -> Path:
 
     Reference-star grids store flux (n_star, n_pix), dflux (n_star, n_label, n_pix), ref_labels
     and steps (n_star, n_label); ``labels`` restricts them to a subset (default: all labels, which
-    must all be computed). Other grids store flux (n, n_pix) and points (n, n_label).
+    must all be computed). Other grids store flux (n, n_pix) and points (n, n_label). Points MOOG
+    could not synthesize (``failure_file``) are left out, a reference star with any of its points;
+    the provenance lists them with MOOG's reason.
     """
     spec = grid_spec(name)
     inst = get_instrument(spec.instrument)
+    failed = lambda point: failure_file(spec, point).exists()
+    left_out = lambda points: [{"labels": dict(zip(REFERENCE_LABELS, np.round(p, 4).tolist())),
+                                "reason": failure_file(spec, p).read_text().splitlines()[-1]}
+                               for p in points if failed(p)]
     if name not in REFERENCE_GRIDS:
-        files = [point_file(spec, p) for p in spec.points]
+        keep = np.array([not failed(p) for p in spec.points], dtype=bool)
+        files = [point_file(spec, p) for p in spec.points[keep]]
         missing = sum(not f.exists() for f in files)
         if missing:
             raise RuntimeError(f"grid {name}: {missing} of {len(files)} spectra not computed yet")
         out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave,
-                               flux=np.stack([np.load(f) for f in files]), points=spec.points,
+                               flux=np.stack([np.load(f) for f in files]), points=spec.points[keep],
                                labels=np.array(REFERENCE_LABELS))
         prov = _provenance(name, spec, len(files), REFERENCE_LABELS)
+        prov["left_out"] = left_out(spec.points)
     else:
         labels = tuple(labels or REFERENCE_GRIDS[name][1])
         ref, steps = REFERENCE_GRIDS[name][0]()
         cols = [REFERENCE_LABELS.index(lab) for lab in labels]
+        eye = np.eye(len(REFERENCE_LABELS))
+        star_points = [[r] + [r + steps[s, c] * eye[c] for c in cols] for s, r in enumerate(ref)]
+        keep = np.array([not any(failed(p) for p in pts) for pts in star_points], dtype=bool)
+        if not keep.any():
+            raise RuntimeError(f"grid {name}: MOOG failed for a point of every reference star")
         load = lambda point: np.load(point_file(spec, point)).astype(np.float64)
         try:
-            base = np.stack([load(r) for r in ref])
-            dflux = np.stack([[load(r + steps[s, c] * np.eye(len(REFERENCE_LABELS))[c]) - base[s]
-                               for c in cols] for s, r in enumerate(ref)])
+            base = np.stack([load(pts[0]) for pts, k in zip(star_points, keep) if k])
+            dflux = np.stack([[load(p) - load(pts[0]) for p in pts[1:]]
+                              for pts, k in zip(star_points, keep) if k])
         except FileNotFoundError as exc:
             raise RuntimeError(f"grid {name}: spectra for labels {labels} not all computed yet "
                                f"({exc.filename})") from None
         out = atomic_write_npz(DATA_DIR / f"{name}.npz", wave=inst.wave,
                                flux=base.astype(np.float32), dflux=dflux.astype(np.float32),
-                               ref_labels=ref[:, cols], steps=steps[:, cols], labels=np.array(labels))
-        prov = _provenance(name, spec, len(ref) * (1 + len(cols)), labels)
+                               ref_labels=ref[keep][:, cols], steps=steps[keep][:, cols],
+                               labels=np.array(labels))
+        prov = _provenance(name, spec, int(keep.sum()) * (1 + len(cols)), labels)
+        prov["left_out_stars"] = [{"star": int(s + 1), "failed_points": left_out(pts)}
+                                  for s, pts in enumerate(star_points) if not keep[s]]
+        for row in prov["left_out_stars"]:
+            print(f"grid {name}: reference star {row['star']} left out: MOOG failed at "
+                  f"{len(row['failed_points'])} of its points ({row['failed_points'][0]['reason']})")
     atomic_write_text(DATA_DIR / f"{name}.json", json.dumps(prov, indent=2))
     return out
