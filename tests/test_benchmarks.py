@@ -18,6 +18,7 @@ LAST_FIGURE = {
     "bench_train_cannon.py": "train_speedup_vs_cannon=",
     "bench_ingest.py": "ingest_scaling_2_workers=",
     "bench_malloc.py": "fit_speedup=",
+    "bench_peer_cannon.py": "test_speed_ratio_vs_cannon=",
     "bench_memory.py": "peak_rss_ratio_",
     "bench_scale.py": "worker_peak_rss_ratio=",
     "bench_train.py": "prior_overhead_ratio=",
@@ -32,12 +33,8 @@ def test_every_benchmark_has_a_quick_check():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_benchmark_runs_quick(name, demo_bundle, tmp_path, request):
-    if name == "bench_app.py":
-        # Known bug: on the 400-star test bundle the resampled catalogue's click opens a store
-        # row group the store lacks (ArrowInvalid); it runs on a full `ddpayne demo` bundle.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="store row of a resampled catalogue"))
-    if name in ("bench_cannon_real.py", "bench_fit.py"):
+def test_benchmark_runs_quick(name, demo_bundle, tmp_path):
+    if name in ("bench_cannon_real.py", "bench_fit.py", "bench_peer_cannon.py", "bench_train_cannon.py"):
         pytest.importorskip("TheCannon", reason="benchmark-only dependency: pip install thecannon==0.7.3")
     extra = ["--bundle", str(demo_bundle[0])] if name == "bench_app.py" else []
     if name in ("bench_ingest.py", "bench_memory.py", "bench_scale.py"):

@@ -53,8 +53,9 @@ def test_training_ignores_an_unflagged_spike():
     spiked = clean.copy()
     spiked[7, 15] += 1.0
     ivar = np.full((n, p), 1e4)
+    # No ridge: the unclipped least-squares premise (a mean rise of spike / n) is what is tested.
     cfg = replace(TrainConfig(), epochs=80, regularize=False, n_hidden=6, clip_every=5,
-                  valid_fraction=0.05)
+                  valid_fraction=0.05, lm_ridge=0.0)
 
     def pixel_model(flux, clip):
         m = train_emulator(flux, ivar, labels, ("a", "b"), wave, np.ones(p, bool),
@@ -204,6 +205,32 @@ def test_levenberg_marquardt_with_the_prior_and_a_resumed_run_match():
         resumed = train_emulator(*args, checkpoint=ckpt, **QUIET)
     assert resumed.history["epoch"] == list(range(6))
     assert np.allclose(resumed.history["valid_chi2_kept"], whole.history["valid_chi2_kept"], rtol=1e-5)
+
+
+def test_levenberg_marquardt_ridge_keeps_label_weights_small_and_is_part_of_the_loss():
+    """The ridge on W1 (``TrainConfig.lm_ridge``) enters each pixel's loss and its Hessian: with
+    it the first-layer weights end smaller than without, the recorded regularization term is the
+    ridge itself (no prior here), and the fit to the data stays near the noise."""
+    from ddpayne_core.model.levenberg import pixel_loss
+
+    labels, wave, flux, ivar = _lm_data()
+    base = replace(TrainConfig(), regularize=False, n_hidden=6, valid_fraction=0.2, optimizer="lm",
+                   epochs=15, lm_patience=20, lm_ridge=0.0)
+    free = train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool), base, **QUIET)
+    ridged = train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool),
+                            replace(base, lm_ridge=1e-2), **QUIET)
+    size = lambda m: float((m.net.W1.detach() ** 2).sum())
+    assert size(ridged) < 0.5 * size(free)
+    assert free.history["train_prior"][-1] == 0
+    assert ridged.history["train_prior"][-1] > 0
+    assert ridged.history["valid_chi2_best"] < 1.5 * 12
+    # pixel_loss with the ridge: chi2 unchanged, regularization = ridge * sum(W1^2) per pixel.
+    x = torch.as_tensor(ridged.scaler.scale(labels), dtype=torch.float32)
+    f, iv = torch.as_tensor(flux, dtype=torch.float32), torch.as_tensor(ivar, dtype=torch.float32)
+    chi0, reg0 = pixel_loss(ridged.net, x, f, iv, None)
+    chi1, reg1 = pixel_loss(ridged.net, x, f, iv, None, ridge=0.5)
+    assert torch.allclose(chi0, chi1) and torch.all(reg0 == 0)
+    assert torch.allclose(reg1, 0.5 * (ridged.net.W1.detach() ** 2).sum((1, 2)))
 
 
 def test_optimizer_choices_are_checked():

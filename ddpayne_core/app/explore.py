@@ -227,12 +227,20 @@ class StarView:
     info: dict
 
 
+def store_row(bundle: SurveyBundle, row: int) -> int:
+    """The store row holding catalogue row ``row``'s spectrum: a catalogue may be a subset or a
+    resampling of its store, and then its ``store_row`` column says which; else the same row."""
+    rec = bundle.catalog.iloc[row]
+    return int(rec["store_row"]) if "store_row" in rec else row
+
+
 def comparison_labels(bundle: SurveyBundle, row: int) -> tuple[str, dict]:
     """What a star's fitted labels can be compared with: on a synthetic bundle the true labels
     (from the store), on a real one the reference survey's (<prefix>_<label> columns named by
     the catalogue's ``reference_labels``). Returns (column title, {label: value})."""
     if bundle.synthetic and bundle.store is not None:
-        truth = bundle.store.meta_rows(row, row + 1).iloc[0]
+        srow = store_row(bundle, row)
+        truth = bundle.store.meta_rows(srow, srow + 1).iloc[0]
         return "true (synthetic)", {lab: truth.get(lab, np.nan) for lab in bundle.model.labels}
     prefix = bundle.metadata.get("reference_labels")
     if prefix:
@@ -266,8 +274,7 @@ def star_view(bundle: SurveyBundle, row: int) -> StarView:
     if bundle.store is None:
         raise ValueError("this catalogue has no spectral store: spectra cannot be shown")
     model, rec = bundle.model, bundle.catalog.iloc[row]
-    # A catalogue may be a subset or a resampling of its store: store_row says which spectrum.
-    srow = int(rec["store_row"]) if "store_row" in rec else row
+    srow = store_row(bundle, row)
     flux, ivar = bundle.store.read(srow, srow + 1)
     rv = np.array([rec.get("rv", 0.0)], dtype=np.float64)
     norm, norm_ivar = preprocess_batch(flux, ivar, rv, get_instrument(bundle.store.info["instrument"]))

@@ -22,7 +22,7 @@ from ..model.train import TrainConfig, TrainingCancelled
 from ..model.trainingset import TrainingSetConfig, select_training
 from ..pipeline import fit_and_flag, train_from_store
 from ..preprocess.grid import preprocess_batch
-from .explore import SurveyBundle
+from .explore import SurveyBundle, store_row
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,11 @@ def gradcorr_medians(bundle: SurveyBundle, model: EmulatorModel, n_stars: int = 
 
 
 def star_residuals(bundle: SurveyBundle, row: int, models: dict) -> dict:
-    """Fit one store row with each model: name -> (labels (n_label,), (flux - model) * sqrt(ivar)
-    (n_pix,) with NaN where unusable)."""
-    meta = bundle.store.meta_rows(row, row + 1, ["rv"])
-    flux, ivar = bundle.store.read(row, row + 1)
+    """Fit the spectrum of catalogue row ``row`` with each model: name -> (labels (n_label,),
+    (flux - model) * sqrt(ivar) (n_pix,) with NaN where unusable)."""
+    srow = store_row(bundle, row)
+    meta = bundle.store.meta_rows(srow, srow + 1, ["rv"])
+    flux, ivar = bundle.store.read(srow, srow + 1)
     norm, niv = preprocess_batch(flux, ivar, meta["rv"].to_numpy(),
                                  get_instrument(bundle.store.info["instrument"]))
     out = {}

@@ -32,7 +32,7 @@ from ..io_utils import atomic_path
 from ..labels import Scaler
 from ..progress import progress
 from .emulator import Emulator, EmulatorModel, config_dict, with_model_error
-from .levenberg import DAMPING_START, lm_iteration
+from .levenberg import DAMPING_START, RIDGE, lm_iteration
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale
 
 
@@ -51,7 +51,8 @@ class TrainConfig:
     optimizer: "adam" (X19; ``epochs`` are passes of mini-batches) or "lm" (``epochs`` are
     Levenberg-Marquardt iterations, the Gauss-Newton matrix from ``hessian_rows`` spectra drawn
     anew each iteration; stops when the validation chi^2 gains less than ``lm_tolerance`` in
-    ``lm_patience`` iterations)."""
+    ``lm_patience`` iterations); lm_ridge: with "lm", weight of sum(W1^2) in each pixel's loss
+    (``levenberg`` module docstring)."""
 
     n_hidden: int = 10
     epochs: int = 300
@@ -74,6 +75,7 @@ class TrainConfig:
     hessian_rows: int = 512
     lm_patience: int = 3
     lm_tolerance: float = 1e-3
+    lm_ridge: float = RIDGE
 
     @classmethod
     def for_instrument(cls, instrument: str, **changes) -> "TrainConfig":
@@ -281,7 +283,7 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
             rows = torch.randperm(len(tr_t), generator=torch.Generator().manual_seed(
                 config.seed * 1_000_003 + epoch))[:config.hessian_rows]
             chi_sum, prior_sum = lm_iteration(net, x_all[tr_t], f_all[tr_t], iv_all[tr_t], prior,
-                                              damping, rows)
+                                              damping, rows, ridge=config.lm_ridge)
             n_batches = 1
         else:
             chi_sum, prior_sum, n_batches = adam_epoch(net, opt, x_all, f_all, iv_all, prior,

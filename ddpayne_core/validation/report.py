@@ -355,6 +355,7 @@ def write_report(out: str | Path, catalog: pd.DataFrame, meta: pd.DataFrame, lab
     figure_density_maps(catalog, labels, out / "density_maps.png", mark)
     if summary.get("crb_experiment"):
         figure_crb(summary["crb_experiment"], out / "error_over_crb.png", mark)
+    read_peer_benchmark(out, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
     atomic_write_text(out / "summary.md", summary_markdown(summary, val, prec, slopes))
     return summary
@@ -381,6 +382,24 @@ def _flag_ceiling_table(summary: dict) -> pd.DataFrame:
             rows[f"measured, where perfect is {flag}"] = {
                 lab: a[f"flag1_where_perfect_{flag}"] for lab, a in agreement.items()}
     return pd.DataFrame(rows).T
+
+
+def read_peer_benchmark(out: Path, summary: dict) -> None:
+    """Put The Cannon's figures into ``summary["peer_cannon"]`` when a peer benchmark
+    (``benchmarks/bench_peer_cannon.py`` on a synthetic demo, ``bench_cannon_real.py`` on a
+    real-data bundle) left them in ``out/peer_cannon.json``."""
+    peer = Path(out) / "peer_cannon.json"
+    if peer.exists():
+        summary["peer_cannon"] = json.loads(peer.read_text())
+
+
+def peer_markdown(summary: dict, benchmark: str) -> list[str]:
+    """The peer benchmark's table as report lines (none when it has not run)."""
+    if "peer_cannon" not in summary:
+        return []
+    return ["", f"## The Cannon on the same training spectra (benchmarks/{benchmark})", "",
+            markdown_table(pd.DataFrame(summary["peer_cannon"]["rows"]), index=False), "",
+            "Timing (train_s in seconds, speeds in spectra/s): " + json.dumps(summary["peer_cannon"]["timing"], default=float), ""]
 
 
 def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slopes: dict) -> str:
@@ -472,6 +491,7 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         if key in summary:
             lines += [f"## {key}", "", "```", json.dumps(summary[key], indent=1, default=float),
                       "```", ""]
+    lines += peer_markdown(summary, "bench_peer_cannon.py")
     lines += ["Figures: validation.png, precision_vs_snr.png, gradcorr_maps.png, "
               "label_correlations.png, density_maps.png, error_over_crb.png", ""]
     return "\n".join(lines)
@@ -626,9 +646,7 @@ def write_real_report(out: str | Path, catalog: pd.DataFrame, model, prefix: str
     if store is not None:
         stacks = residual_stacks(catalog, store, model)
         figure_real_diagnostics(chi2, stacks, model.wave, out / "real_chi2_residuals.png")
-    peer = out / "peer_cannon.json"
-    if peer.exists():
-        summary["peer_cannon"] = json.loads(peer.read_text())
+    read_peer_benchmark(out, summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     lines = [f"# Validation on real LAMOST spectra against {prefix.upper()} labels",
              "", f"{summary['n_spectra']:,} real spectra fitted ({summary['fit_failed']} failed); "
@@ -640,9 +658,7 @@ def write_real_report(out: str | Path, catalog: pd.DataFrame, model, prefix: str
                   markdown_table(pd.DataFrame(summary["validation_synthetic_model"]), index=False)]
     lines += ["", "## Median reduced chi2 against S/N(g)", "", markdown_table(chi2, index=False),
               "", "## Flags (all spectra)", "", markdown_table(pd.Series(flags, name="count").to_frame())]
-    if "peer_cannon" in summary:
-        lines += ["", "## The Cannon on the same training spectra (benchmarks/bench_cannon_real.py)", "",
-                  markdown_table(pd.DataFrame(summary["peer_cannon"]["rows"]), index=False)]
+    lines += peer_markdown(summary, "bench_cannon_real.py")
     lines += ["", "Figures: real_validation.png, real_chi2_residuals.png"]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     log(f"real-data report -> {out / 'summary.md'}")
