@@ -4,12 +4,13 @@ against a The-Payne-style baseline on the same model and the same SYNTHETIC spec
 Spectra: the model's own spectra at random labels plus Gaussian noise at S/N 20-100 (no model
 mismatch: a throughput measurement, not an accuracy one), in a store, fitted as ``ddpayne fit``
 does (``fit_store``, default ``FitConfig``, one single-threaded process per core, and one). The
-model is a random emulator of DESI's size (``common.random_desi_emulator``) until a trained DESI
-model is committed; throughput depends on the size, not on the weights.
+model is a random emulator of DESI's size (``common.random_desi_emulator``), or with ``--model``
+a trained DESI model (e.g. ``DIR/model.pt`` of ``ddpayne demo --survey desi --out DIR``), whose
+labels are drawn inside its training range.
 Baseline: scipy ``curve_fit`` (method "trf", numerical Jacobian, one start, one spectrum at a time,
 the emulator in numpy, one thread), as in bench_fit.py.
 
-Prints spectra/s of each and speedup_vs_curve_fit=<x>. Usage: python benchmarks/bench_fit_desi.py [--quick]
+Prints spectra/s of each and speedup_vs_curve_fit=<x>. Usage: python benchmarks/bench_fit_desi.py [--quick] [--model PATH]
 """
 import argparse
 import tempfile
@@ -26,6 +27,7 @@ from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.fit import FitConfig, fit_store, fit_workers
 from ddpayne_core.io.store import create_store, write_chunk
 from ddpayne_core.memory import keep_freed_memory
+from ddpayne_core.model.emulator import EmulatorModel
 
 QUIET = dict(log=lambda *a: None)
 
@@ -33,11 +35,12 @@ QUIET = dict(log=lambda *a: None)
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--model", help="a trained DESI emulator (default: a random one of DESI's size)")
     args = ap.parse_args()
     n, n_base = (200, 4) if args.quick else (2000, 30)
     keep_freed_memory()
     torch.set_num_threads(1)
-    model = random_desi_emulator()
+    model = EmulatorModel.load(args.model) if args.model else random_desi_emulator()
     rng = np.random.default_rng(0)
     labels = model.scaler.unscale(rng.uniform(-0.35, 0.35, (n, len(model.labels))))
     snr = rng.uniform(20, 100, n)
@@ -51,7 +54,8 @@ def main():
         for start in range(0, n, 500):
             write_chunk(store, start, noisy[start:start + 500], ivar[start:start + 500])
         cfg = FitConfig()
-        print(f"{n} SYNTHETIC spectra (a random DESI-size emulator's own, S/N 20-100); model: "
+        print(f"{n} SYNTHETIC spectra (the {'trained' if args.model else 'random DESI-size'} emulator's "
+              f"own, S/N 20-100); model: "
               f"{model.net.n_pix} pixels ({int(model.mask.sum())} fitted), {len(model.labels)} labels, "
               f"{model.net.n_hidden} neurons; FitConfig: {cfg.n_starts} starts, LSF width fitted")
         speeds = {}

@@ -226,7 +226,8 @@ def _demo(args):
     if args.survey == "desi":
         from .desi_demo import run_desi_demo
         from .paths import DESI_DEMO_OUT
-        run_desi_demo(args.out if args.out != DEMO_OUT else DESI_DEMO_OUT, studies=args.full)
+        run_desi_demo(args.out if args.out != DEMO_OUT else DESI_DEMO_OUT, studies=args.full,
+                      retrain=args.retrain)
         return
     from .demo import run_demo
     run_demo(args.out, n_stars=args.n_stars, retrain=args.retrain,

@@ -1,10 +1,13 @@
 """The DESI demo (SYNTHETIC; Z24): ``ddpayne demo --survey desi``.
 
 The DESI synthetic survey from an empty folder (coadds + MWS catalogue, ``simulate.desi``), read
-back through the DESI coadd reader (``ingest_desi``), trained by label transfer from the LAMOST
-demo's catalogue on the stars both surveys observed (Z24 sec. 3.2: S/N > 20 in both), fitted and
-flagged with DESI's settings; writes ``DIR/catalog.parquet`` and ``DIR/report``. Every step is
-skipped when its output exists, so an interrupted run resumes.
+back through the DESI coadd reader (``ingest_desi``), trained as Z24 sec. 3.2 on the stars DESI
+shares with APOGEE and, by label transfer, on those it shares with the LAMOST demo's catalogue
+(S/N > 20 in both), fitted and flagged with DESI's settings; writes ``DIR/catalog.parquet`` and
+``DIR/report``. The committed DESI model (``data/models/demo_emulator_desi.pt``, trained by this
+same code) is used when it was trained on this survey configuration from the same LAMOST model,
+so a first run does not train; ``retrain`` trains anew. Every step is skipped when its output
+exists, so an interrupted run resumes.
 
 It needs the DESI-resolution physics: the DESI truth emulator and the desi-isochrone reference
 grid (``bash tools/compute_desi_physics.sh``); it says so when they are missing.
@@ -12,6 +15,7 @@ grid (``bash tools/compute_desi_physics.sh``); it says so when they are missing.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,11 +24,18 @@ import pandas as pd
 from .catalog import recovery_scatter, robust_bias_scatter, write_catalog
 from .fit.lm import FitConfig
 from .io.store import open_store
+from .io_utils import file_digest
 from .labels import LABEL_SETS
 from .model.emulator import EmulatorModel
 from .model.train import TrainConfig
-from .model.trainingset import TRANSFER_MIN_SNR, TrainingSetConfig, select_training, transfer_labels
-from .paths import DEMO_OUT, DESI_DEMO_OUT
+from .model.trainingset import (
+    TRANSFER_MIN_SNR,
+    TrainingSetConfig,
+    combine_label_sources,
+    select_training,
+    transfer_labels,
+)
+from .paths import DEMO_OUT, DESI_DEMO_OUT, MODELS
 from .pipeline import fit_and_flag, train_from_store
 from .preprocess.ingest import ingest_desi
 from .simulate.desi import DesiSurveyConfig, simulate_desi_survey
@@ -32,6 +43,10 @@ from .simulate.survey import DESI_TRUTH_EMULATOR
 from .theory.gradients import load_reference_gradients
 from .validation.report import write_report
 from .validation.studies import desi_crb_experiment
+
+COMMITTED_DESI_MODEL = MODELS / "demo_emulator_desi.pt"
+# Z24 sec. 3.2: the APOGEE overlap's labels where a star has them, else the LAMOST ones.
+LABEL_SOURCES = ("apogee", "lamost")
 
 
 def lamost_demo_stars(lamost_demo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,11 +65,13 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                   truth_path: str | Path = DESI_TRUTH_EMULATOR,
                   train_config: TrainConfig = TrainConfig.for_instrument("desi"),
                   fit_config: FitConfig = FitConfig(), reference: str | None = None,
-                  crb_stars: int = 200, studies: bool = False, log=print) -> dict:
+                  crb_stars: int = 200, studies: bool = False, retrain: bool = False,
+                  log=print) -> dict:
     """Run the DESI demo into ``out``; returns the report's summary. ``lamost_demo``: a finished
     ``ddpayne demo`` folder (made first when missing); ``reference``: the reference grid for the
     prior and X_flag (default ``train_config.reference``: desi-isochrone); ``studies``: also the
-    cost of transferred labels against APOGEE-like ones (``transfer_cost``; one more training)."""
+    cost of transferred labels against APOGEE-like ones (``transfer_cost``; one more training);
+    ``retrain``: train a model (when ``out`` has none) even where the committed one matches."""
     out, lamost_demo = Path(out), Path(lamost_demo)
     done = out / "report" / "summary.json"
     if done.exists():
@@ -79,20 +96,34 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     store = open_store(store_path)
     labels = [lab for lab in LABEL_SETS["desi"] if lab in lamost_catalog.columns
               and lab in EmulatorModel.load(truth_path).labels]
-    meta = store.meta()
+    truth_by_spectrum = store.meta(["specid", "targetid", "filename", "row"]).merge(
+        truth, on=["targetid", "filename", "row"])
+    meta = with_apogee_labels(store.meta(), truth_by_spectrum, labels)
     meta = transfer_labels(meta, lamost_catalog, labels, prefix="lamost", min_snr=TRANSFER_MIN_SNR)
     meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = float("nan")
-    ts = TrainingSetConfig(survey="lamost", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
+    meta = combine_label_sources(meta, LABEL_SOURCES, labels)
+    ts = TrainingSetConfig(survey="combined", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
                            min_snr_metal_poor=TRANSFER_MIN_SNR)
-    n_train = len(select_training(meta, ts)[0])
-    log(f"label transfer: {n_train} DESI spectra of stars the LAMOST demo fitted well (S/N > "
-        f"{TRANSFER_MIN_SNR:.0f} in both) train the DESI model")
+    rows = select_training(meta, ts)[0]
+    n_by_source = meta["combined_source"].iloc[rows].value_counts().to_dict()
+    log(f"training set (Z24 sec. 3.2): {len(rows)} DESI spectra with S/N > {TRANSFER_MIN_SNR:.0f}: "
+        f"{n_by_source.get('apogee', 0)} with APOGEE-like labels, {n_by_source.get('lamost', 0)} "
+        "with labels transferred from the LAMOST demo's good fits (S/N > 20 there too)")
     model_path = out / "model.pt"
-    if model_path.exists():
-        model = EmulatorModel.load(model_path)
-    else:
-        model = train_from_store(store_path, model_path, ts, replace(train_config, reference=reference_name),
-                                 meta=meta, log=log)
+    provenance = {"desi_survey_config": json.loads(json.dumps(asdict(config))),
+                  "truth_emulator_sha256": file_digest(truth_path),
+                  "lamost_model_sha256": file_digest(lamost_demo / "model.pt")}
+    train_config = replace(train_config, reference=reference_name)
+    if not model_path.exists():
+        if not retrain and _matches(COMMITTED_DESI_MODEL, provenance, train_config, ts):
+            log(f"using the committed DESI model {COMMITTED_DESI_MODEL} (trained on this survey "
+                "configuration; `ddpayne demo --survey desi --retrain` trains anew)")
+            shutil.copyfile(COMMITTED_DESI_MODEL, model_path)
+        else:
+            trained = train_from_store(store_path, model_path, ts, train_config, meta=meta, log=log)
+            trained.config.update(provenance)
+            trained.save(model_path)
+    model = EmulatorModel.load(model_path)
     results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, ref, log=log)
     write_catalog(results, out / "catalog.parquet",
                   {"synthetic": True, "instrument": "desi", "model": str(model_path),
@@ -100,10 +131,8 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                    "survey": store.info["provenance"], "training_labels": "transferred from the "
                    f"LAMOST demo catalogue {lamost_demo / 'catalog.parquet'} (Z24 sec. 3.2)",
                    "error_scale": results.attrs.pop("error_scale", None)})
-    truth_by_spectrum = meta[["specid", "targetid", "filename", "row"]].merge(
-        truth, on=["targetid", "filename", "row"])
     summary = {"synthetic": True, "instrument": "desi", "n_spectra": int(len(results)),
-               "n_training": int(n_train), "labels": labels,
+               "n_training": int(len(rows)), "n_training_by_source": n_by_source, "labels": labels,
                "recovery": json.loads(recovery_scatter(results, truth_by_spectrum[["specid"] + labels],
                                                        labels).to_json(orient="index"))}
     summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
@@ -113,14 +142,36 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     if studies:
         log("transfer cost: a second DESI model trained on the APOGEE-like labels directly")
         summary["transfer_cost"] = transfer_cost(store, meta, truth_by_spectrum, labels, results,
-                                                 replace(train_config, reference=reference_name),
-                                                 fit_config, ref, out, log)
-    rows = select_training(meta, ts)[0]
+                                                 train_config, fit_config, ref, out, log)
     report_meta = meta.merge(truth_by_spectrum[["specid", "injected_bad", "is_binary"]], on="specid")
     summary = write_report(out / "report", results, report_meta, labels,
-                           meta["specid"].to_numpy()[rows], "lamost", summary)
+                           meta["specid"].to_numpy()[rows], "combined", summary)
     log(f"DESI validation report -> {out / 'report'}")
     return summary
+
+
+def with_apogee_labels(meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels) -> pd.DataFrame:
+    """``meta`` with the APOGEE-like labels (``apogee_<label>``) of the survey's stars that
+    APOGEE observed (the simulation's stand-in for a cross-match with APOGEE DR17; NaN
+    elsewhere and for spectra that failed ingestion)."""
+    cols = [f"apogee_{lab}" for lab in labels]
+    out = meta.drop(columns=[c for c in cols if c in meta.columns]).merge(
+        truth_by_spectrum[["specid"] + cols], on="specid", how="left")
+    out.loc[out["ingest_error"] != "", cols] = float("nan")
+    return out
+
+
+def _matches(committed: Path, provenance: dict, train_config: TrainConfig, ts: TrainingSetConfig) -> bool:
+    """Whether the committed DESI model was trained on this DESI survey configuration, simulated
+    from this truth emulator, with labels transferred from the same LAMOST model's fits, with
+    these settings."""
+    if not committed.exists():
+        return False
+    cfg = EmulatorModel.load(committed).config
+    return all(cfg.get(k) == v for k, v in provenance.items()) \
+        and all(cfg.get(k) == getattr(train_config, k) for k in
+                ("n_hidden", "optimizer", "reference", "regularize", "lm_ridge", "d_scale")) \
+        and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))
 
 
 def _store_complete(path: Path) -> bool:
@@ -159,13 +210,13 @@ def desi_vs_lamost(desi: pd.DataFrame, truth_by_spectrum: pd.DataFrame, lamost_d
 def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels,
                   transferred: pd.DataFrame, train_config: TrainConfig, fit_config: FitConfig,
                   reference, out: Path, log=print) -> dict:
-    """What training on transferred LAMOST labels costs (Z24 sec. 3.2 chose them because DESI
+    """What the label transfer buys or costs (Z24 sec. 3.2 added the LAMOST overlap because DESI
     and APOGEE share only ~500 stars): a second DESI model trained on the survey's APOGEE-like
-    labels directly (its ``apogee_fraction`` of the stars, S/N > 20), fitted to the same spectra;
-    robust scatter against truth at S/N 20/50/100 of each, and per label the ratio transferred /
-    APOGEE-like at S/N 50. Skipped (with the reason) when too few APOGEE-like stars would train."""
-    apogee = meta.merge(truth_by_spectrum[["specid"] + [f"apogee_{lab}" for lab in labels]], on="specid")
-    apogee.loc[apogee["ingest_error"] != "", [f"apogee_{lab}" for lab in labels]] = float("nan")
+    labels alone (its ``apogee_fraction`` of the stars, S/N > 20), fitted to the same spectra;
+    robust scatter against truth at S/N 20/50/100 of the demo's model (APOGEE overlap plus
+    transferred LAMOST labels, ``transferred``) and of this one, and per label their ratio at
+    S/N 50. Skipped (with the reason) when too few APOGEE-like stars would train."""
+    apogee = with_apogee_labels(meta, truth_by_spectrum, labels)
     ts = TrainingSetConfig(survey="apogee", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
                            min_snr_metal_poor=TRANSFER_MIN_SNR)
     n_apogee = len(select_training(apogee, ts)[0])
@@ -178,7 +229,7 @@ def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, la
     truth = truth_by_spectrum[["specid"] + list(labels)]
     rec_t, rec_a = recovery_scatter(transferred, truth, labels), recovery_scatter(direct, truth, labels)
     return {"n_train_apogee": int(n_apogee),
-            "recovery_transferred": json.loads(rec_t.to_json(orient="index")),
+            "recovery_combined": json.loads(rec_t.to_json(orient="index")),
             "recovery_apogee": json.loads(rec_a.to_json(orient="index")),
-            "transferred_over_apogee_at_snr50": {lab: float(rec_t.loc[lab, "scatter_50"] / rec_a.loc[lab, "scatter_50"])
+            "combined_over_apogee_at_snr50": {lab: float(rec_t.loc[lab, "scatter_50"] / rec_a.loc[lab, "scatter_50"])
                                                  for lab in labels}}

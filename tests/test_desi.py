@@ -447,7 +447,8 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
 
 
 @pytest.mark.slow
-def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_path, desi_truth, demo_bundle):
+def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_path, desi_truth, demo_bundle,
+                                                                         monkeypatch):
     """`ddpayne demo --survey desi` on test physics (SYNTHETIC): the LAMOST demo's stars seed the
     shared footprint, its catalogue's labels train the DESI model, and the DESI catalogue and
     report are written; without the DESI truth emulator it says how to build it."""
@@ -463,11 +464,11 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     with pytest.raises(FileNotFoundError, match="compute_desi_physics"):
         run_desi_demo(tmp_path / "none", demo_bundle[0], truth_path=tmp_path / "missing.pt")
     reference_from(EmulatorModel.load(desi_truth)).save(tmp_path / "reference.npz")
+    config = DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, apogee_fraction=0.3,
+                              r_mag=(15.0, 17.5))
+    train_config = replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=40, regularize=False)
     summary = run_desi_demo(
-        tmp_path / "desi", demo_bundle[0],
-        DesiSurveyConfig(n_stars=500, spectra_per_file=250, lamost_fraction=0.8, apogee_fraction=0.3,
-                         r_mag=(15.0, 17.5)),
-        desi_truth, replace(TrainConfig.for_instrument("desi"), n_hidden=6, epochs=40, regularize=False),
+        tmp_path / "desi", demo_bundle[0], config, desi_truth, train_config,
         replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
         crb_stars=40, studies=True, log=lambda *a: None)
     assert summary["synthetic"] and summary["instrument"] == "desi" and summary["n_training"] > 50
@@ -496,7 +497,23 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     assert (tmp_path / "desi" / "report" / "error_over_crb.png").exists()
     cost = summary["transfer_cost"]      # 30 % APOGEE-like stars here: ~100 train the second model
     assert cost["n_train_apogee"] >= 30
-    assert set(cost["transferred_over_apogee_at_snr50"]) == set(summary["labels"])
+    assert set(cost["combined_over_apogee_at_snr50"]) == set(summary["labels"])
+    by_source = summary["n_training_by_source"]     # Z24 sec. 3.2: APOGEE overlap + LAMOST transfer
+    assert by_source["apogee"] > 0 and by_source["lamost"] > 0
+    assert sum(by_source.values()) == summary["n_training"]
+    model = EmulatorModel.load(tmp_path / "desi" / "model.pt")
+    assert model.config["lamost_model_sha256"] and model.config["desi_survey_config"]["n_stars"] == 500
+    # A committed model trained on this configuration is used instead of training (a fresh clone's
+    # DESI demo trains nothing); another LAMOST model would make it train.
+    import ddpayne_core.desi_demo as desi_demo
+
+    said = []
+    monkeypatch.setattr(desi_demo, "COMMITTED_DESI_MODEL", tmp_path / "desi" / "model.pt")
+    run_desi_demo(tmp_path / "again", demo_bundle[0], config, desi_truth, train_config,
+                  replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
+                  crb_stars=10, log=said.append)
+    assert any("using the committed DESI model" in line for line in said)
+    assert not (tmp_path / "again" / "model.ckpt").exists()
 
 
 def test_ddpayne_ingest_desi_from_the_command_line(tmp_path):
@@ -511,3 +528,20 @@ def test_ddpayne_ingest_desi_from_the_command_line(tmp_path):
     assert len(meta) == 2 and all("not a star" in e for e in meta["ingest_error"])
     assert main(["ingest", "--mws", "x.fits", "--out", str(tmp_path / "s2"), str(REAL[0])]) == 2
     assert not (tmp_path / "s2").exists()
+
+
+def test_training_labels_come_from_the_best_source_that_has_them_all():
+    """Z24 sec. 3.2: the APOGEE overlap's labels where a star has all of them, else the labels
+    transferred from LAMOST; a row neither source covers fully has none."""
+    from ddpayne_core.model import combine_label_sources
+
+    meta = pd.DataFrame({"apogee_teff": [5000.0, np.nan, 5200.0, np.nan],
+                         "apogee_feh": [-1.0, -0.5, np.nan, np.nan],
+                         "lamost_teff": [5100.0, 6000.0, 5300.0, np.nan],
+                         "lamost_feh": [-1.1, 0.1, -0.3, -2.0]})
+    out = combine_label_sources(meta, ("apogee", "lamost"), ("teff", "feh"))
+    np.testing.assert_allclose(out["combined_teff"], [5000.0, 6000.0, 5300.0, np.nan])
+    np.testing.assert_allclose(out["combined_feh"], [-1.0, 0.1, -0.3, np.nan])
+    assert out["combined_source"].tolist() == ["apogee", "lamost", "lamost", ""]
+    with pytest.raises(ValueError, match="'galah'.*galah_teff"):
+        combine_label_sources(meta, ("galah",), ("teff",))

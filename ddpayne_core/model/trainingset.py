@@ -93,6 +93,29 @@ def transfer_labels(meta: pd.DataFrame, catalog: pd.DataFrame, labels, prefix: s
     return out
 
 
+def combine_label_sources(meta: pd.DataFrame, sources, labels, prefix: str = "combined") -> pd.DataFrame:
+    """One training label set from several reference surveys (Z24 sec. 3.2: DESI's training set
+    joins its APOGEE overlap and its LAMOST overlap). ``sources``: column prefixes, best first
+    (e.g. ("apogee", "lamost")); each row takes every label from the first source that has all of
+    them. Returns ``meta`` with ``<prefix>_<label>`` columns (NaN where no source has them) and
+    ``<prefix>_source`` (the source's name, "" for none)."""
+    out = meta.copy()
+    source = np.full(len(out), "", dtype=object)
+    values = np.full((len(out), len(labels)), np.nan)
+    for name in reversed(tuple(sources)):       # later sources are overwritten by better ones
+        cols = [f"{name}_{lab}" for lab in labels]
+        missing = [c for c in cols if c not in out.columns]
+        if missing:
+            raise ValueError(f"label source {name!r}: metadata lacks columns {missing}")
+        block = out[cols].to_numpy(dtype=float)
+        full = np.isfinite(block).all(axis=1)
+        values[full], source[full] = block[full], name
+    for k, lab in enumerate(labels):
+        out[f"{prefix}_{lab}"] = values[:, k]
+    out[f"{prefix}_source"] = source
+    return out
+
+
 def select_training(meta: pd.DataFrame, config: TrainingSetConfig):
     """Rows of ``meta`` for training and their labels.
 
