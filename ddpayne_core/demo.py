@@ -33,6 +33,7 @@ from .validation.studies import (
     flag_fractions,
     galah_recovery,
     perfect_emulator_flags,
+    population_shift,
 )
 
 DEFAULT_OUT = DEMO_OUT
@@ -171,6 +172,11 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
         summary["flag_information"] = flag_information(results, store.meta(), model.labels)
         if studies:
             summary.update(perfect_emulator_flags(results, store, model, truth_path, featureless))
+            summary["population_shift"] = population_shift(store, model, truth_path, fit_config)
+            log("populations the training set lacks: labels flagged measured that do not follow "
+                "their truth: " + "; ".join(
+                    f"{kind} {', '.join(labs) or 'none'}"
+                    for kind, labs in summary["population_shift"]["flag1_but_not_following_truth"].items()))
         if galah is not None:
             summary["galah"] = galah_recovery(galah, store, galah_model.labels, featureless)
             summary["galah"].update(perfect_emulator_flags(galah, store, galah_model, truth_path,

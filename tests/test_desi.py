@@ -392,12 +392,17 @@ def test_desi_model_gets_the_mad_chi2_cut_and_feh_floor_flags():
     assert "teff_below_feh_floor" not in table
 
 
-def test_desi_training_follows_z24():
+def test_desi_training_uses_desis_reference_grid_and_keeps_z24s_network_available():
+    """The DESI default is LAMOST's 10-neuron LM network with the DESI prior (measured better on
+    the demo's training set, studies/desi_network); Z24's 40-neuron Adam network is one argument."""
     from ddpayne_core.model import TrainConfig
+    from ddpayne_core.model.train import Z24_DESI_NETWORK
 
     desi, lamost = TrainConfig.for_instrument("desi"), TrainConfig.for_instrument("lamost")
-    assert (desi.n_hidden, desi.batch_size, desi.lr_start, desi.lr_end) == (40, 512, 1e-2, 1e-4)
     assert desi.reference == "desi-isochrone" and lamost == TrainConfig()
+    assert desi == TrainConfig(reference="desi-isochrone")
+    z24 = TrainConfig.for_instrument("desi", **Z24_DESI_NETWORK)
+    assert (z24.n_hidden, z24.optimizer, z24.batch_size, z24.lr_start, z24.lr_end) == (40, "adam", 512, 1e-2, 1e-4)
     assert TrainConfig.for_instrument("desi", epochs=5).epochs == 5
 
 

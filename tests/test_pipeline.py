@@ -213,6 +213,13 @@ def test_demo_runs_end_to_end(demo_bundle):
     assert set(ceiling) == set(saved["featured_flag1_fraction"])
     assert all(0 <= v <= 1 for v in ceiling.values())
     assert set(saved["flag_information"]) == set(TEST_LABELS)
+    shift = saved["population_shift"]           # populations the training set lacks, fitted
+    assert set(shift["populations"]) == {"independent", "accreted"}
+    for rows in shift["populations"].values():
+        assert set(rows) == set(TEST_LABELS) - {"cu_fe"}
+        assert all(0 <= r["flag1_fraction"] <= 1 and r["n"] > 100 for r in rows.values())
+    assert set(shift["flag1_but_not_following_truth"]) == set(shift["populations"])
+    assert "Populations the training set lacks" in (tmp_path / "report" / "summary.md").read_text()
     assert "Does X_flag mark the labels" in (tmp_path / "report" / "summary.md").read_text()
     # ... and whether the catalogue flags the same stars: counts split the sample both ways.
     agree = saved["flag_agreement_with_perfect_emulator"]

@@ -65,3 +65,40 @@ def test_a_larger_overlap_only_adds_labelled_stars():
     had = small["apogee_teff"].notna()
     assert large.loc[had, apogee].equals(small.loc[had, apogee])
     assert large["apogee_teff"].notna().sum() > 1.6 * had.sum()
+
+
+def test_shifted_populations_break_the_training_sets_correlations():
+    """The population-shift study's populations: "independent" keeps Teff, logg, [Fe/H] and
+    draws every [X/Fe] uniformly and uncorrelated; "accreted" is metal-poor and low-alpha."""
+    from ddpayne_core.simulate import SurveyConfig, build_meta, shifted_population
+
+    labels = ("teff", "logg", "vmic", "feh", "mg_fe", "si_fe", "ni_fe", "al_fe")
+    stars = build_meta(SurveyConfig(n_stars=3000), labels)
+    stars = stars[stars["visit"] == 0]
+    rng = np.random.default_rng(0)
+    ind = shifted_population("independent", stars, labels, rng)
+    np.testing.assert_array_equal(ind["teff"], stars["teff"])
+    assert ind[["mg_fe", "si_fe", "ni_fe", "al_fe"]].abs().max().max() <= 0.3
+    assert abs(np.corrcoef(ind["mg_fe"], ind["si_fe"])[0, 1]) < 0.1            # alpha elements
+    assert abs(np.corrcoef(stars["mg_fe"], stars["si_fe"])[0, 1]) > 0.5        # were correlated
+    assert abs(np.corrcoef(ind["mg_fe"], ind["feh"])[0, 1]) < 0.1
+    acc = shifted_population("accreted", stars, labels, rng)
+    assert acc["feh"].between(-2.2, -0.7).all() and abs(acc["mg_fe"].median() - 0.05) < 0.02
+    assert acc["al_fe"].median() < -0.15 and (acc["population"] == "accreted").all()
+    with pytest.raises(ValueError, match="'thin'.*independent"):
+        shifted_population("thin", stars, labels, rng)
+
+
+def test_shift_failures_name_flagged_labels_that_do_not_follow_their_truth():
+    from ddpayne_core.validation.studies import shift_failures
+
+    def row(flag1_fraction, slope, bias):
+        return {"flag1_fraction": flag1_fraction, "flag1": {"slope": slope, "bias": bias, "scatter": 0.05}}
+
+    shift = {"populations": {
+        "independent": {"mg_fe": row(0.95, 0.95, 0.0), "ti_fe": row(0.95, 0.5, 0.0),
+                        "ni_fe": row(0.5, 0.3, 0.0), "teff": row(1.0, 0.5, 10.0)},
+        "accreted": {"teff": row(1.0, 1.0, 150.0), "feh": row(1.0, 1.0, 0.05),
+                     "al_fe": row(0.95, 0.6, -0.12), "mn_fe": row(0.6, 0.2, -0.3)}}}
+    # ni_fe, mn_fe: the flag dropped (honest); teff in "independent": kept from the survey.
+    assert shift_failures(shift) == {"independent": ["ti_fe"], "accreted": ["teff", "al_fe"]}

@@ -1,10 +1,12 @@
 """Copy the demo models (the overall one, and with --studies the metal-poor and GALAH ones) that `ddpayne demo --retrain --out DIR` trained into data/models/,
 each with a provenance JSON (training set size, epochs, wall time, validation chi2, the truth
 emulator the survey came from), so that `ddpayne demo` reuses them; with --real, the model that
-`ddpayne demo --real --retrain --out DIR` trained on real LAMOST spectra.
+`ddpayne demo --real --retrain --out DIR` trained on real LAMOST spectra; with --desi, the DESI
+demo's model (`ddpayne demo --survey desi --retrain --out DIR`).
 
 Usage: python tools/commit_demo_models.py DIR --made-by "ddpayne demo --retrain --out DIR"
        python tools/commit_demo_models.py DIR --real --made-by "ddpayne demo --real --retrain --out DIR"
+       python tools/commit_demo_models.py DIR --desi --made-by "ddpayne demo --survey desi --retrain --out DIR"
 """
 import argparse
 import datetime
@@ -13,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ddpayne_core.demo import COMMITTED_GALAH_MODEL, COMMITTED_MODEL, COMMITTED_MP_MODEL
+from ddpayne_core.desi_demo import COMMITTED_DESI_MODEL
 from ddpayne_core.io_utils import atomic_path, atomic_write_text
 from ddpayne_core.model import EmulatorModel
 from ddpayne_core.real import COMMITTED_REAL_MODEL
@@ -48,12 +51,20 @@ def main():
     ap.add_argument("dir", type=Path)
     ap.add_argument("--made-by", required=True)
     ap.add_argument("--machine", default="2 CPU cores")
-    ap.add_argument("--real", action="store_true", help="commit DIR/model.pt as the real-data model")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--real", action="store_true", help="commit DIR/model.pt as the real-data model")
+    which.add_argument("--desi", action="store_true", help="commit DIR/model.pt as the DESI demo's model")
     args = ap.parse_args()
-    models = {"model": (COMMITTED_REAL_MODEL, "DD-Payne emulator trained on REAL LAMOST DR10 spectra "
-                                              "with the LAMOST pipeline's Teff, logg, [Fe/H] (label "
-                                              "transfer; held-out stars never trained on)")} \
-        if args.real else MODELS
+    if args.real:
+        models = {"model": (COMMITTED_REAL_MODEL, "DD-Payne emulator trained on REAL LAMOST DR10 spectra "
+                                                  "with the LAMOST pipeline's Teff, logg, [Fe/H] (label "
+                                                  "transfer; held-out stars never trained on)")}
+    elif args.desi:
+        models = {"model": (COMMITTED_DESI_MODEL, "DD-Payne emulator of the DESI demo's SYNTHETIC survey "
+                                                  "(Z24: APOGEE-like labels of its APOGEE overlap, labels "
+                                                  "transferred from the LAMOST demo's catalogue elsewhere)")}
+    else:
+        models = MODELS
     for name, (dest, what) in models.items():
         if not (args.dir / f"{name}.pt").exists():   # the demo without --studies trains one model
             print(f"{args.dir / name}.pt: not there; {dest} left as it is")

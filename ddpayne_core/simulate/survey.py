@@ -115,6 +115,48 @@ def abundance_ratios(labels, feh: np.ndarray, alpha: np.ndarray, giant: np.ndarr
     return out
 
 
+SHIFTED_POPULATIONS = ("independent", "accreted")
+
+
+def shifted_population(kind: str, stars: pd.DataFrame, labels, rng: np.random.Generator) -> pd.DataFrame:
+    """The survey's ``stars`` (metadata rows with true labels) with labels redrawn from a
+    population the training set does not have, to test whether fitted labels and their flags
+    stay honest when the population changes:
+
+    - "independent": every [X/Fe] of ``labels`` uniform in [-0.3, +0.3], independent of [Fe/H]
+      and of each other (Teff, logg, [Fe/H], vmic kept): no abundance correlation to lean on;
+    - "accreted": a metal-poor, low-alpha, Gaia-Enceladus-like population: [Fe/H] ~ N(-1.3, 0.3)
+      in [-2.2, -0.7], [alpha/Fe] ~ +0.05 (Hayes et al. 2018; Z24 Fig. 7), [Al/Fe] -0.2 (Das et
+      al. 2020), [Ni/Fe] and [Na/Fe] -0.15 (Nissen & Schuster 2010), [Mn/Fe] -0.3, 0.04 dex
+      scatter each; turn-off dwarfs and giants (the star's own ``giant``) on the metal-poor
+      isochrone."""
+    from ..theory.gradients import isochrone_logg
+
+    out = stars.copy().reset_index(drop=True)
+    n = len(out)
+    abundances = [lab for lab in labels if lab.endswith("_fe")]
+    if kind == "independent":
+        for lab in abundances:
+            out[lab] = rng.uniform(-0.3, 0.3, n)
+        return out
+    if kind != "accreted":
+        raise ValueError(f"shifted population {kind!r}: choose from {SHIFTED_POPULATIONS}")
+    giant = out["giant"].to_numpy(dtype=bool)
+    feh = _clip(rng.normal(-1.3, 0.3, n), -2.2, -0.7)
+    teff = _clip(np.where(giant, rng.normal(4750, 250, n) + 250 * -feh, rng.normal(5900, 350, n)),
+                 4050, 6950)
+    logg = _clip(isochrone_logg(teff, feh, giant) + rng.normal(0, 0.12, n), 0.6, 4.9)
+    offsets = {"al_fe": -0.2, "ni_fe": -0.15, "na_fe": -0.15, "mn_fe": -0.3,
+               "c_fe": -0.1 * giant, "n_fe": 0.25 * giant}
+    out["teff"], out["logg"], out["feh"] = teff, logg, feh
+    out["vmic"] = _clip(0.9 + 0.3 * (5.0 - logg) + rng.normal(0, 0.1, n), 0.6, 2.9)
+    for lab in abundances:
+        base = 0.05 if lab in ALPHA else offsets.get(lab, 0.0)
+        out[lab] = _clip(base + rng.normal(0, 0.04, n), -0.38, 0.38)
+    out["population"] = "accreted"
+    return out
+
+
 def absolute_g(teff, logg):
     """Absolute G magnitude from Teff and logg for a 1 Msun star: L = M (T/Tsun)^4 (gsun/g)."""
     log_l = 4 * np.log10(teff / 5772.0) - (logg - 4.438)

@@ -402,6 +402,27 @@ def peer_markdown(summary: dict, benchmark: str) -> list[str]:
             "Timing (train_s in seconds, speeds in spectra/s): " + json.dumps(summary["peer_cannon"]["timing"], default=float), ""]
 
 
+def population_shift_markdown(shift: dict) -> list[str]:
+    """The population-shift study (``validation.studies.population_shift``) as report lines:
+    per population and label the X_flag 1 fraction and, for the stars flagged 1, the slope,
+    bias and scatter of fitted against true."""
+    lines = [f"## Populations the training set lacks (S/N {shift['snr']:.0f})", "",
+             f"{shift['n_stars']} survey stars with their labels redrawn (independent: every [X/Fe] "
+             "uniform in +-0.3, uncorrelated; accreted: [Fe/H] -1.3, low alpha, low Al, Ni, Mn), "
+             "observed once and fitted with the survey's model; X_flag binned over the shifted "
+             "stars. A label flagged 1 should follow its own truth (slope near 1 where its true "
+             "values spread, small bias); where it does not, the flag should drop.", ""]
+    for kind, labels in shift["populations"].items():
+        rows = pd.DataFrame({lab: {"flag1_fraction": r["flag1_fraction"],
+                                   **{f"{k}_flag1": r["flag1"][k] for k in ("slope", "bias", "scatter")},
+                                   "slope_all": r["all"]["slope"]} for lab, r in labels.items()}).T
+        failing = shift.get("flag1_but_not_following_truth", {}).get(kind)
+        lines += [f"**{kind}**", "", markdown_table(rows.astype(float)), "",
+                  "Flagged measured but not following the truth (constants.SHIFT_*): "
+                  f"{', '.join(failing) if failing else 'none'}.", ""]
+    return lines
+
+
 def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slopes: dict) -> str:
     lines = ["# ddpayne validation report", ""]
     if summary.get("synthetic"):
@@ -456,6 +477,8 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   "the fit follows the label's own variation (spectral features); near 0: only "
                   "the labels it correlates with.", "",
                   markdown_table(pd.DataFrame.from_dict(summary["flag_information"], orient="index")), ""]
+    if "population_shift" in summary:
+        lines += population_shift_markdown(summary["population_shift"])
     if "metal_poor_blend" in summary:
         mp = summary["metal_poor_blend"]
         lines += ["## Metal-poor model blend", "",

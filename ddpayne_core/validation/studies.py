@@ -1,7 +1,8 @@
 """Validation studies of a synthetic survey, where the truth is known: label recovery of the
 metal-poor blend and the GALAH-label model, error calibration, flag fractions, the Cramer-Rao
-experiment (Z24 Fig. 9) and the flags a perfect emulator would give. Each returns a dict for the
-report's summary.json."""
+experiment (Z24 Fig. 9), the flags a perfect emulator would give and the labels of populations
+the training set lacks (``population_shift``). Each returns a dict for the report's
+summary.json."""
 from __future__ import annotations
 
 import json
@@ -13,14 +14,21 @@ import pandas as pd
 
 from .. import constants as C
 from ..catalog import recovery_scatter, robust_bias_scatter
-from ..fit.lm import FitConfig, fit_spectra
-from ..flags import gradcorr, model_reference, reflag
+from ..fit.lm import FitConfig, fit_result_table, fit_spectra
+from ..flags import add_flags, gradcorr, model_reference, reflag
 from ..instrument import get_instrument
 from ..io.desi import DesiCoadd
 from ..model.emulator import EmulatorModel
 from ..preprocess.grid import merge_cameras, preprocess_batch
 from ..simulate.desi import desi_crb, observe_desi
-from ..simulate.survey import SurveyConfig, reobserve, survey_crb, truth_spectra
+from ..simulate.survey import (
+    SHIFTED_POPULATIONS,
+    SurveyConfig,
+    reobserve,
+    shifted_population,
+    survey_crb,
+    truth_spectra,
+)
 from .report import inside_training_coverage
 
 
@@ -130,6 +138,74 @@ def perfect_emulator_flags(results, store, model: EmulatorModel, truth_path, fea
     return {"featured_flag1_fraction_perfect_emulator":
             flag_fractions(perfect, featured, ())["featured_flag1_fraction"],
             "flag_agreement_with_perfect_emulator": agreement}
+
+
+def population_shift(store, model: EmulatorModel, truth_path, fit_config: FitConfig = FitConfig(),
+                     n_stars: int = 1500, snr: float = 50.0, seed: int = 0) -> dict:
+    """Labels and flags when the population changes: ``n_stars`` single stars of the survey,
+    their labels redrawn as each of ``simulate.SHIFTED_POPULATIONS`` (every [X/Fe] independent
+    and wide; a metal-poor, low-alpha accreted population), observed once at ``snr`` with the
+    survey's instrument effects, fitted and flagged (X_flag binned over the shifted stars
+    themselves, as a survey of that population would be).
+
+    Per population and label: n, flag1_fraction, and for all stars and for those flagged 1,
+    slope (d fitted / d true, least squares), bias and scatter (robust) of fitted - true. A label
+    stays honest where its flag-1 stars follow their truth (slope near 1, small bias) or where
+    the flag drops."""
+    cfg = SurveyConfig(**store.info["provenance"]["config"])
+    featured = [lab for lab in model.labels if lab not in cfg.featureless]
+    meta = store.meta()
+    single = meta[(meta["visit"] == 0) & ~meta["is_binary"] & ~meta["injected_bad"]]
+    stars = single.sample(min(n_stars, len(single)), random_state=seed)
+    truth_labels = EmulatorModel.load(truth_path).labels
+    inst, reference = get_instrument(store.info["instrument"]), model_reference(model)
+    out = {"snr": snr, "n_stars": int(len(stars)), "populations": {}}
+    for k, kind in enumerate(SHIFTED_POPULATIONS):
+        rows = shifted_population(kind, stars, truth_labels, np.random.default_rng([seed, k]))
+        flux, ivar, visits = reobserve(rows, truth_path, cfg, snr, 1, seed)
+        norm, norm_ivar = preprocess_batch(flux, ivar, visits["rv"].to_numpy(), inst)
+        table = fit_result_table(model, fit_spectra(model, norm, norm_ivar, fit_config))
+        table["snr"] = snr
+        add_flags(table, model, reference)
+        good = table["fit_status"].to_numpy() != 2
+        out["populations"][kind] = {lab: shift_row(table.loc[good, lab].to_numpy(),
+                                                   visits.loc[good, lab].to_numpy(dtype=np.float64),
+                                                   table.loc[good, f"{lab}_flag"].to_numpy() == 1)
+                                    for lab in featured}
+    out["flag1_but_not_following_truth"] = shift_failures(out)
+    return out
+
+
+def shift_failures(shift: dict) -> dict:
+    """Per population of a ``population_shift`` result, the labels whose flag says "measured"
+    (X_flag 1 in >= constants.SHIFT_FLAG_FRACTION of the stars) while the fit does not follow
+    the truth: slope < SHIFT_MIN_SLOPE among the flagged stars where the [X/Fe] are independent
+    (Teff, logg, [Fe/H], vmic keep the survey's values there and are not judged), |bias| above
+    SHIFT_MAX_BIAS in the accreted population."""
+    out = {}
+    for kind, rows in shift["populations"].items():
+        bad = []
+        for lab, r in rows.items():
+            if r["flag1_fraction"] < C.SHIFT_FLAG_FRACTION or r["flag1"]["bias"] is None:
+                continue
+            if kind == "independent" and lab.endswith("_fe"):
+                bad += [lab] if r["flag1"]["slope"] < C.SHIFT_MIN_SLOPE else []
+            elif kind == "accreted":
+                limit = C.SHIFT_MAX_BIAS.get(lab, C.SHIFT_MAX_BIAS["default"])
+                bad += [lab] if abs(r["flag1"]["bias"]) > limit else []
+        out[kind] = bad
+    return out
+
+
+def shift_row(fitted: np.ndarray, true: np.ndarray, flag1: np.ndarray) -> dict:
+    """One label's line of ``population_shift``: fitted, true (n,), flag1 (n,) bool."""
+    def stats(sel):
+        if sel.sum() < 10:
+            return {"slope": None, "bias": None, "scatter": None}
+        bias, scatter = robust_bias_scatter(fitted[sel] - true[sel])
+        return {"slope": float(np.polyfit(true[sel], fitted[sel], 1)[0]), "bias": bias, "scatter": scatter}
+    return {"n": int(len(fitted)), "flag1_fraction": float(flag1.mean()),
+            "all": stats(np.ones(len(fitted), dtype=bool)), "flag1": stats(flag1)}
 
 
 def galah_recovery(galah: pd.DataFrame, store, labels, featureless) -> dict:
