@@ -100,6 +100,10 @@ BATCH_SIZE = 512  # docs/spec.md sec. 5
 LEARNING_RATE_START = 1e-2  # docs/spec.md sec. 5
 LEARNING_RATE_END = 1e-4  # docs/spec.md sec. 5
 DESI_N_HIDDEN = 40  # Z24 sec. 3.1: "we empirically increased the number of neurons from 10 to 40"
+# DESI training: at most this many Levenberg-Marquardt iterations. On the DESI demo's ~700
+# training stars the validation chi^2 at iteration 40 is within 0.7 % of where LM's own stop
+# (iteration 55) leaves it, 11 minutes earlier on 2 cores (studies/desi_network).
+DESI_LM_ITERATIONS = 40
 DESI_REFERENCE_GRID = "desi-isochrone"  # Z24 sec. 3.1: 101 reference stars at DESI resolution
 METAL_POOR_TRAINING_FEH = -0.5  # docs/spec.md sec. 5: metal-poor training set [Fe/H] < -0.5
 

@@ -400,7 +400,7 @@ def test_desi_training_uses_desis_reference_grid_and_keeps_z24s_network_availabl
 
     desi, lamost = TrainConfig.for_instrument("desi"), TrainConfig.for_instrument("lamost")
     assert desi.reference == "desi-isochrone" and lamost == TrainConfig()
-    assert desi == TrainConfig(reference="desi-isochrone")
+    assert desi == TrainConfig(reference="desi-isochrone", epochs=40)
     z24 = TrainConfig.for_instrument("desi", **Z24_DESI_NETWORK)
     assert (z24.n_hidden, z24.optimizer, z24.batch_size, z24.lr_start, z24.lr_end) == (40, "adam", 512, 1e-2, 1e-4)
     assert TrainConfig.for_instrument("desi", epochs=5).epochs == 5
