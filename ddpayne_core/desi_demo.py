@@ -128,8 +128,9 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     write_catalog(results, out / "catalog.parquet",
                   {"synthetic": True, "instrument": "desi", "model": str(model_path),
                    "model_config": model.config, "fit_config": asdict(fit_config),
-                   "survey": store.info["provenance"], "training_labels": "transferred from the "
-                   f"LAMOST demo catalogue {lamost_demo / 'catalog.parquet'} (Z24 sec. 3.2)",
+                   "survey": store.info["provenance"], "training_labels": "APOGEE-like labels of the "
+                   "APOGEE overlap, else transferred from the LAMOST demo catalogue "
+                   f"{lamost_demo / 'catalog.parquet'} (Z24 sec. 3.2)",
                    "error_scale": results.attrs.pop("error_scale", None)})
     summary = {"synthetic": True, "instrument": "desi", "n_spectra": int(len(results)),
                "n_training": int(len(rows)), "n_training_by_source": n_by_source, "labels": labels,

@@ -81,11 +81,11 @@ class TrainConfig:
     def for_instrument(cls, instrument: str, **changes) -> "TrainConfig":
         """An instrument's settings: X19's 10 neurons per pixel trained by Levenberg-Marquardt
         for LAMOST; for DESI the same, at most ``constants.DESI_LM_ITERATIONS`` iterations,
-        regularized with DESI's own reference grid (desi-isochrone). Z24's DESI network (sec. 3.1: 40 neurons, Adam with batch 512 and
-        learning rate 0.01 -> 0.0001) is ``for_instrument("desi", **Z24_DESI_NETWORK)``: 2,321
-        parameters a pixel are too many for per-pixel Gauss-Newton, and on the DESI demo's ~700
-        training stars Adam leaves them 4-7x less accurate than 10 neurons by LM
-        (studies/desi_network)."""
+        regularized with DESI's own reference grid (desi-isochrone). Z24's DESI network (sec.
+        3.1: 40 neurons, Adam with batch 512 and learning rate 0.01 -> 0.0001) is
+        ``for_instrument("desi", **Z24_DESI_NETWORK)``: 2,321 parameters a pixel are too many
+        for per-pixel Gauss-Newton, and on the DESI demo's ~700 training stars Adam leaves them
+        4-7x less accurate than 10 neurons by LM (studies/desi_network)."""
         if instrument == "desi":
             return cls(**{"reference": C.DESI_REFERENCE_GRID, "epochs": C.DESI_LM_ITERATIONS, **changes})
         return cls(**changes)
