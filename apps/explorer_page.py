@@ -70,6 +70,8 @@ class SurveyExplorer(param.Parameterized):
     snr_limit = param.Number(XFlagConfig().snr_min, allow_None=True, label="S/N limit for bin medians")
     teff_bin = param.Integer(int(XFlagConfig().teff_bin), allow_None=True, label="Teff bin [K]")
     feh_bin = param.Number(XFlagConfig().feh_bin, allow_None=True, label="[Fe/H] bin [dex]")
+    response_min = param.Number(XFlagConfig().response_min, allow_None=True,
+                                label="least response d fitted / d true ([X/Fe])")
     chi2_cut_1, chi2_cut_2, chi2_cut_3, chi2_cut_4, chi2_cut_5 = (
         param.Number(c, allow_None=True, label=f"chi2ratio cut, S/N tier {i + 1}")
         for i, c in enumerate(XFlagConfig().chi2_cuts))
@@ -81,7 +83,8 @@ class SurveyExplorer(param.Parameterized):
     selected = param.Integer(0)
 
     FILTERS = ("snr_min", "good_chi2", "single", "xflag_label")
-    TUNING = ("cutoff", "snr_limit", "teff_bin", "feh_bin") + tuple(f"chi2_cut_{i + 1}" for i in range(N_CHI2_TIERS))
+    TUNING = ("cutoff", "snr_limit", "teff_bin", "feh_bin", "response_min") + \
+        tuple(f"chi2_cut_{i + 1}" for i in range(N_CHI2_TIERS))
 
     def __init__(self, b, tuner, **params):
         super().__init__(**params)
@@ -105,7 +108,7 @@ class SurveyExplorer(param.Parameterized):
         with param.parameterized.discard_events(self):   # the views do not exist yet
             self.param.update(element=first_el, map_label=first_el, cutoff=self.default.cutoff,
                               snr_limit=self.default.snr_min, teff_bin=int(self.default.teff_bin),
-                              feh_bin=self.default.feh_bin,
+                              feh_bin=self.default.feh_bin, response_min=self.default.response_min,
                               **{f"chi2_cut_{i + 1}": c for i, c in enumerate(self.default.chi2_cuts)})
         self._valid = self.default
         self.config_msg = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["config-error"])
@@ -135,6 +138,7 @@ class SurveyExplorer(param.Parameterized):
         try:
             cfg = XFlagConfig(cutoff=self.cutoff, snr_min=self.snr_limit, teff_bin=self.teff_bin,
                               feh_bin=self.feh_bin, giant_logg=self.default.giant_logg,
+                              response_min=self.response_min,
                               chi2_cuts=tuple(getattr(self, f"chi2_cut_{i + 1}") for i in range(N_CHI2_TIERS)))
         except ValueError as exc:
             self.config_msg.object = f"{exc}; the last valid value is in use."
@@ -372,6 +376,8 @@ class SurveyExplorer(param.Parameterized):
             "snr_limit": w.FloatSlider.from_param(self.param.snr_limit, start=0, end=150, step=5),
             "teff_bin": w.IntSlider.from_param(self.param.teff_bin, start=100, end=1000, step=50),
             "feh_bin": w.FloatSlider.from_param(self.param.feh_bin, start=0.05, end=1.0, step=0.05),
+            "response_min": w.FloatSlider.from_param(self.param.response_min, start=0, end=1.2,
+                                                     step=0.05, css_classes=["response-min"]),
             **{f"chi2_cut_{i + 1}": w.FloatInput.from_param(
                 getattr(self.param, f"chi2_cut_{i + 1}"), step=0.5, start=lo, end=hi, width=130,
                 css_classes=[f"chi2-cut-{i + 1}"]) for i in range(N_CHI2_TIERS)},
@@ -396,8 +402,10 @@ class SurveyExplorer(param.Parameterized):
             pn.pane.Markdown("### Flag tuning"),
             pn.pane.Markdown("The cutoff and bins set every X_flag: the counts and gradient-correlation "
                              "maps below follow them; the star maps follow them when *require X_flag "
-                             "= 1 for* names a label."),
-            w["cutoff"], w["snr_limit"], w["teff_bin"], w["feh_bin"],
+                             "= 1 for* names a label. An abundance also needs the fit's response to "
+                             "its own signal (d fitted / d true at the nearest held-out reference "
+                             "star) to reach the least response (0: X19's flag)."),
+            w["cutoff"], w["snr_limit"], w["teff_bin"], w["feh_bin"], w["response_min"],
             pn.pane.Markdown("chi2ratio cuts per S/N tier (<200, 200-300, 300-400, 400-500, >500)"),
             pn.GridBox(*(w[f"chi2_cut_{i + 1}"] for i in range(N_CHI2_TIERS)), ncols=2),
             self.config_msg, w["save_name"], save_w, self.save_msg, download_w, width=320)

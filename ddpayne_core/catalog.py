@@ -144,7 +144,7 @@ def metal_poor_weight(feh_overall) -> np.ndarray:
 
 def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
     """The recommended catalogue (X19 Table 4): each label from the training set recommended for
-    it, with its _err/_flag/_gradcorr columns; abundances whose X_flag is 0 become -999 (Teff,
+    it, with its _err/_flag/_gradcorr/_response columns; abundances whose X_flag is 0 become -999 (Teff,
     logg, [Fe/H] always kept). Rows of the two inputs must be the same spectra, same order."""
     from .constants import ALWAYS_KEPT, MISSING, RECOMMENDED_FROM
 
@@ -155,7 +155,7 @@ def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
         for lab in RECOMMENDED_FROM[source]:
             if lab not in table:
                 continue
-            for suffix in ("", "_err", "_flag", "_gradcorr"):
+            for suffix in ("", "_err", "_flag", "_gradcorr", "_response"):
                 if lab + suffix in table:
                     out[lab + suffix] = table[lab + suffix].to_numpy()
             if lab not in ALWAYS_KEPT and f"{lab}_flag" in table:
@@ -167,7 +167,8 @@ def recommended(apogee: pd.DataFrame, galah: pd.DataFrame) -> pd.DataFrame:
 
 def blend_metal_poor(overall: pd.DataFrame, metal_poor: pd.DataFrame, labels) -> pd.DataFrame:
     """Blend the overall and metal-poor models' results (docs/spec.md sec. 9): weights from the overall
-    [Fe/H]; values and errors mixed linearly; flags and gradcorr from the model of larger weight."""
+    [Fe/H]; values and errors mixed linearly; flags, gradcorr and response from the model of larger
+    weight."""
     if not np.array_equal(overall["specid"], metal_poor["specid"]):
         raise ValueError("overall and metal-poor catalogues must list the same spectra")
     w = metal_poor_weight(overall["feh"].to_numpy())
@@ -177,7 +178,7 @@ def blend_metal_poor(overall: pd.DataFrame, metal_poor: pd.DataFrame, labels) ->
             col = lab + suffix
             if col in overall and col in metal_poor:
                 out[col] = (1 - w) * overall[col].to_numpy() + w * metal_poor[col].to_numpy()
-        for suffix in ("_flag", "_gradcorr"):
+        for suffix in ("_flag", "_gradcorr", "_response"):
             col = lab + suffix
             if col in overall and col in metal_poor:
                 out[col] = np.where(w > 0.5, metal_poor[col].to_numpy(), overall[col].to_numpy())

@@ -152,6 +152,13 @@ GRADCORR_CUTOFF = 0.5  # X19 sec. 5.4.2: bin median gradcorr > 0.5 -> X_flag 1
 GRADCORR_MIN_SNR = 30.0  # X19 sec. 5.4.2: only S/N > 30 stars enter the bin medians
 XFLAG_TEFF_MAX = 7500.0  # X19 sec. 5.4.2: Teff > 7500 K -> X_flag 0
 XFLAG_COOL_DWARF = (4500.0, 3.8)  # X19 sec. 5.4.2: Teff < 4500 K and logg > 3.8 -> X_flag 0
+# Ours (flags/response.py; studies/population_shift): X_flag 1 also needs the fit's response to the
+# label's own ab initio change, d fitted / d true, to reach RESPONSE_MIN (the slope a label must
+# keep when its population's abundance correlations are broken, SHIFT_MIN_SLOPE below), measured
+# at the stars of the instrument's reference grids that did not regularize the model.
+RESPONSE_MIN = 0.85
+RESPONSE_GRIDS = {"lamost": ("lamost-isochrone", "lamost-table1", "lamost-table1-galactic"),
+                  "desi": ("desi-isochrone",)}
 # Ours: at least ~5 repeat pairs per term of the 20-term error-scale polynomial before it is fitted.
 ERROR_SCALE_MIN_PAIRS = 100
 GIANT_LOGG = 3.8  # dwarfs/giants split (X19 uses logg 3.8 for cool dwarfs, sec. 5.4.2)

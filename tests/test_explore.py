@@ -76,12 +76,21 @@ def test_click_selects_the_nearest_star_on_screen_or_none(bundle):
 def test_flag_tuner_reproduces_x_flag_and_qflag(bundle):
     cat = bundle.catalog
     tuner = FlagTuner(cat, bundle.model.labels)
+    assert "mg_fe_response" in cat and "teff_response" not in cat
     for cfg in (XFlagConfig(), XFlagConfig(cutoff=0.8), XFlagConfig(cutoff=0.2, snr_min=10,
-                                                                      teff_bin=400, feh_bin=0.5)):
+                                                                      teff_bin=400, feh_bin=0.5),
+                XFlagConfig(response_min=0.0), XFlagConfig(response_min=1.5)):
         for lab in ("mg_fe", "cu_fe", "teff"):
             expect = x_flag(cat[f"{lab}_gradcorr"], cat["teff"], cat["logg"], cat["feh"],
-                            cat["snr"], cfg)
+                            cat["snr"], cfg, cat.get(f"{lab}_response"))
             assert np.array_equal(tuner.flag(lab, cfg), expect), (lab, cfg)
+            counted = tuner.count_flagged(cfg, np.ones(len(cat), bool))[lab]
+            assert counted == int(expect.sum()), (lab, cfg)
+    # A higher least response can only remove abundance flags; Teff has no response test.
+    strict, loose = XFlagConfig(response_min=2.0), XFlagConfig(response_min=0.0)
+    assert tuner.flag("mg_fe", strict).sum() < tuner.flag("mg_fe", loose).sum()
+    assert np.all(tuner.flag("mg_fe", strict) <= tuner.flag("mg_fe", loose))
+    assert np.array_equal(tuner.flag("teff", strict), tuner.flag("teff", loose))
     cuts = (1.0, 2.0, 3.0, 4.0, 5.0)
     assert np.array_equal(tuner.qflag_chi2(XFlagConfig(chi2_cuts=cuts)),
                           qflag_chi2(cat["chi2ratio"], cat["snr"], cuts))

@@ -28,6 +28,65 @@ def test_xflag_bin_median_cutoff_and_snr_limit():
     assert x_flag(g, teff, logg, feh, snr, XFlagConfig(snr_min=0)).sum() == 0
 
 
+def test_xflag_needs_the_label_median_response():
+    n = 6
+    teff, logg, feh, snr = np.full(n, 5100.0), np.full(n, 4.5), np.full(n, -0.1), np.full(n, 50.0)
+    g = np.full(n, 0.9)
+    response = np.array([0.9, 0.9, 0.9, 0.3, 0.3, np.nan])   # median 0.9 (NaN left out)
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(), response).tolist() == [1] * n
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(response_min=0.95), response).sum() == 0
+    # Without a response (Teff, logg, vmic, [Fe/H]) only gradcorr decides: X19's flag.
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(response_min=0.95)).tolist() == [1] * n
+    # Stars below the S/N limit do not enter the label's median.
+    low = np.array([0.9, 0.3, 0.3, 0.3, 0.3, 0.3])
+    assert x_flag(g, teff, logg, feh, np.array([50, 10, 10, 10, 10, 10.0]), XFlagConfig(), low).sum() == n
+    assert x_flag(g, teff, logg, feh, snr, XFlagConfig(), low).sum() == 0
+    with pytest.raises(ValueError, match="response_min"):
+        XFlagConfig(response_min=-0.1)
+
+
+def test_response_is_one_for_the_physics_and_the_fraction_a_model_keeps(truth_model, tmp_path):
+    """X_response = d fitted / d true: 1 where the emulator's gradients are the ab initio ones,
+    half as much where the ab initio change is half what the emulator reads."""
+    from dataclasses import replace
+
+    from conftest import TEST_LABELS, reference_from
+
+    from ddpayne_core.flags import label_response, response_grid
+
+    ref = reference_from(truth_model)
+    path = ref.save(tmp_path / "ref.npz")
+    model = replace(truth_model, config={**truth_model.config, "reference": str(path)})
+    assert response_grid(model) == str(path)      # a custom physics is measured on its own stars
+    at_ref = ref.reference_labels() + 0.01 * ref.steps()
+    r = label_response(model, at_ref)
+    assert r.shape == (len(at_ref), len(TEST_LABELS))
+    mg, ca = TEST_LABELS.index("mg_fe"), TEST_LABELS.index("ca_fe")
+    # (not exactly 1: the reference spectra are normalized after the step, the emulator is not)
+    np.testing.assert_allclose(r[:, [0, 3, mg, ca]], 1.0, atol=0.15)
+    # Half the ab initio Mg signal: the fit would return half of a true [Mg/Fe] change.
+    half = replace(ref, dflux=ref.dflux.copy())
+    half.dflux[:, mg] *= 0.5
+    half_path = half.save(tmp_path / "half.npz")
+    r_half = label_response(model, at_ref, str(half_path))
+    np.testing.assert_allclose(r_half[:, mg], 0.5 * r[:, mg], rtol=1e-6)
+    np.testing.assert_allclose(r_half[:, ca], r[:, ca], atol=1e-6)
+    bad = at_ref.copy()
+    bad[0, 0] = np.nan
+    assert np.all(np.isnan(label_response(model, bad)[0]))
+
+
+def test_response_grid_leaves_out_the_prior_grid():
+    from types import SimpleNamespace
+
+    from ddpayne_core.flags import response_grid
+
+    lamost = SimpleNamespace(config={"reference": "lamost-table1-galactic"})
+    assert response_grid(lamost) == "lamost-isochrone+lamost-table1"
+    desi = SimpleNamespace(config={"reference": "desi-isochrone", "instrument": "desi"})
+    assert response_grid(desi) == "desi-isochrone"
+
+
 def test_xflag_dwarfs_and_giants_apart_and_out_of_range_stars():
     teff = np.array([5100.0, 5100.0, 7600.0, 4400.0, 4400.0])
     logg = np.array([4.5, 2.5, 4.0, 4.6, 2.0])

@@ -15,6 +15,7 @@ from .binary import absolute_magnitude_model, binary_flag, spectroscopic_paralla
 from .chi2 import chi2ratio, chi2ratio_desi, qflag_chi2, qflag_chi2_desi
 from .coverage import add_coverage, coverage_distance
 from .errors import calibrate_errors, error_scale_model, repeat_precision
+from .response import label_response, response_grid
 from .tuner import FlagTuner
 from .xflag import (
     XFlagConfig,
@@ -27,6 +28,7 @@ from .xflag import (
     medians_at,
     model_reference,
     nearest_reference,
+    paired_dflux,
     x_flag,
     xflag_eligible,
     xflag_rule,
@@ -35,17 +37,19 @@ from .xflag import (
 __all__ = ["FlagTuner", "XFlagConfig", "absolute_magnitude_model", "add_coverage", "add_flags",
            "bin_index", "binary_flag", "calibrate_errors", "centred", "check_number", "chi2ratio",
            "chi2ratio_desi", "coverage_distance", "emulator_dflux", "error_scale_model",
-           "gradcorr", "group_medians", "medians_at", "model_reference", "nearest_reference",
-           "qflag_chi2", "qflag_chi2_desi", "reflag", "repeat_precision", "spectroscopic_parallax",
+           "gradcorr", "group_medians", "label_response", "medians_at", "model_reference",
+           "nearest_reference", "qflag_chi2", "qflag_chi2_desi", "reflag", "repeat_precision",
+           "paired_dflux", "response_grid", "spectroscopic_parallax",
            "x_flag", "xflag_eligible", "xflag_rule"]
 
 
 def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
-    """Recompute every <label>_flag from stored <label>_gradcorr columns, and qflag_chi2 (and the
-    Na-window flag) from stored chi2ratio columns (fast: binning only)."""
+    """Recompute every <label>_flag from stored <label>_gradcorr (and, where stored,
+    <label>_response) columns, and qflag_chi2 (and the Na-window flag) from stored chi2ratio
+    columns (fast: binning only)."""
     for lab in labels:
         table[f"{lab}_flag"] = x_flag(table[f"{lab}_gradcorr"], table["teff"], table["logg"],
-                                      table["feh"], table["snr"], config)
+                                      table["feh"], table["snr"], config, table.get(f"{lab}_response"))
     for ratio, flag in (("chi2ratio", "qflag_chi2"), ("chi2ratio_na", "qflag_chi2na")):
         if ratio in table:
             table[flag] = qflag_chi2(table[ratio], table["snr"], config.chi2_cuts)
@@ -53,8 +57,8 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
 
 
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None = None):
-    """Add <label>_gradcorr, <label>_flag, chi2ratio, qflag_chi2, the Na-window trio,
-    coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
+    """Add <label>_gradcorr, <label>_response (the abundances; flags/response.py),
+    <label>_flag, chi2ratio, qflag_chi2, the Na-window trio, coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
     astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
     qflag_singlestar, to a catalogue table of fits made with ``model``
     (columns <label>, chi2, chi2_na, snr). A DESI model's chi2ratio is Z24's MAD-scaled one and
@@ -62,9 +66,14 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None
     stay). ``config``: by default ``XFlagConfig.for_model(model)``."""
     config = config or XFlagConfig.for_model(model)
     desi = model.config.get("instrument") == "desi"
-    g = gradcorr(model, table[list(model.labels)].to_numpy(dtype=np.float64), reference)
+    labels = table[list(model.labels)].to_numpy(dtype=np.float64)
+    g = gradcorr(model, labels, reference)
+    abundances = any(lab.endswith("_fe") for lab in model.labels)
+    response = label_response(model, labels) if abundances else None
     for k, lab in enumerate(model.labels):
         table[f"{lab}_gradcorr"] = g[:, k]
+        if lab.endswith("_fe"):
+            table[f"{lab}_response"] = response[:, k]
     args = (table["snr"], table["teff"], table["logg"], table["feh"])
     ratio = (lambda chi2: chi2ratio_desi(chi2, table["snr"])) if desi else (lambda chi2: chi2ratio(chi2, *args))
     table["chi2ratio"] = ratio(table["chi2"])

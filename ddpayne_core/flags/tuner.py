@@ -7,14 +7,16 @@ import numpy as np
 import pandas as pd
 
 from .chi2 import qflag_chi2
-from .xflag import XFlagConfig, bin_index, group_medians, medians_at, xflag_eligible, xflag_rule
+from .xflag import (XFlagConfig, bin_index, bin_passes, binned_medians, eligible_for_medians,
+                    median_response, medians_at, xflag_eligible, xflag_rule)
 
 
 class FlagTuner:
     """Live re-flagging of a catalogue's X_flag and qflag_chi2 under a changing configuration.
 
-    Bin medians of gradcorr depend on the bins and the S/N limit but not on the cutoff, so they
-    are cached per (label, bins, S/N limit): a cutoff change is one comparison per row.
+    Bin medians of gradcorr (and the labels' median X_response) depend on the bins and the S/N
+    limit but not on the cutoffs, so they are cached per (label, bins, S/N limit): a cutoff
+    change is one comparison per row.
     """
 
     def __init__(self, table: pd.DataFrame, labels):
@@ -22,6 +24,8 @@ class FlagTuner:
         cols = lambda c: table[c].to_numpy(dtype=np.float64)
         self.teff, self.logg, self.feh, self.snr = (cols(c) for c in ("teff", "logg", "feh", "snr"))
         self.gradcorr = {lab: cols(f"{lab}_gradcorr") for lab in self.labels}
+        self.response = {lab: cols(f"{lab}_response") if f"{lab}_response" in table else None
+                         for lab in self.labels}
         self.chi2ratio = cols("chi2ratio") if "chi2ratio" in table else None
         self._medians: dict = {}
         self._keys: dict = {}
@@ -43,12 +47,19 @@ class FlagTuner:
         """(bin keys, median gradcorr) of ``label`` under ``config``'s bins and S/N limit."""
         key = (label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
         if key not in self._medians:
-            g = self.gradcorr[label]
-            use = np.isfinite(g) & np.isfinite(self.teff) & np.isfinite(self.feh) \
-                & (self.snr > config.snr_min)
-            keys = self._bin_keys(config)[0]
-            self._medians[key] = group_medians(keys[use], g[use]) if use.any() else \
-                (np.zeros(0, np.int64), np.zeros(0))
+            use = eligible_for_medians(self.teff, self.logg, self.feh, self.snr, config)
+            self._medians[key] = binned_medians(self._bin_keys(config)[0], self.gradcorr[label], use)
+        return self._medians[key]
+
+    def label_response(self, label: str, config: XFlagConfig):
+        """``label``'s median X_response over the rows entering the bin medians (None for a
+        label without one)."""
+        if self.response[label] is None:
+            return None
+        key = ("response", label, config.snr_min)
+        if key not in self._medians:
+            use = eligible_for_medians(self.teff, self.logg, self.feh, self.snr, config)
+            self._medians[key] = median_response(self.response[label], use)
         return self._medians[key]
 
     def _lookup(self, label: str, config: XFlagConfig):
@@ -58,9 +69,8 @@ class FlagTuner:
         mask (labels of one star usually share it). Cached."""
         key = ("lookup", label, config.teff_bin, config.feh_bin, config.giant_logg, config.snr_min)
         if key not in self._medians:
-            uniq, med = self.bin_medians(label, config)
             _, all_bins, inv = self._bin_keys(config)
-            bin_med = medians_at(uniq, med, all_bins)
+            bin_med = medians_at(*self.bin_medians(label, config), all_bins)
             eligible = xflag_eligible(self.gradcorr[label], self.teff, self.logg, self.feh)
             self._medians[key] = (bin_med, inv, eligible, hash(np.packbits(eligible).tobytes()))
         return self._medians[key]
@@ -68,7 +78,8 @@ class FlagTuner:
     def flag(self, label: str, config: XFlagConfig) -> np.ndarray:
         """X_flag of ``label`` for every row: (n_row,) int8 (same rule as flags.x_flag)."""
         bin_med, inv, eligible, _ = self._lookup(label, config)
-        return xflag_rule(bin_med[inv], eligible, config.cutoff)
+        return xflag_rule(bin_med[inv], eligible, config.cutoff, self.label_response(label, config),
+                          config.response_min)
 
     def count_flagged(self, config: XFlagConfig, keep: np.ndarray) -> dict:
         """Per label, the rows in ``keep`` with X_flag 1, from per-bin counts of the kept,
@@ -83,7 +94,9 @@ class FlagTuner:
             key = (eligible_hash, config.teff_bin, config.feh_bin, config.giant_logg)
             if key not in self._count_cache:
                 self._count_cache[key] = np.bincount(inv[keep & eligible], minlength=len(bin_med))
-            out[label] = int(self._count_cache[key][bin_med > config.cutoff].sum())
+            passes = bin_passes(bin_med, config.cutoff, self.label_response(label, config),
+                                config.response_min)
+            out[label] = int(self._count_cache[key][passes].sum())
         return out
 
     def qflag_chi2(self, config: XFlagConfig) -> np.ndarray | None:
@@ -93,11 +106,12 @@ class FlagTuner:
 
     def gradcorr_map(self, label: str, config: XFlagConfig, giant: bool) -> pd.DataFrame:
         """Median gradcorr per (Teff, [Fe/H]) bin of dwarfs or giants: columns teff, feh (bin
-        centres), median, passes (median > cutoff)."""
+        centres), median, passes (``bin_passes``: the bin's stars get X_flag 1)."""
         uniq, med = self.bin_medians(label, config)
         g, rest = np.divmod(uniq, 10_000 * 10_000)
         t, f = np.divmod(rest, 10_000)
         sel = g == int(giant)
+        passes = bin_passes(med, config.cutoff, self.label_response(label, config), config.response_min)
         return pd.DataFrame({"teff": (t[sel] + 0.5) * config.teff_bin,
                              "feh": (f[sel] + 0.5) * config.feh_bin - 10.0,
-                             "median": med[sel], "passes": med[sel] > config.cutoff})
+                             "median": med[sel], "passes": passes[sel]})

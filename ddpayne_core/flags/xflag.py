@@ -31,7 +31,9 @@ def check_number(what: str, name: str, value, lo: float, hi: float) -> float:
 class XFlagConfig:
     """cutoff: bin-median gradcorr above which a bin passes; snr_min: stars entering the medians;
     teff_bin [K], feh_bin [dex]: bin sizes; giant_logg: dwarfs/giants split; chi2_cuts: the
-    chi2ratio cut of each S/N tier of C.CHI2RATIO_TIERS (qflag_chi2)."""
+    chi2ratio cut of each S/N tier of C.CHI2RATIO_TIERS (qflag_chi2); response_min: the least
+    X_response (d fitted / d true, flags/response.py) an abundance needs for X_flag 1 (0: X19's
+    flag, gradcorr alone)."""
 
     cutoff: float = C.GRADCORR_CUTOFF
     snr_min: float = C.GRADCORR_MIN_SNR
@@ -39,11 +41,13 @@ class XFlagConfig:
     feh_bin: float = 0.25
     giant_logg: float = C.GIANT_LOGG
     chi2_cuts: tuple = tuple(cut for _, cut in C.CHI2RATIO_TIERS)
+    response_min: float = C.RESPONSE_MIN
 
     # Allowed ranges (inclusive). A chi2ratio cut below 1 would call a typical fit bad; a
     # gradcorr cutoff is a correlation coefficient; bins narrower than these hold a few stars.
     LIMITS = {"cutoff": (0.0, 1.0), "snr_min": (0.0, 1000.0), "teff_bin": (50.0, 3000.0),
-              "feh_bin": (0.02, 3.0), "giant_logg": (0.0, 6.0), "chi2_cuts": (1.0, 1000.0)}
+              "feh_bin": (0.02, 3.0), "giant_logg": (0.0, 6.0), "chi2_cuts": (1.0, 1000.0),
+              "response_min": (0.0, 2.0)}
 
     def __post_init__(self):
         values = asdict(self)
@@ -108,13 +112,13 @@ def centred(a: np.ndarray):
     return a, np.sqrt((a ** 2).sum(-1))
 
 
-def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None,
-             which=None) -> np.ndarray:
-    """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
-    finite difference at the fitted labels (the nearest reference star's steps) and that star's
-    ab initio finite difference, for the labels named in ``which`` (default all of the model's;
-    the reference must hold them). labels: (n, n_label) physical -> (n, len(which)); NaN where
-    the labels are not finite."""
+def paired_dflux(model: EmulatorModel, labels: np.ndarray, reference, which=None,
+                 batch: int | None = None):
+    """The emulator's finite differences at fitted labels beside the ab initio ones of each star's
+    nearest reference star (X19's metric, that star's steps), on the model's unmasked pixels, for
+    the labels ``which`` (default all of the model's; the reference must hold them). Yields, per
+    batch of rows with finite labels, (rows (b,), emulator dF (b, k, p), ab initio dF (b, k, p),
+    steps (b, k)). labels: (n, n_label) physical."""
     names = list(model.labels)
     which = list(names if which is None else which)
     ref = reference.select_labels(which)
@@ -122,9 +126,8 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | N
                             labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
                             ref.stars["feh"])
     steps = ref.steps()[idx]                                           # (n, k)
-    ab, ab_norm = centred(ref.dflux[:, :, model.mask])                # (n_ref, k, p)
+    ab = ref.dflux[:, :, model.mask]                                   # (n_ref, k, p)
     columns = [names.index(lab) for lab in which]
-    out = np.full((len(labels), len(which)), np.nan)
     rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
     if batch is None:  # a hidden layer of the batch's (1 + n_label) spectra stays under 32 MB,
         # so the batch's memory is reused from the heap, not page-faulted afresh (memory.py)
@@ -132,9 +135,22 @@ def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | N
         batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
-        emu, emu_norm = centred(emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask])
+        emu = emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask]
+        yield r, emu, ab[idx[r]], steps[r]
+
+
+def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None,
+             which=None) -> np.ndarray:
+    """X_gradcorr: Pearson correlation over the model's unmasked pixels between the emulator's
+    finite difference at the fitted labels (the nearest reference star's steps) and that star's
+    ab initio finite difference, for the labels named in ``which`` (default all of the model's;
+    the reference must hold them). labels: (n, n_label) physical -> (n, len(which)); NaN where
+    the labels are not finite."""
+    out = np.full((len(labels), len(model.labels if which is None else which)), np.nan)
+    for r, emu, ab, _ in paired_dflux(model, labels, reference, which, batch):
+        (emu, emu_norm), (ab, ab_norm) = centred(emu), centred(ab)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[r] = (emu * ab[idx[r]]).sum(-1) / (emu_norm * ab_norm[idx[r]])
+            out[r] = (emu * ab).sum(-1) / (emu_norm * ab_norm)
     return out
 
 
@@ -175,24 +191,60 @@ def medians_at(uniq: np.ndarray, medians: np.ndarray, keys: np.ndarray) -> np.nd
     return out
 
 
-def xflag_rule(bin_median: np.ndarray, eligible: np.ndarray, cutoff: float) -> np.ndarray:
-    """X_flag from each row's bin-median gradcorr: 1 where it exceeds ``cutoff`` and the row is
-    eligible, else 0 (X19 sec. 5.4.2). The one rule that flags.x_flag and the app's live
-    re-flagging (explore.FlagTuner) both apply. (n,) int8."""
-    return ((bin_median > cutoff) & eligible).astype(np.int8)
+def bin_passes(bin_median, cutoff: float, label_response=None, response_min: float = 0.0) -> np.ndarray:
+    """Which bins pass: median gradcorr above ``cutoff`` (X19 sec. 5.4.2) and, for a label with
+    an X_response (the abundances), the label's median response (``median_response``) at least
+    ``response_min``. bin_median: array of bins (or of rows, each with its bin's median) -> bool."""
+    passes = np.asarray(bin_median) > cutoff
+    if label_response is not None:
+        passes &= bool(label_response >= response_min)
+    return passes
 
 
-def x_flag(gradcorr_values, teff, logg, feh, snr, config: XFlagConfig = XFlagConfig()):
+def xflag_rule(bin_median: np.ndarray, eligible: np.ndarray, cutoff: float, label_response=None,
+               response_min: float = 0.0) -> np.ndarray:
+    """X_flag from each row's bin median gradcorr: 1 where its bin passes (``bin_passes``) and
+    the row is eligible, else 0. The one rule that flags.x_flag and the app's live re-flagging
+    (explore.FlagTuner) both apply. (n,) int8."""
+    return (bin_passes(bin_median, cutoff, label_response, response_min) & eligible).astype(np.int8)
+
+
+def median_response(response, use: np.ndarray) -> float:
+    """A label's X_response over a catalogue: the median over the rows ``use`` (those entering
+    the bin medians) with a finite response; NaN if none. The response's deficit is the
+    label's, not the star's: on the population-shift test (studies/population_shift) stars
+    whose own bin's response passed followed their truth no better than those whose failed, so
+    one value per label and catalogue decides, not one per bin."""
+    r = np.asarray(response, dtype=np.float64)
+    ok = use & np.isfinite(r)
+    return float(np.median(r[ok])) if ok.any() else np.nan
+
+
+def x_flag(gradcorr_values, teff, logg, feh, snr, config: XFlagConfig = XFlagConfig(), response=None):
     """X_flag per star (X19 sec. 5.4.2): 1 if the median gradcorr of its (dwarf/giant, Teff,
-    [Fe/H]) bin, computed from stars with S/N > snr_min, exceeds the cutoff; 0 otherwise, and 0
-    outside ``xflag_eligible``. Inputs (n,); returns (n,) int8."""
+    [Fe/H]) bin, computed from stars with S/N > snr_min, exceeds the cutoff and, where
+    ``response`` (X_response, (n,); the abundances) is given, the label's median response
+    (``median_response``) reaches ``config.response_min``; 0 otherwise, and 0 outside
+    ``xflag_eligible``. Inputs (n,); returns (n,) int8."""
     g = np.asarray(gradcorr_values, dtype=np.float64)
     teff, logg, feh, snr = (np.asarray(a, dtype=np.float64) for a in (teff, logg, feh, snr))
     eligible = xflag_eligible(g, teff, logg, feh)
     keys = bin_index(np.nan_to_num(teff), np.nan_to_num(feh), logg < config.giant_logg, config)
-    use = np.isfinite(g) & np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) & (snr > config.snr_min)
-    uniq, med = group_medians(keys[use], g[use]) if use.any() else (np.zeros(0, np.int64), np.zeros(0))
-    return xflag_rule(medians_at(uniq, med, keys), eligible, config.cutoff)
+    use = eligible_for_medians(teff, logg, feh, snr, config)
+    label_response = None if response is None else median_response(response, use)
+    return xflag_rule(medians_at(*binned_medians(keys, g, use), keys), eligible, config.cutoff,
+                      label_response, config.response_min)
+
+
+def eligible_for_medians(teff, logg, feh, snr, config: XFlagConfig) -> np.ndarray:
+    """Rows that enter the bin medians: finite labels and S/N above ``config.snr_min``. (n,) bool."""
+    return np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh) & (snr > config.snr_min)
+
+
+def binned_medians(keys: np.ndarray, values: np.ndarray, use: np.ndarray):
+    """``group_medians`` of the finite ``values`` of rows ``use``: (bin keys, medians)."""
+    use = use & np.isfinite(values)
+    return group_medians(keys[use], values[use]) if use.any() else (np.zeros(0, np.int64), np.zeros(0))
 
 
 def model_reference(model: EmulatorModel) -> ReferenceGradients:
