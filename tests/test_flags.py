@@ -45,21 +45,19 @@ def test_xflag_needs_the_label_median_response():
         XFlagConfig(response_min=-0.1)
 
 
-def test_response_is_one_for_the_physics_and_the_fraction_a_model_keeps(truth_model, tmp_path):
+def test_response_is_one_for_the_physics_and_the_fraction_a_model_keeps(truth_model):
     """X_response = d fitted / d true: 1 where the emulator's gradients are the ab initio ones,
     half as much where the ab initio change is half what the emulator reads."""
     from dataclasses import replace
 
     from conftest import TEST_LABELS, reference_from
 
-    from ddpayne_core.flags import label_response, response_grid
+    from ddpayne_core.flags import label_response, response_reference
 
     ref = reference_from(truth_model)
-    path = ref.save(tmp_path / "ref.npz")
-    model = replace(truth_model, config={**truth_model.config, "reference": str(path)})
-    assert response_grid(model) == str(path)      # a custom physics is measured on its own stars
+    assert response_reference(truth_model, ref) is ref     # other physics: measured on its own stars
     at_ref = ref.reference_labels() + 0.01 * ref.steps()
-    r = label_response(model, at_ref)
+    r = label_response(truth_model, at_ref, ref)
     assert r.shape == (len(at_ref), len(TEST_LABELS))
     mg, ca = TEST_LABELS.index("mg_fe"), TEST_LABELS.index("ca_fe")
     # (not exactly 1: the reference spectra are normalized after the step, the emulator is not)
@@ -67,24 +65,27 @@ def test_response_is_one_for_the_physics_and_the_fraction_a_model_keeps(truth_mo
     # Half the ab initio Mg signal: the fit would return half of a true [Mg/Fe] change.
     half = replace(ref, dflux=ref.dflux.copy())
     half.dflux[:, mg] *= 0.5
-    half_path = half.save(tmp_path / "half.npz")
-    r_half = label_response(model, at_ref, str(half_path))
+    r_half = label_response(truth_model, at_ref, half)
     np.testing.assert_allclose(r_half[:, mg], 0.5 * r[:, mg], rtol=1e-6)
     np.testing.assert_allclose(r_half[:, ca], r[:, ca], atol=1e-6)
     bad = at_ref.copy()
     bad[0, 0] = np.nan
-    assert np.all(np.isnan(label_response(model, bad)[0]))
+    assert np.all(np.isnan(label_response(truth_model, bad, ref)[0]))
 
 
 def test_response_grid_leaves_out_the_prior_grid():
     from types import SimpleNamespace
 
-    from ddpayne_core.flags import response_grid
+    from ddpayne_core.flags import response_grid, response_reference
+    from ddpayne_core.theory.gradients import load_reference_gradients
 
-    lamost = SimpleNamespace(config={"reference": "lamost-table1-galactic"})
-    assert response_grid(lamost) == "lamost-isochrone+lamost-table1"
-    desi = SimpleNamespace(config={"reference": "desi-isochrone", "instrument": "desi"})
-    assert response_grid(desi) == "desi-isochrone"
+    assert response_grid("lamost", "lamost-table1-galactic") == "lamost-isochrone+lamost-table1"
+    assert response_grid("desi", "desi-isochrone") == "desi-isochrone"
+    lamost = SimpleNamespace(config={"instrument": "lamost"})
+    held_out = response_reference(lamost, load_reference_gradients("lamost-table1-galactic"))
+    assert held_out.name == "lamost-isochrone+lamost-table1"
+    # grids of separate runs agree to rounding only (~1e-12 A): they still join
+    assert response_reference(lamost, load_reference_gradients("lamost-table1")).dflux.shape[0] == 36
 
 
 def test_xflag_dwarfs_and_giants_apart_and_out_of_range_stars():

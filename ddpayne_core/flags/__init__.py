@@ -15,7 +15,7 @@ from .binary import absolute_magnitude_model, binary_flag, spectroscopic_paralla
 from .chi2 import chi2ratio, chi2ratio_desi, qflag_chi2, qflag_chi2_desi
 from .coverage import add_coverage, coverage_distance
 from .errors import calibrate_errors, error_scale_model, repeat_precision
-from .response import label_response, response_grid
+from .response import label_response, response_grid, response_reference
 from .tuner import FlagTuner
 from .xflag import (
     XFlagConfig,
@@ -39,7 +39,7 @@ __all__ = ["FlagTuner", "XFlagConfig", "absolute_magnitude_model", "add_coverage
            "chi2ratio_desi", "coverage_distance", "emulator_dflux", "error_scale_model",
            "gradcorr", "group_medians", "label_response", "medians_at", "model_reference",
            "nearest_reference", "qflag_chi2", "qflag_chi2_desi", "reflag", "repeat_precision",
-           "paired_dflux", "response_grid", "spectroscopic_parallax",
+           "paired_dflux", "response_grid", "response_reference", "spectroscopic_parallax",
            "x_flag", "xflag_eligible", "xflag_rule"]
 
 
@@ -57,9 +57,10 @@ def reflag(table, labels, config: XFlagConfig = XFlagConfig()):
 
 
 def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None = None):
-    """Add <label>_gradcorr, <label>_response (the abundances; flags/response.py),
-    <label>_flag, chi2ratio, qflag_chi2, the Na-window trio, coverage_dist and out_of_coverage (``add_coverage``) and, where the table carries Gaia-like
-    astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
+    """Add <label>_gradcorr (against ``reference``), <label>_response (the abundances, against
+    ``response_reference(model, reference)``; flags/response.py), <label>_flag, chi2ratio,
+    qflag_chi2, the Na-window trio, coverage_dist and out_of_coverage (``add_coverage``) and,
+    where the table carries Gaia-like astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
     qflag_singlestar, to a catalogue table of fits made with ``model``
     (columns <label>, chi2, chi2_na, snr). A DESI model's chi2ratio is Z24's MAD-scaled one and
     its abundances get <label>_below_feh_floor (Z24 Fig. 8's [Fe/H] limits: flags, the values
@@ -69,7 +70,7 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None
     labels = table[list(model.labels)].to_numpy(dtype=np.float64)
     g = gradcorr(model, labels, reference)
     abundances = any(lab.endswith("_fe") for lab in model.labels)
-    response = label_response(model, labels) if abundances else None
+    response = label_response(model, labels, response_reference(model, reference)) if abundances else None
     for k, lab in enumerate(model.labels):
         table[f"{lab}_gradcorr"] = g[:, k]
         if lab.endswith("_fe"):

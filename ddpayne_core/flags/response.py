@@ -16,7 +16,7 @@ fit measures, below 1 where part of its signal is read as other labels or not at
 
 Evaluated as X_gradcorr is: the emulator's gradients at the star's fitted labels, the ab initio
 ones at its nearest reference star (X19's metric), here among the stars of reference grids that
-did NOT regularize the model (``response_grid``). Measured against the truth emulator's own
+did NOT regularize the model (``response_reference``). Measured against the truth emulator's own
 response on the independent-[X/Fe] population of studies/population_shift, this per-star form
 tracks it (medians within ~0.1, rank correlation 0.4-0.8 for the abundances); the response of
 the emulator at the reference stars' labels instead was optimistic by 0.3-0.5.
@@ -27,30 +27,36 @@ import numpy as np
 
 from .. import constants as C
 from ..model.emulator import EmulatorModel
-from ..theory.gradients import load_reference_gradients
+from ..theory.gradients import ReferenceGradients, load_reference_gradients
 from .xflag import paired_dflux
 
 
-def response_grid(model: EmulatorModel) -> str:
-    """Name of the reference grids that measure ``model``'s X_response: the instrument's grids of
-    ``constants.RESPONSE_GRIDS`` other than the one its gradient prior used (at those stars the
-    prior pulled the emulator's gradients to the ab initio ones); the prior's own grid where no
-    other exists (DESI) or where the prior is not one of them (a grid file of other physics:
-    its own stars are the only ab initio gradients of that physics)."""
-    prior = model.config.get("reference", C.TABLE1_GRID)
-    grids = C.RESPONSE_GRIDS[model.config.get("instrument", "lamost")]
-    if prior not in grids:
-        return prior
-    return "+".join([g for g in grids if g != prior] or [prior])
+def response_grid(instrument: str, prior: str) -> str:
+    """Name of the reference grids that measure the X_response of a model of ``instrument``
+    whose gradient prior used the grid ``prior`` (one of ``constants.RESPONSE_GRIDS``): the
+    instrument's other grids (at the prior's stars the prior pulled the emulator's gradients to
+    the ab initio ones), or the prior's own grid where no other exists (DESI)."""
+    return "+".join([g for g in C.RESPONSE_GRIDS[instrument] if g != prior] or [prior])
 
 
-def label_response(model: EmulatorModel, labels: np.ndarray, grid: str | None = None) -> np.ndarray:
+def response_reference(model: EmulatorModel, reference: ReferenceGradients) -> ReferenceGradients:
+    """The ab initio gradients that measure ``model``'s X_response, given ``reference``, the ones
+    its X_gradcorr compares with: where ``reference`` is one of the instrument's MOOG grids
+    (``constants.RESPONSE_GRIDS``), ``response_grid``'s; otherwise ``reference`` itself (a grid
+    file of other physics, the tests' truth emulators: the only ab initio gradients of that
+    physics are its own stars)."""
+    instrument = model.config.get("instrument", "lamost")
+    if reference.name not in C.RESPONSE_GRIDS[instrument]:
+        return reference
+    return load_reference_gradients(response_grid(instrument, reference.name))
+
+
+def label_response(model: EmulatorModel, labels: np.ndarray, reference: ReferenceGradients) -> np.ndarray:
     """X_response of fitted stars: the diagonal of S (module docstring) with the emulator's
     gradient spectra at each star's fitted labels and the ab initio ones of its nearest star
-    (X19's metric) in ``grid`` (default ``response_grid(model)``), both with that star's steps,
+    (X19's metric) in ``reference`` (``response_reference``), both with that star's steps,
     per unit label, unweighted over the model's unmasked pixels.
     labels: (n, n_label) physical -> (n, n_label); NaN where the labels are not finite."""
-    reference = load_reference_gradients(grid or response_grid(model))
     out = np.full(labels.shape, np.nan)
     for rows, emu, ab, steps in paired_dflux(model, labels, reference):
         emu, ab = emu / steps[:, :, None], ab / steps[:, :, None]
