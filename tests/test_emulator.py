@@ -43,6 +43,19 @@ def test_analytic_jacobian_matches_autograd_and_finite_differences():
         np.testing.assert_allclose(jac[:, :, k].detach().numpy(), fd.detach().numpy(), atol=1e-8)
 
 
+def test_label_steps_are_the_stepped_spectra_minus_the_unstepped():
+    net = Emulator(4, 30, 6, seed=5)
+    x = torch.rand(5, 4, dtype=torch.float32) - 0.5
+    steps = torch.rand(5, 2, dtype=torch.float32) * 0.2 - 0.1
+    columns = [3, 1]
+    with torch.no_grad():
+        d = net.label_steps(x, steps, columns)
+        want = torch.stack([net(x + steps[:, [j]] * torch.eye(4)[c]) - net(x)
+                            for j, c in enumerate(columns)], dim=1)
+    assert d.shape == (5, 2, 30)
+    torch.testing.assert_close(d, want, atol=1e-5, rtol=0)
+
+
 def test_save_load_round_trip(tmp_path):
     net = Emulator(3, 25, 10, seed=5)
     scaler = Scaler(np.array([4000.0, 1.0, -2.0]), np.array([7000.0, 5.0, 0.5]))

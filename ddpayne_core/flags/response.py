@@ -60,7 +60,6 @@ def label_response(model: EmulatorModel, labels: np.ndarray, reference: Referenc
     out = np.full(labels.shape, np.nan)
     for rows, emu, ab, steps in paired_dflux(model, labels, reference):
         emu, ab = emu / steps[:, :, None], ab / steps[:, :, None]
-        gram = np.einsum("nkp,njp->nkj", emu, emu)
-        cross = np.einsum("nkp,njp->nkj", emu, ab)
+        gram, cross = emu @ emu.transpose(0, 2, 1), emu @ ab.transpose(0, 2, 1)
         out[rows] = np.diagonal(np.linalg.pinv(gram) @ cross, axis1=1, axis2=2)
     return out

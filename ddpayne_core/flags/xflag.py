@@ -94,22 +94,29 @@ def nearest_reference(teff, logg, feh, ref_teff, ref_logg, ref_feh) -> np.ndarra
 
 
 def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray,
-                   columns=None) -> np.ndarray:
-    """The emulator's finite differences F(l + step_k e_k) - F(l) on all pixels, for the labels
-    k at ``columns`` (default all). labels: (n, n_label) physical; steps: (n, n_step) physical,
-    one per column -> (n, n_step, n_pix)."""
-    n, k = labels.shape
-    unit = np.eye(k) if columns is None else np.eye(k)[list(columns)]
-    stepped = labels[:, None, :] + steps[:, :, None] * unit[None]
-    x = model.scaler.scale(np.concatenate([labels, stepped.reshape(-1, k)]))
+                   columns=None, net=None) -> np.ndarray:
+    """The emulator's finite differences F(l + step_k e_k) - F(l) for the labels k at ``columns``
+    (default all), on the pixels of ``net`` (default all: ``model.net``; or a
+    ``pixel_subset`` of it). labels: (n, n_label) physical; steps: (n, n_step) physical, one per
+    column -> (n, n_step, n_pix)."""
+    columns = list(range(labels.shape[1]) if columns is None else columns)
+    x = torch.as_tensor(model.scaler.scale(labels), dtype=torch.float32)
+    scaled = torch.as_tensor(steps / model.scaler.span[columns], dtype=torch.float32)
     with torch.no_grad():
-        f = model.net(torch.as_tensor(x, dtype=torch.float32)).numpy()
-    return f[n:].reshape(n, len(unit), -1) - f[:n, None, :]
+        return (net or model.net).label_steps(x, scaled, columns).numpy()
 
 
 def centred(a: np.ndarray):
     a = a - a.mean(-1, keepdims=True)
     return a, np.sqrt((a ** 2).sum(-1))
+
+
+def nearest_star(model: EmulatorModel, labels: np.ndarray, reference) -> np.ndarray:
+    """Index into ``reference.stars`` of each fitted star's nearest reference star (X19's metric).
+    labels: (n, n_label) physical, in ``model.labels`` order -> (n,)."""
+    names = list(model.labels)
+    return nearest_reference(*(labels[:, names.index(lab)] for lab in ("teff", "logg", "feh")),
+                             reference.stars["teff"], reference.stars["logg"], reference.stars["feh"])
 
 
 def paired_dflux(model: EmulatorModel, labels: np.ndarray, reference, which=None,
@@ -122,21 +129,18 @@ def paired_dflux(model: EmulatorModel, labels: np.ndarray, reference, which=None
     names = list(model.labels)
     which = list(names if which is None else which)
     ref = reference.select_labels(which)
-    idx = nearest_reference(labels[:, names.index("teff")], labels[:, names.index("logg")],
-                            labels[:, names.index("feh")], ref.stars["teff"], ref.stars["logg"],
-                            ref.stars["feh"])
+    idx = nearest_star(model, labels, ref)
     steps = ref.steps()[idx]                                           # (n, k)
     ab = ref.dflux[:, :, model.mask]                                   # (n_ref, k, p)
     columns = [names.index(lab) for lab in which]
     rows = np.nonzero(np.all(np.isfinite(labels), axis=1))[0]
+    net = model.net.pixel_subset(np.flatnonzero(model.mask))
     if batch is None:  # a hidden layer of the batch's (1 + n_label) spectra stays under 32 MB,
         # so the batch's memory is reused from the heap, not page-faulted afresh (memory.py)
-        net = model.net
-        batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (net.n_label + 1)))
+        batch = max(1, (32 << 20) // (4 * net.n_pix * net.n_hidden * (len(columns) + 1)))
     for a in range(0, len(rows), batch):
         r = rows[a:a + batch]
-        emu = emulator_dflux(model, labels[r], steps[r], columns)[:, :, model.mask]
-        yield r, emu, ab[idx[r]], steps[r]
+        yield r, emulator_dflux(model, labels[r], steps[r], columns, net), ab[idx[r]], steps[r]
 
 
 def gradcorr(model: EmulatorModel, labels: np.ndarray, reference, batch: int | None = None,

@@ -66,6 +66,18 @@ class Emulator(torch.nn.Module):
         h2 = torch.sigmoid(torch.bmm(self.W2, h1) + self.b2[:, :, None])
         return h1, h2
 
+    def label_steps(self, x: torch.Tensor, steps: torch.Tensor, columns) -> torch.Tensor:
+        """Finite differences F(x + steps[:, j] e_columns[j]) - F(x): x (n_spec, n_label) scaled
+        labels, steps (n_spec, n_step) scaled, columns (n_step,) label indices -> (n_spec, n_step,
+        n_pix). A step along one label moves the first layer's input by one column of W1, so the
+        stepped spectra reuse the unstepped product over labels."""
+        z1 = torch.matmul(self.W1, x.T) + self.b1[:, :, None]                      # (p, i, s)
+        stepped = z1[:, :, :, None] + self.W1[:, :, list(columns)][:, :, None, :] * steps[None, None]
+        h1 = torch.sigmoid(torch.cat([z1[:, :, :, None], stepped], dim=3).flatten(2))
+        h2 = torch.sigmoid(torch.bmm(self.W2, h1) + self.b2[:, :, None])
+        f = (self.w[:, None, :] @ h2)[:, 0, :].reshape(self.n_pix, len(x), -1)     # (p, s, 1 + n_step)
+        return (f[:, :, 1:] - f[:, :, :1]).permute(1, 2, 0)
+
     def pixel_subset(self, pixels) -> "Emulator":
         """The same networks for a subset of pixels (index or slice), sharing no storage."""
         sub = Emulator(self.n_label, 1, self.n_hidden)
