@@ -31,6 +31,7 @@ from ddpayne_core.validation.report import real_validation
 VARIANTS = {
     "committed: LM, prior, A+F+G": ({}, "AFG"),
     "no gradient prior, A+F+G": ({"regularize": False}, "AFG"),
+    "[Fe/H] prior 10x weaker (D 5), A+F+G": ({"d_scale": {"feh": 5.0}}, "AFG"),
     "prior, F/G only": ({}, "FG"),
     "no gradient prior, F/G only": ({"regularize": False}, "FG"),
     "20 neurons, prior, F/G only": ({"n_hidden": 20}, "FG"),
@@ -55,7 +56,7 @@ def run_variant(bundle: Path, work: Path, name: str, changes: dict, types: str) 
     rows = rows[rows["snr"] == "S/N > 20"].to_dict("records")
     for r in rows:
         r.update(variant=name, train_s=round(train_s, 1),
-                 n_train_stars=int(train.loc[train[f"{cfg.prefix}_teff"].notna(), "star_id"].nunique()))
+                 n_labelled_stars=int(train.loc[train[f"{cfg.prefix}_teff"].notna(), "star_id"].nunique()))
     return rows
 
 
