@@ -151,8 +151,8 @@ def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: b
     out.mkdir(parents=True, exist_ok=True)
     store, meta = prepare(out, cfg, log)
     model = real_model(out, meta, cfg, train_config, retrain, log=log)
-    results = _with_reference(fit_and_flag(model, store, out / "catalog.parquet", fit_config,
-                                           model_reference(model), log=log), meta, cfg)
+    fits = fit_and_flag(model, store, out / "catalog.parquet", fit_config, model_reference(model), log=log)
+    results = with_reference_labels(fits, meta, cfg)
     catalog_meta = {"synthetic": False, "model": str(out / "model.pt"),
                     "model_config": model.config, "fit_config": asdict(fit_config),
                     "reference_labels": cfg.prefix, "label_table": str(cfg.labels),
@@ -162,9 +162,9 @@ def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: b
     if synthetic_model is not None and Path(synthetic_model).exists():
         log(f"fitting the held-out spectra with the synthetic-trained model {synthetic_model}")
         other = EmulatorModel.load(synthetic_model)
-        synthetic = _with_reference(fit_and_flag(other, store, out / "catalog_synthetic_model.parquet",
-                                                 fit_config, model_reference(other),
-                                                 rows=meta["heldout"].to_numpy(), log=log), meta, cfg)
+        fits = fit_and_flag(other, store, out / "catalog_synthetic_model.parquet", fit_config,
+                            model_reference(other), rows=meta["heldout"].to_numpy(), log=log)
+        synthetic = with_reference_labels(fits, meta, cfg)
         write_catalog(synthetic, out / "catalog_synthetic_model.parquet",
                       {**catalog_meta, "model": str(synthetic_model), "model_config": other.config,
                        "error_scale": synthetic.attrs.pop("error_scale")})
@@ -172,7 +172,7 @@ def run_real(out: str | Path, cfg: RealDataConfig = RealDataConfig(), retrain: b
                              store=store, log=log)
 
 
-def _with_reference(results: pd.DataFrame, meta: pd.DataFrame, cfg: RealDataConfig) -> pd.DataFrame:
+def with_reference_labels(results: pd.DataFrame, meta: pd.DataFrame, cfg: RealDataConfig) -> pd.DataFrame:
     """Fit results (rows carry specid = store row) with the reference labels, star id, split and
     spectral type of their spectra beside the fitted labels."""
     cols = [f"{cfg.prefix}_{lab}" for lab in cfg.label_names] + ["heldout", "spectral_type", "star_id"]

@@ -60,9 +60,9 @@ def add_flags(table, model: EmulatorModel, reference, config: XFlagConfig | None
     """Add <label>_gradcorr (against ``reference``), <label>_response (the abundances, against
     ``response_reference(model, reference)``; flags/response.py), <label>_flag, chi2ratio,
     qflag_chi2, the Na-window trio, coverage_dist and out_of_coverage (``add_coverage``) and,
-    where the table carries Gaia-like astrometry (phot_g_mean_mag, a_g, parallax, parallax_error), snr_dparallax and
-    qflag_singlestar, to a catalogue table of fits made with ``model``
-    (columns <label>, chi2, chi2_na, snr). A DESI model's chi2ratio is Z24's MAD-scaled one and
+    where the table carries Gaia-like astrometry (phot_g_mean_mag, a_g, parallax,
+    parallax_error), snr_dparallax and qflag_singlestar, to a catalogue table of fits made with
+    ``model`` (columns <label>, chi2, chi2_na, snr). A DESI model's chi2ratio is Z24's MAD-scaled one and
     its abundances get <label>_below_feh_floor (Z24 Fig. 8's [Fe/H] limits: flags, the values
     stay). ``config``: by default ``XFlagConfig.for_model(model)``."""
     config = config or XFlagConfig.for_model(model)

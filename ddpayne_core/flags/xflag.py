@@ -103,7 +103,7 @@ def emulator_dflux(model: EmulatorModel, labels: np.ndarray, steps: np.ndarray,
     x = torch.as_tensor(model.scaler.scale(labels), dtype=torch.float32)
     scaled = torch.as_tensor(steps / model.scaler.span[columns], dtype=torch.float32)
     with torch.no_grad():
-        return (net or model.net).label_steps(x, scaled, columns).numpy()
+        return (model.net if net is None else net).label_steps(x, scaled, columns).numpy()
 
 
 def centred(a: np.ndarray):

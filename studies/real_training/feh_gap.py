@@ -24,7 +24,8 @@ from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.paths import DEMO_OUT
 from ddpayne_core.pipeline import fit_and_flag, train_from_store
-from ddpayne_core.real import REAL_FIT_CONFIG, REAL_TRAIN_CONFIG, RealDataConfig, _with_reference, training_meta
+from ddpayne_core.real import (REAL_FIT_CONFIG, REAL_TRAIN_CONFIG, RealDataConfig, training_meta,
+                               with_reference_labels)
 from ddpayne_core.validation.report import real_validation
 
 # name: (TrainConfig changes, spectral types trained on)
@@ -52,7 +53,7 @@ def run_variant(bundle: Path, work: Path, name: str, changes: dict, types: str) 
     store = open_store(bundle / "survey")
     fits = fit_and_flag(model, store, work / f"{slug}.parquet", REAL_FIT_CONFIG, model_reference(model),
                         rows=meta["heldout"].to_numpy(), log=lambda *a: None)
-    rows = real_validation(_with_reference(fits, meta, cfg), cfg.label_names, cfg.prefix)
+    rows = real_validation(with_reference_labels(fits, meta, cfg), cfg.label_names, cfg.prefix)
     rows = rows[rows["snr"] == "S/N > 20"].to_dict("records")
     for r in rows:
         r.update(variant=name, train_s=round(train_s, 1),
