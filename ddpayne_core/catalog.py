@@ -85,6 +85,33 @@ def recovery_scatter(catalog: pd.DataFrame, truth: pd.DataFrame, labels, snr_tar
     return pd.DataFrame(rows).T
 
 
+def bias_against_training_labels(catalog: pd.DataFrame, truth: pd.DataFrame, meta: pd.DataFrame,
+                                 labels, training_ids, survey: str, snr_min: float = 30.0) -> pd.DataFrame:
+    """The fitted labels' median bias against truth beside the training labels' own bias.
+
+    A data-driven model learns the scale of its training labels, biases included, so what the
+    method itself adds is the difference. catalog: fits (specid, snr, fit_status, labels);
+    truth: specid and the true labels; meta: specid and the training labels <survey>_<label>;
+    training_ids: specids trained on. Rows = labels; columns training_bias (median of
+    <survey>_<label> - true over the training spectra), fitted_bias (median of fitted - true over
+    good fits with S/N > snr_min), added_bias (fitted_bias - training_bias), n_training, n_fitted;
+    units of each label."""
+    fits = _good_fits_with_truth(catalog, truth)
+    fits = fits[fits["snr"] > snr_min]
+    cols = [f"{survey}_{lab}" for lab in labels if f"{survey}_{lab}" in meta]
+    train = meta.loc[meta["specid"].isin(set(training_ids)), ["specid"] + cols].merge(truth, on="specid")
+    rows = {}
+    for lab in labels:
+        if f"{survey}_{lab}" not in train:
+            continue
+        own = (train[f"{survey}_{lab}"] - train[lab]).to_numpy(dtype=float)
+        fitted = (fits[lab] - fits[f"{lab}_true"]).to_numpy(dtype=float)
+        rows[lab] = {"training_bias": float(np.nanmedian(own)), "fitted_bias": float(np.nanmedian(fitted)),
+                     "n_training": int(np.isfinite(own).sum()), "n_fitted": int(np.isfinite(fitted).sum())}
+        rows[lab]["added_bias"] = rows[lab]["fitted_bias"] - rows[lab]["training_bias"]
+    return pd.DataFrame(rows).T
+
+
 def recovery_by_feh(catalog: pd.DataFrame, truth: pd.DataFrame, labels,
                     edges=(-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.6), snr_min: float = 30.0) -> pd.DataFrame:
     """Label recovery against truth in bins of true [Fe/H] [dex] (good fits with S/N > snr_min;

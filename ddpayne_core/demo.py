@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import constants as C
-from .catalog import recovery_by_feh, recovery_scatter, write_catalog
+from .catalog import bias_against_training_labels, recovery_by_feh, recovery_scatter, write_catalog
 from .fit.lm import FitConfig
 from .flags import model_reference
 from .io.store import open_store
@@ -98,7 +98,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
             models[name].training_labels = select_training(store.meta(), ts)[1]
     model = models["model"]
     results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, model_reference(model),
-                           log=log)
+                           log=log, refit_stale=True)
     meta = {"synthetic": True, "model": str(out / "model.pt"), "model_config": model.config,
             "fit_config": asdict(fit_config),
             "survey": store.info["provenance"], "error_scale": results.attrs.pop("error_scale")}
@@ -108,7 +108,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, n_stars: int = 20000, retrain: bool 
         blended = metal_poor_blend(results, models["model_mp"], store, out, fit_config, meta, log)
     if "model_galah" in models:
         galah = fit_and_flag(models["model_galah"], store, out / "catalog_galah.parquet", fit_config,
-                             model_reference(models["model_galah"]), log=log)
+                             model_reference(models["model_galah"]), log=log, refit_stale=True)
         write_catalog(galah, out / "catalog_galah.parquet",
                       {**meta, "model": str(out / "model_galah.pt"), "training_set": "galah",
                        "model_config": models["model_galah"].config,
@@ -135,6 +135,10 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
     catalogue ``galah``, its recovery and flag fractions too."""
     summary = {"n_spectra": int(len(results)), "synthetic": bool(store.info.get("synthetic")),
                "failed_fits": int((results["fit_status"] == 2).sum()), "studies": studies}
+    ts = TrainingSetConfig.of_model(model)
+    meta = store.meta()
+    rows, _, _ = select_training(meta, ts)
+    training_ids = meta["specid"].to_numpy()[rows]
     if summary["synthetic"]:
         truth = store.meta(["specid"] + list(model.labels))
         table = recovery_scatter(results, truth, model.labels)
@@ -153,6 +157,8 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
                                                  f"{r['precision_over_crb']:.2f}"
                                                  for lab, r in crb["labels"].items()))
         summary["recovery"] = json.loads(table.to_json(orient="index"))
+        summary["bias_vs_training_labels"] = training_label_bias(results, truth, meta, model.labels,
+                                                                 training_ids, ts.survey, log)
         by_feh = {"overall": recovery_by_feh(results, truth, model.labels)}
         if blended is not None:
             by_feh["blended"] = recovery_by_feh(blended, truth, model.labels)
@@ -183,13 +189,20 @@ def report_demo(out: str | Path, results, store, model: EmulatorModel,
                                                            featureless))
             log("GALAH-label model, robust scatter against truth at S/N 50: " + ", ".join(
                 f"{lab} {r['scatter_50']:.3f}" for lab, r in summary["galah"]["recovery"].items()))
-    ts = TrainingSetConfig.of_model(model)
-    meta = store.meta()
-    rows, _, _ = select_training(meta, ts)
-    summary = write_report(Path(out) / "report", results, meta, model.labels,
-                           meta["specid"].to_numpy()[rows], ts.survey, summary)
+    summary = write_report(Path(out) / "report", results, meta, model.labels, training_ids,
+                           ts.survey, summary)
     log(f"validation report -> {Path(out) / 'report'}")
     return summary
+
+
+def training_label_bias(results, truth, meta, labels, training_ids, survey: str, log=print) -> dict:
+    """``catalog.bias_against_training_labels`` (S/N > 30) for the report, logged for Teff,
+    logg and [Fe/H]: the bias the method adds to its training labels' own."""
+    table = bias_against_training_labels(results, truth, meta, labels, training_ids, survey)
+    log("median bias against truth (S/N > 30): fitted [training labels' own] " + ", ".join(
+        f"{lab} {table.loc[lab, 'fitted_bias']:+.3f} [{table.loc[lab, 'training_bias']:+.3f}]"
+        for lab in ("teff", "logg", "feh") if lab in table.index))
+    return json.loads(table.to_json(orient="index"))
 
 
 def _reference_for(reference: str, label_set: str) -> str:

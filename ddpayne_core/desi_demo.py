@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .catalog import recovery_scatter, robust_bias_scatter, write_catalog
+from .demo import run_demo, training_label_bias
 from .fit.lm import FitConfig
 from .io.store import open_store
 from .io_utils import file_digest
@@ -84,8 +85,6 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
             "MOOG grids: `bash tools/compute_desi_physics.sh` (about 4.5 h on two cores, resumable)")
     ref = load_reference_gradients(reference_name)      # says how to compute it when missing
     if not (lamost_demo / "report" / "summary.json").exists():
-        from .demo import run_demo
-
         log(f"the DESI training labels come from the LAMOST demo's catalogue: running it in {lamost_demo}")
         run_demo(lamost_demo, studies=False, log=log)
     lamost_stars, lamost_catalog = lamost_demo_stars(lamost_demo)
@@ -124,7 +123,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
             trained.config.update(provenance)
             trained.save(model_path)
     model = EmulatorModel.load(model_path)
-    results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, ref, log=log)
+    results = fit_and_flag(model, store, out / "catalog.parquet", fit_config, ref, log=log, refit_stale=True)
     write_catalog(results, out / "catalog.parquet",
                   {"synthetic": True, "instrument": "desi", "model": str(model_path),
                    "model_config": model.config, "fit_config": asdict(fit_config),
@@ -136,6 +135,9 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                "n_training": int(len(rows)), "n_training_by_source": n_by_source, "labels": labels,
                "recovery": json.loads(recovery_scatter(results, truth_by_spectrum[["specid"] + labels],
                                                        labels).to_json(orient="index"))}
+    summary["bias_vs_training_labels"] = training_label_bias(
+        results, truth_by_spectrum[["specid"] + labels], meta, labels, meta["specid"].to_numpy()[rows],
+        "combined", log)
     summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
     log("Cramer-Rao experiment: survey stars observed twice more at S/N 100 and fitted")
     summary["crb_experiment"] = desi_crb_experiment(truth, model, truth_path, config, fit_config,
@@ -226,7 +228,8 @@ def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, la
     path = out / "model_apogee.pt"
     model = EmulatorModel.load(path) if path.exists() else \
         train_from_store(out / "survey", path, ts, train_config, meta=apogee, log=log)
-    direct = fit_and_flag(model, store, out / "catalog_apogee.parquet", fit_config, reference, log=log)
+    direct = fit_and_flag(model, store, out / "catalog_apogee.parquet", fit_config, reference, log=log,
+                          refit_stale=True)
     truth = truth_by_spectrum[["specid"] + list(labels)]
     rec_t, rec_a = recovery_scatter(transferred, truth, labels), recovery_scatter(direct, truth, labels)
     return {"n_train_apogee": int(n_apogee),

@@ -71,10 +71,11 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
 
 
 def fit_and_flag(model: EmulatorModel, store, out, fit_config: FitConfig, reference,
-                 rows=None, config: XFlagConfig | None = None, log=print) -> pd.DataFrame:
+                 rows=None, config: XFlagConfig | None = None, log=print,
+                 refit_stale: bool = False) -> pd.DataFrame:
     """Fit (resumably) the store's spectra (or ``rows``) and ``flag_catalog`` them; the error
-    scale report is left in ``table.attrs["error_scale"]``."""
-    results = fit_store(model, store, out, fit_config, log=log, rows=rows)
+    scale report is left in ``table.attrs["error_scale"]``. ``refit_stale``: see ``fit_store``."""
+    results = fit_store(model, store, out, fit_config, log=log, rows=rows, refit_stale=refit_stale)
     results.attrs["error_scale"] = flag_catalog(results, model, reference, config, log)
     return results
 

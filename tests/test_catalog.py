@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from ddpayne_core.catalog import (
+    bias_against_training_labels,
     alpha_fe,
     metal_poor_weight,
     recommended,
@@ -101,6 +102,29 @@ def test_catalog_cli_writes_recommended_and_per_set_catalogues(tiny_store, tmp_p
     assert rec["mg_fe"].eq(0.2).all() and rec["alpha_fe"].eq(0.2).all()
     assert read_catalog_metadata(out)["synthetic"] is True
     assert (tmp_path / "dr_apogee.parquet").exists() and (tmp_path / "dr_galah.parquet").exists()
+
+
+def test_bias_against_training_labels_separates_the_labels_own_bias_from_the_methods():
+    rng = np.random.default_rng(1)
+    n = 400
+    truth = pd.DataFrame({"specid": np.arange(n), "teff": rng.uniform(4500, 6500, n),
+                          "feh": rng.uniform(-1, 0.3, n)})
+    # training labels biased +25 K / +0.02 dex (only the first half is trained on; the other
+    # half carries a different bias that must not count)
+    meta = pd.DataFrame({"specid": np.arange(n),
+                         "apogee_teff": truth["teff"] + np.where(np.arange(n) < n // 2, 25.0, -80.0),
+                         "apogee_feh": truth["feh"] + 0.02})
+    cat = pd.DataFrame({"specid": np.arange(n), "teff": truth["teff"] + 30.0, "feh": truth["feh"] + 0.05,
+                        "snr": np.where(np.arange(n) % 4 == 0, 10.0, 60.0),
+                        "fit_status": 0})
+    cat.loc[cat.index % 4 == 1, "teff"] += 1000.0    # low S/N rows are left out of the fitted bias
+    cat.loc[cat.index % 4 == 1, "snr"] = 10.0
+    out = bias_against_training_labels(cat, truth, meta, ["teff", "feh"], np.arange(n // 2), "apogee")
+    assert out.loc["teff", "training_bias"] == pytest.approx(25.0)
+    assert out.loc["teff", "fitted_bias"] == pytest.approx(30.0)
+    assert out.loc["teff", "added_bias"] == pytest.approx(5.0)
+    assert out.loc["feh", "added_bias"] == pytest.approx(0.03)
+    assert out.loc["teff", "n_training"] == n // 2 and out.loc["teff", "n_fitted"] == n // 2
 
 
 def test_recovery_by_feh_bins_on_true_feh_and_skips_bad_and_faint_fits():

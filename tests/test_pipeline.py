@@ -342,6 +342,11 @@ def test_a_resumed_fit_never_mixes_two_models(tiny_store, truth_model, tmp_path)
                                      (truth_model, cfg, None)):
         with pytest.raises(ValueError, match="fit.parts: holds fits made with another model"):
             fit_store(model, store, out, config, rows=selection, **QUIET)
+    # a demo's own folder (refit_stale) fits afresh with the new model: no part of the old one stays
+    fresh = fit_store(other, store, out, cfg, rows=rows, refit_stale=True, **QUIET)
+    alone = fit_store(other, store, tmp_path / "alone.parquet", cfg, rows=rows, **QUIET)
+    assert len(fresh) == 5
+    np.testing.assert_array_equal(fresh["teff"].to_numpy(), alone["teff"].to_numpy())
 
 
 def test_a_demo_folder_from_an_older_pipeline_is_made_again(truth_model, tmp_path):

@@ -72,3 +72,30 @@ def test_a_non_numeric_label_is_not_trained_on(tmp_path):
     path.write_text("obsid,teff,logg,feh\n1,5000,4,abc\n2,5100,4.1,-0.2\n")
     t = read_label_table(path, ("teff", "logg", "feh"))
     assert np.isnan(t["feh"][0]) and t["feh"][1] == -0.2
+
+
+def test_a_bundle_model_trained_otherwise_is_replaced_by_the_matching_committed_one(tmp_path, truth_model):
+    """A real-data bundle made by an older ddpayne (or other settings) must not keep its model
+    silently: it is replaced by the committed model when that one matches the settings now."""
+    import json
+    from dataclasses import replace
+
+    from ddpayne_core.real import REAL_TRAIN_CONFIG, RealDataConfig, provenance, real_model
+
+    table = tmp_path / "labels.csv"
+    table.write_text("obsid,teff\n1,5000\n")
+    cfg = RealDataConfig(labels=str(table))
+    want = json.loads(json.dumps(provenance(cfg, REAL_TRAIN_CONFIG)))
+    replace(truth_model, config={**truth_model.config, "real_provenance": want}).save(tmp_path / "committed.pt")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    stale = replace(truth_model, config={**truth_model.config, "real_provenance": {**want, "regularize": True}})
+    stale.save(bundle / "model.pt")
+    said = []
+    model = real_model(bundle, None, cfg, REAL_TRAIN_CONFIG, committed=tmp_path / "committed.pt", log=said.append)
+    assert model.config["real_provenance"] == want
+    assert any("replacing it" in s for s in said) and any("using the committed model" in s for s in said)
+    said.clear()
+    assert real_model(bundle, None, cfg, REAL_TRAIN_CONFIG, committed=tmp_path / "committed.pt",
+                      log=said.append).config["real_provenance"] == want
+    assert said == []       # a bundle model trained as asked is kept

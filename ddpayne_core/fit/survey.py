@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,14 +61,16 @@ def fit_workers() -> int:
 
 def fit_store(model: EmulatorModel, store: SpectralStore, out: str | Path,
               config: FitConfig = FitConfig(), log=print, collect: bool = True,
-              rows: np.ndarray | None = None, workers: int | None = None) -> pd.DataFrame | None:
+              rows: np.ndarray | None = None, workers: int | None = None,
+              refit_stale: bool = False) -> pd.DataFrame | None:
     """Fit every spectrum of ``store`` (or those where ``rows`` (n_spec,) bool is True), one
     chunk per process at a time; parts go to ``<out>.parts/``. ``workers``: processes (default
     ``fit_workers()``; 1 fits in this process). Every chunk is fitted with one torch thread,
     in a worker or here, so a resumed run reproduces the parts of the first to the bit. Returns the
     results in store order, or None with ``collect=False`` (memory then stays flat in survey
-    size; read the parts later)."""
-    parts_dir, chunks, todo = _parts(out, store, model, config, rows)
+    size; read the parts later). Parts made with another model, fit configuration or selection
+    raise ValueError, or with ``refit_stale`` (a demo's own folder) are fitted again."""
+    parts_dir, chunks, todo = _parts(out, store, model, config, rows, refit_stale, log)
     if len(todo) < len(chunks):
         log(f"resuming: {len(chunks) - len(todo)} of {len(chunks)} chunks already fitted")
     jobs = [(str(store.path), a, b, str(parts_dir), config,
@@ -132,12 +135,14 @@ def _write_part(model: EmulatorModel, store_path: str, start: int, stop: int, pa
     return str(part)
 
 
-def _parts(out, store: SpectralStore, model: EmulatorModel, config: FitConfig, rows=None):
+def _parts(out, store: SpectralStore, model: EmulatorModel, config: FitConfig, rows=None,
+           refit_stale: bool = False, log=print):
     """The parts folder of catalogue ``out``, the store's chunks and those not yet fitted.
 
     The folder's ``fit.json`` names the model (``EmulatorModel.digest``), fit configuration and
     row selection its parts were made with; a resumed run with any other raises ValueError
-    rather than mixing two models' fits in one catalogue."""
+    rather than mixing two models' fits in one catalogue, or with ``refit_stale`` empties the
+    folder and fits afresh."""
     out = Path(out)
     parts_dir = out.parent / f"{out.stem}.parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,11 @@ def _parts(out, store: SpectralStore, model: EmulatorModel, config: FitConfig, r
     manifest = parts_dir / "fit.json"
     if manifest.exists() or any(parts_dir.glob("part-*.parquet")):
         before = json.loads(manifest.read_text()) if manifest.exists() else "an unrecorded model"
+        if before != made_with and refit_stale:
+            log(f"{parts_dir}: fits made with another model, fit configuration or selection of "
+                "spectra; fitting afresh")
+            shutil.rmtree(parts_dir)
+            return _parts(out, store, model, config, rows)
         if before != made_with:
             raise ValueError(f"{parts_dir}: holds fits made with another model, fit configuration "
                              f"or selection of spectra ({before} here, {made_with} now); delete "

@@ -432,6 +432,12 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         cols = [c for c in rec.columns if c.startswith("scatter_")]
         lines += ["## Label recovery against truth (robust scatter)", "",
                   markdown_table(rec[cols]), ""]
+    if "bias_vs_training_labels" in summary:
+        lines += ["## Median bias against truth: the fits' and the training labels' own (S/N > 30)", "",
+                  "A data-driven model learns its training labels' scale; added_bias is what the "
+                  "method adds to it.", "",
+                  markdown_table(pd.DataFrame(summary["bias_vs_training_labels"]).T[
+                      ["training_bias", "fitted_bias", "added_bias", "n_training", "n_fitted"]]), ""]
     lines += ["## Self- and cross-validation against the high-resolution labels", "",
               markdown_table(val), "",
               "## Repeat-visit precision versus S/N", "",

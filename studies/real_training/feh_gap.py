@@ -30,12 +30,14 @@ from ddpayne_core.validation.report import real_validation
 
 # name: (TrainConfig changes, spectral types trained on)
 VARIANTS = {
-    "committed: LM, prior, A+F+G": ({}, "AFG"),
+    "committed: LM, prior, A+F+G": ({"regularize": True}, "AFG"),
     "no gradient prior, A+F+G": ({"regularize": False}, "AFG"),
-    "[Fe/H] prior 10x weaker (D 5), A+F+G": ({"d_scale": {"feh": 5.0}}, "AFG"),
-    "prior, F/G only": ({}, "FG"),
+    "[Fe/H] prior 10x weaker (D 5), A+F+G": ({"regularize": True, "d_scale": {"feh": 5.0}}, "AFG"),
+    "prior, F/G only": ({"regularize": True}, "FG"),
     "no gradient prior, F/G only": ({"regularize": False}, "FG"),
-    "20 neurons, prior, F/G only": ({"n_hidden": 20}, "FG"),
+    # the logg gap to The Cannon trained on F/G only: capacity or the A stars?
+    "no gradient prior, 20 neurons, A+F+G": ({"regularize": False, "n_hidden": 20}, "AFG"),
+    "no gradient prior, A only": ({"regularize": False}, "A"),
 }
 
 
