@@ -1,0 +1,63 @@
+"""How much of the accuracy over the Cramer-Rao bound at S/N 100 (issue: <= 2 for every featured
+label) is the training labels' noise? The committed demo model against the same emulator trained
+on the same training stars with their TRUE labels instead of the APOGEE-like ones (same settings,
+same spectra), both put through ``validation.studies.crb_experiment`` (the same stars observed
+twice more at S/N 100). SYNTHETIC survey (`ddpayne demo`). Resumable: the trained model is kept
+in --work.
+
+Usage: python studies/accuracy_floor/run.py [--demo data/demo] [--work /tmp/accuracy_floor]
+       [--stars 200] [--result studies/accuracy_floor/accuracy_floor.json]
+"""
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from ddpayne_core.io import open_store
+from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.model.train import TrainConfig
+from ddpayne_core.model.trainingset import TrainingSetConfig
+from ddpayne_core.paths import DEMO_OUT
+from ddpayne_core.pipeline import train_from_store
+from ddpayne_core.simulate.survey import TRUTH_EMULATOR
+from ddpayne_core.validation.studies import crb_experiment
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--demo", type=Path, default=DEMO_OUT)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/accuracy_floor"))
+    ap.add_argument("--stars", type=int, default=200)
+    ap.add_argument("--result", type=Path, default=Path(__file__).with_name("accuracy_floor.json"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    store = open_store(args.demo / "survey")
+    committed = EmulatorModel.load(args.demo / "model.pt")
+    ts = TrainingSetConfig.of_model(committed)
+    config = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
+                            if f.name in committed.config})
+    true_path = args.work / "true_labels.pt"
+    if not true_path.exists():
+        meta = store.meta()
+        for lab in committed.labels:        # the training stars keep their rows; only labels change
+            col = f"{ts.survey}_{lab}"
+            meta[col] = meta[lab].where(meta[col].notna())
+        t0 = time.time()
+        train_from_store(args.demo / "survey", true_path, ts, config, meta=meta)
+        print(f"trained on true labels in {time.time() - t0:.0f} s", flush=True)
+    out = {}
+    for name, model in (("committed (APOGEE-like labels)", committed),
+                        ("true labels", EmulatorModel.load(true_path))):
+        t0 = time.time()
+        exp = crb_experiment(store, model, TRUTH_EMULATOR, n_stars=args.stars)
+        out[name] = exp
+        print(f"{name} ({time.time() - t0:.0f} s): accuracy / precision over the bound at S/N 100: "
+              + ", ".join(f"{lab} {r['error_over_crb']:.2f}/{r['precision_over_crb']:.2f}"
+                          for lab, r in exp["labels"].items()), flush=True)
+    atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
