@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import recovery_scatter, robust_bias_scatter, write_catalog
+from .catalog import recovery_by_feh, recovery_scatter, robust_bias_scatter, write_catalog
 from .demo import run_demo, training_label_bias
 from .fit.lm import FitConfig
 from .io.store import open_store
@@ -138,6 +138,8 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     summary["bias_vs_training_labels"] = training_label_bias(
         results, truth_by_spectrum[["specid"] + labels], meta, labels, meta["specid"].to_numpy()[rows],
         "combined", log)
+    summary["recovery_by_feh"] = {"overall": json.loads(recovery_by_feh(
+        results, truth_by_spectrum[["specid"] + labels], labels).to_json(orient="index"))}
     summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
     log("Cramer-Rao experiment: survey stars observed twice more at S/N 100 and fitted")
     summary["crb_experiment"] = desi_crb_experiment(truth, model, truth_path, config, fit_config,
