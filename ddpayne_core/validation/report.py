@@ -432,7 +432,7 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         cols = [c for c in rec.columns if c.startswith("scatter_")]
         lines += ["## Label recovery against truth (robust scatter)", "",
                   markdown_table(rec[cols]), ""]
-    if "bias_vs_training_labels" in summary:
+    if summary.get("bias_vs_training_labels"):      # empty without training labels to compare
         lines += ["## Median bias against truth: the fits' and the training labels' own (S/N > 30)", "",
                   "A data-driven model learns its training labels' scale; added_bias is what the "
                   "method adds to it.", "",
