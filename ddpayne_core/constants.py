@@ -174,6 +174,9 @@ DESI_CHI2_SNR_EDGES = (0, 10, 20, 30, 50, 80, 120, 200, float("inf"))  # ours: Z
 # Z24 Fig. 8: abundances are shown only above these [Fe/H] ("limitation of the training sample"):
 # N and Ti above -1.5, C, O, Al, Si, Ca, Cr, Mn, Ni above -2.0. ddpayne flags, never deletes.
 DESI_FEH_FLOORS = {"n_fe": -1.5, "ti_fe": -1.5, "default": -2.0}
+# Z24 sec. 3.2: LAMOST DR9's training set added "the LAMOST metal-poor star sample ([Fe/H] < -1.7)
+# of Li et al. (2018)" to reach [Fe/H] ~ -4; the DESI demo's metal-poor label source starts there too.
+METAL_POOR_SAMPLE_FEH = -1.7
 BINARY_DPARALLAX_CUT = 3.0  # X19 sec. 5.4.3: snr_dparallax > 3 -> not single
 BINARY_UNDEFINED = ((5500.0, 3.6), 7000.0)  # X19 5.4.3: no flag for Teff<5500 & logg<3.6, Teff>7000
 

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .catalog import recovery_by_feh, recovery_scatter, robust_bias_scatter, write_catalog
@@ -39,15 +40,17 @@ from .model.trainingset import (
 from .paths import DEMO_OUT, DESI_DEMO_OUT, MODELS
 from .pipeline import fit_and_flag, train_from_store
 from .preprocess.ingest import ingest_desi
-from .simulate.desi import DesiSurveyConfig, simulate_desi_survey
-from .simulate.survey import DESI_TRUTH_EMULATOR
+from .simulate.desi import DesiSurveyConfig, desi_crb, simulate_desi_survey
+from .simulate.survey import DESI_TRUTH_EMULATOR, survey_crb
 from .theory.gradients import load_reference_gradients
 from .validation.report import write_report
 from .validation.studies import desi_crb_experiment
 
 COMMITTED_DESI_MODEL = MODELS / "demo_emulator_desi.pt"
-# Z24 sec. 3.2: the APOGEE overlap's labels where a star has them, else the LAMOST ones.
-LABEL_SOURCES = ("apogee", "lamost")
+# Z24 sec. 3.2: the APOGEE overlap's labels where a star has them, then the metal-poor sample's
+# (LAMOST DR9's training set added Li et al. 2018's metal-poor stars), else the LAMOST ones.
+LABEL_SOURCES = ("apogee", "metalpoor", "lamost")
+REFERENCE_SOURCES = ("apogee", "metalpoor")    # label catalogues cross-matched, not transferred
 
 
 def lamost_demo_stars(lamost_demo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,7 +100,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
               and lab in EmulatorModel.load(truth_path).labels]
     truth_by_spectrum = store.meta(["specid", "targetid", "filename", "row"]).merge(
         truth, on=["targetid", "filename", "row"])
-    meta = with_apogee_labels(store.meta(), truth_by_spectrum, labels)
+    meta = with_reference_labels(store.meta(), truth_by_spectrum, labels, REFERENCE_SOURCES)
     meta = transfer_labels(meta, lamost_catalog, labels, prefix="lamost", min_snr=TRANSFER_MIN_SNR)
     meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = float("nan")
     meta = combine_label_sources(meta, LABEL_SOURCES, labels)
@@ -106,8 +109,9 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     rows = select_training(meta, ts)[0]
     n_by_source = meta["combined_source"].iloc[rows].value_counts().to_dict()
     log(f"training set (Z24 sec. 3.2): {len(rows)} DESI spectra with S/N > {TRANSFER_MIN_SNR:.0f}: "
-        f"{n_by_source.get('apogee', 0)} with APOGEE-like labels, {n_by_source.get('lamost', 0)} "
-        "with labels transferred from the LAMOST demo's good fits (S/N > 20 there too)")
+        f"{n_by_source.get('apogee', 0)} with APOGEE-like labels, {n_by_source.get('metalpoor', 0)} "
+        f"from the metal-poor sample, {n_by_source.get('lamost', 0)} with labels transferred from "
+        "the LAMOST demo's good fits (S/N > 20 there too)")
     model_path = out / "model.pt"
     provenance = {"desi_survey_config": json.loads(json.dumps(asdict(config))),
                   "truth_emulator_sha256": file_digest(truth_path),
@@ -128,7 +132,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                   {"synthetic": True, "instrument": "desi", "model": str(model_path),
                    "model_config": model.config, "fit_config": asdict(fit_config),
                    "survey": store.info["provenance"], "training_labels": "APOGEE-like labels of the "
-                   "APOGEE overlap, else transferred from the LAMOST demo catalogue "
+                   "APOGEE overlap, then the metal-poor sample's, else transferred from the LAMOST demo catalogue "
                    f"{lamost_demo / 'catalog.parquet'} (Z24 sec. 3.2)",
                    "error_scale": results.attrs.pop("error_scale", None)})
     summary = {"synthetic": True, "instrument": "desi", "n_spectra": int(len(results)),
@@ -140,7 +144,9 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
         "combined", log)
     summary["recovery_by_feh"] = {"overall": json.loads(recovery_by_feh(
         results, truth_by_spectrum[["specid"] + labels], labels).to_json(orient="index"))}
-    summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels)
+    lamost_truth = lamost_truth_emulator(lamost_demo)
+    physics = None if lamost_truth is None else (EmulatorModel.load(truth_path), config.featureless) + lamost_truth
+    summary["desi_vs_lamost"] = desi_vs_lamost(results, truth_by_spectrum, lamost_demo, labels, physics=physics)
     log("Cramer-Rao experiment: survey stars observed twice more at S/N 100 and fitted")
     summary["crb_experiment"] = desi_crb_experiment(truth, model, truth_path, config, fit_config,
                                                     n_stars=crb_stars)
@@ -155,11 +161,13 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
     return summary
 
 
-def with_apogee_labels(meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels) -> pd.DataFrame:
-    """``meta`` with the APOGEE-like labels (``apogee_<label>``) of the survey's stars that
-    APOGEE observed (the simulation's stand-in for a cross-match with APOGEE DR17; NaN
-    elsewhere and for spectra that failed ingestion)."""
-    cols = [f"apogee_{lab}" for lab in labels]
+def with_reference_labels(meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels,
+                          sources=("apogee",)) -> pd.DataFrame:
+    """``meta`` with the labels ``<source>_<label>`` of the survey's stars in the reference
+    catalogues ``sources`` ("apogee": APOGEE-like; "metalpoor": the metal-poor sample; the
+    simulation's stand-in for cross-matches with APOGEE DR17 and Li et al. 2018); NaN elsewhere
+    and for spectra that failed ingestion."""
+    cols = [f"{source}_{lab}" for source in sources for lab in labels]
     out = meta.drop(columns=[c for c in cols if c in meta.columns]).merge(
         truth_by_spectrum[["specid"] + cols], on="specid", how="left")
     out.loc[out["ingest_error"] != "", cols] = float("nan")
@@ -189,27 +197,63 @@ def _store_complete(path: Path) -> bool:
 
 
 def desi_vs_lamost(desi: pd.DataFrame, truth_by_spectrum: pd.DataFrame, lamost_demo: Path, labels,
-                   snr_min: float = 30.0) -> dict:
+                   snr_min: float = 30.0, physics: tuple | None = None) -> dict:
     """DESI against LAMOST on the same stars (the shared footprint; ``truth_by_spectrum``: the
-    DESI spectra's truth with lamost_star_id): per label, the robust
-    scatter of fitted minus true labels of each survey's good fits (S/N > ``snr_min``, fit not
-    failed, qflag_chi2 0) of the stars both observed, and their ratio (below 1: DESI measures the
-    label better, as its resolution should let it)."""
+    DESI spectra's truth with lamost_star_id): per label, the robust scatter of fitted minus true
+    labels of each survey's good fits (S/N > ``snr_min``, fit not failed, qflag_chi2 0) of the
+    stars both observed, and their ratio (below 1: DESI measures the label better); each side's
+    median S/N. ``physics``: (DESI truth emulator, its featureless labels, LAMOST truth emulator,
+    its featureless labels); then also each side's median Cramer-Rao bound at every spectrum's
+    own S/N for a fit of ``labels`` (``simulate.desi_crb``, ``simulate.survey_crb``) and their
+    ratio ``physics_desi_over_lamost``: where it is below 1 the physics says DESI should win."""
     shared = truth_by_spectrum[truth_by_spectrum["lamost_star_id"] >= 0]
     ok = lambda t: (t["snr"] > snr_min) & (t["fit_status"] != 2) & (t["qflag_chi2"] == 0)
     d = desi.merge(shared[["specid", "lamost_star_id"] + list(labels)], on="specid", suffixes=("", "_true"))
     d = d[ok(d)]
     lamost = pd.read_parquet(lamost_demo / "catalog.parquet")
-    lmeta = open_store(lamost_demo / "survey").meta(["specid", "star_id"] + list(labels))
-    lam = lamost.merge(lmeta, on="specid", suffixes=("", "_true"))
+    lmeta = open_store(lamost_demo / "survey").meta()
+    lam = lamost.merge(lmeta[["specid", "star_id"] + list(labels)], on="specid", suffixes=("", "_true"))
     lam = lam[ok(lam) & lam["star_id"].isin(d["lamost_star_id"])]
-    out = {"n_desi": int(len(d)), "n_lamost": int(len(lam)), "snr_min": snr_min, "labels": {}}
+    out = {"n_desi": int(len(d)), "n_lamost": int(len(lam)), "snr_min": snr_min,
+           "snr_median_desi": float(d["snr"].median()), "snr_median_lamost": float(lam["snr"].median()),
+           "labels": {}}
     for lab in labels:
         s_desi = robust_bias_scatter(d[lab] - d[f"{lab}_true"])[1]
         s_lamost = robust_bias_scatter(lam[lab] - lam[f"{lab}_true"])[1]
         out["labels"][lab] = {"desi": s_desi, "lamost": s_lamost,
                               "desi_over_lamost": s_desi / s_lamost if s_lamost > 0 else float("nan")}
+    if physics is not None and len(d) and len(lam):
+        desi_truth, desi_featureless, lamost_truth, lamost_featureless = physics
+        fitted = list(labels)
+        crb_d = _median_crb(desi_crb, desi_truth, truth_by_spectrum.set_index("specid").loc[d["specid"]],
+                            desi_featureless, fitted)
+        crb_l = _median_crb(survey_crb, lamost_truth, lmeta.set_index("specid").loc[lam["specid"]],
+                            lamost_featureless, fitted)
+        for k, lab in enumerate(fitted):
+            out["labels"][lab].update({"crb_desi": float(crb_d[k]), "crb_lamost": float(crb_l[k]),
+                                       "physics_desi_over_lamost": float(crb_d[k] / crb_l[k])})
     return out
+
+
+def _median_crb(bound, truth: EmulatorModel, rows: pd.DataFrame, featureless, fitted,
+                max_rows: int = 150, chunk: int = 75):
+    """Median (len(fitted),) of the Cramer-Rao bound ``bound(truth, rows, featureless, fitted)``
+    (``desi_crb`` or ``survey_crb``) over at most ``max_rows`` of ``rows`` (a fixed random subset:
+    the median moves by a few per cent, the cost by minutes), in chunks to bound the Jacobian's
+    memory."""
+    rows = rows.sample(min(max_rows, len(rows)), random_state=0).reset_index(drop=True)
+    crb = [bound(truth, rows.iloc[i:i + chunk], featureless, fitted) for i in range(0, len(rows), chunk)]
+    return np.median(np.concatenate(crb), axis=0)
+
+
+def lamost_truth_emulator(lamost_demo: Path) -> tuple | None:
+    """The LAMOST demo survey's truth emulator and featureless labels, when the emulator its
+    store names (in ``data/models``) is the very file it was simulated from; else None."""
+    prov = open_store(lamost_demo / "survey").info.get("provenance") or {}
+    path = MODELS / str(prov.get("truth_emulator", ""))
+    if not prov.get("truth_emulator") or not path.is_file() or file_digest(path) != prov.get("truth_emulator_sha256"):
+        return None
+    return EmulatorModel.load(path), tuple(prov.get("config", {}).get("featureless", ()))
 
 
 def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels,
@@ -221,7 +265,7 @@ def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, la
     robust scatter against truth at S/N 20/50/100 of the demo's model (APOGEE overlap plus
     transferred LAMOST labels, ``transferred``) and of this one, and per label their ratio at
     S/N 50. Skipped (with the reason) when too few APOGEE-like stars would train."""
-    apogee = with_apogee_labels(meta, truth_by_spectrum, labels)
+    apogee = with_reference_labels(meta, truth_by_spectrum, labels)
     ts = TrainingSetConfig(survey="apogee", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
                            min_snr_metal_poor=TRANSFER_MIN_SNR)
     n_apogee = len(select_training(apogee, ts)[0])

@@ -453,7 +453,7 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
 
 @pytest.mark.slow
 def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_path, desi_truth, demo_bundle,
-                                                                         monkeypatch):
+                                                                         truth_path, monkeypatch):
     """`ddpayne demo --survey desi` on test physics (SYNTHETIC): the LAMOST demo's stars seed the
     shared footprint, its catalogue's labels train the DESI model, and the DESI catalogue and
     report are written; without the DESI truth emulator it says how to build it."""
@@ -495,6 +495,20 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     assert both["n_desi"] > 20 and both["n_lamost"] > 20
     assert set(both["labels"]) == set(summary["labels"])
     assert all(np.isfinite(v["desi_over_lamost"]) for v in both["labels"].values())
+    assert "## DESI against LAMOST on the stars both observed" in (tmp_path / "desi" / "report" / "summary.md").read_text()
+    # With both surveys' truth physics at hand (the demo finds MOOG's in data/models; here the
+    # tests' own), each side's Cramer-Rao bound at its spectra's own S/N says where DESI should win.
+    from ddpayne_core.desi_demo import desi_vs_lamost
+
+    store = open_store(tmp_path / "desi" / "survey")
+    truth_by_spectrum = store.meta(["specid", "targetid", "filename", "row"]).merge(
+        pd.read_parquet(tmp_path / "desi" / "desi" / "truth.parquet"), on=["targetid", "filename", "row"])
+    physics = (EmulatorModel.load(desi_truth), config.featureless, EmulatorModel.load(truth_path), ("cu_fe",))
+    with_physics = desi_vs_lamost(cat, truth_by_spectrum, demo_bundle[0], summary["labels"], physics=physics)
+    for lab, row in with_physics["labels"].items():
+        assert row["crb_desi"] > 0 and row["crb_lamost"] > 0, lab
+        assert row["physics_desi_over_lamost"] == pytest.approx(row["crb_desi"] / row["crb_lamost"])
+        assert row["desi"] == both["labels"][lab]["desi"]
     crb = summary["crb_experiment"]
     assert crb["snr"] == 100 and crb["n_stars"] > 20
     for lab, row in crb["labels"].items():    # a bound, and repeat visits that scatter about it
@@ -550,3 +564,32 @@ def test_training_labels_come_from_the_best_source_that_has_them_all():
     assert out["combined_source"].tolist() == ["apogee", "lamost", "lamost", ""]
     with pytest.raises(ValueError, match="'galah'.*galah_teff"):
         combine_label_sources(meta, ("galah",), ("teff",))
+
+
+def test_the_metal_poor_sample_labels_only_metal_poor_stars_and_changes_nothing_else():
+    """Z24 sec. 3.2's metal-poor training supplement (Li et al. 2018, [Fe/H] < -1.7): a fraction of
+    the metal-poor stars carry unbiased ``metalpoor_<label>`` labels; no star above the cut by more
+    than the sample's noise does, and the rest of the survey is the same whatever the fraction."""
+    from dataclasses import replace
+
+    from ddpayne_core.constants import METAL_POOR_SAMPLE_FEH
+    from ddpayne_core.labels import LABEL_SETS
+    from ddpayne_core.simulate import DesiSurveyConfig
+    from ddpayne_core.simulate.desi import METAL_POOR_SAMPLE_NOISE, build_desi_meta
+
+    labels = list(LABEL_SETS["desi"])
+    config = DesiSurveyConfig(n_stars=4000)
+    meta = build_desi_meta(config, labels)
+    held = meta["metalpoor_feh"].notna()
+    assert (meta.loc[held, "metalpoor_feh"] < METAL_POOR_SAMPLE_FEH).all()
+    assert (meta.loc[held, "feh"] < METAL_POOR_SAMPLE_FEH + 4 * METAL_POOR_SAMPLE_NOISE["feh"]).all()
+    assert meta.loc[held, [f"metalpoor_{lab}" for lab in labels]].notna().all().all()
+    poor = meta["feh"] < METAL_POOR_SAMPLE_FEH - 0.3       # well below the cut: held at the fraction
+    assert abs(held[poor].mean() - config.metal_poor_sample_fraction) < 0.06
+    for lab in ("teff", "feh", "mg_fe"):
+        diff = (meta[f"metalpoor_{lab}"] - meta[lab])[held]
+        assert abs(diff.median()) < 0.25 * diff.std(), lab
+    none = build_desi_meta(replace(config, metal_poor_sample_fraction=0.0), labels)
+    assert none["metalpoor_feh"].isna().all()
+    others = [c for c in meta.columns if not c.startswith("metalpoor_")]
+    pd.testing.assert_frame_equal(meta[others], none[others])

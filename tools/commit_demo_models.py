@@ -61,8 +61,9 @@ def main():
                                                   "transfer; held-out stars never trained on)")}
     elif args.desi:
         models = {"model": (COMMITTED_DESI_MODEL, "DD-Payne emulator of the DESI demo's SYNTHETIC survey "
-                                                  "(Z24: APOGEE-like labels of its APOGEE overlap, labels "
-                                                  "transferred from the LAMOST demo's catalogue elsewhere)")}
+                                                  "(Z24 sec. 3.2: APOGEE-like labels of its APOGEE overlap, "
+                                                  "then its metal-poor sample's, labels transferred from "
+                                                  "the LAMOST demo's catalogue elsewhere)")}
     else:
         models = MODELS
     for name, (dest, what) in models.items():

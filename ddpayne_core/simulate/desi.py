@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..constants import DESI_TELLURIC_BANDS_AA
+from ..constants import DESI_TELLURIC_BANDS_AA, METAL_POOR_SAMPLE_FEH
 from ..fit.lm import bound_from_jacobian
 from ..instrument import desi_camera_fwhm, desi_camera_wave, get_instrument
 from ..io.desi import (
@@ -62,7 +62,9 @@ GALAXY_LINES_AA = (3727.1, 4862.7, 5008.2, 6564.6)   # [O II], H beta, [O III], 
 class DesiSurveyConfig:
     """n_stars: distinct targets; lamost_fraction: stars shared with the LAMOST synthetic survey
     (when its stars are given); apogee_fraction: stars with APOGEE-like labels (few, as in Z24
-    sec. 3.2); coadd files of ``spectra_per_file`` spectra."""
+    sec. 3.2); metal_poor_sample_fraction: stars below [Fe/H] -1.7 with labels from a dedicated
+    metal-poor sample (``metalpoor_<label>``; Z24 sec. 3.2's Li et al. 2018 stars); coadd files of
+    ``spectra_per_file`` spectra."""
 
     n_stars: int = 8000
     seed: int = 2024
@@ -72,6 +74,7 @@ class DesiSurveyConfig:
     galaxy_fraction: float = 0.005
     lamost_fraction: float = 0.3
     apogee_fraction: float = 0.05
+    metal_poor_sample_fraction: float = 0.3
     r_mag: tuple = (16.0, 20.0)
     spectra_per_file: int = 500
     featureless: tuple = ("cu_fe", "eu_fe")
@@ -114,6 +117,26 @@ def draw_desi_population(n: int, labels, rng: np.random.Generator, featureless=(
     return pd.DataFrame(out)
 
 
+# Label noise of the metal-poor sample (ours, assumed): a dedicated analysis of faint, weak-lined
+# stars, twice as noisy as the APOGEE-like labels (HIRES_NOISE) but, like them, unbiased.
+METAL_POOR_SAMPLE_NOISE = {"teff": 100.0, "logg": 0.15, "vmic": 0.2, "feh": 0.08, "xfe": 0.10}
+
+
+def metal_poor_sample_labels(stars: pd.DataFrame, config: DesiSurveyConfig) -> pd.DataFrame:
+    """Labels ``metalpoor_<label>`` (true + METAL_POOR_SAMPLE_NOISE) of the stars a metal-poor
+    sample holds: a ``metal_poor_sample_fraction`` of those whose sample [Fe/H] is below
+    METAL_POOR_SAMPLE_FEH (Z24 sec. 3.2 added Li et al. 2018's LAMOST metal-poor stars to reach
+    the halo); NaN elsewhere. Drawn from their own random stream, so the rest of the survey does
+    not change with the fraction."""
+    rng = np.random.default_rng([config.seed, 17])
+    n = len(stars)
+    noisy = {lab: stars[lab].to_numpy() + rng.normal(0, METAL_POOR_SAMPLE_NOISE.get(lab, METAL_POOR_SAMPLE_NOISE["xfe"]), n)
+             for lab in LABEL_SETS["desi"] if lab in stars}
+    held = (rng.random(n) < config.metal_poor_sample_fraction) & (noisy["feh"] < METAL_POOR_SAMPLE_FEH)
+    return pd.DataFrame({f"metalpoor_{lab}": np.where(held, v, np.nan) for lab, v in noisy.items()},
+                        index=stars.index)
+
+
 def build_desi_meta(config: DesiSurveyConfig, labels,
                     lamost_stars: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per spectrum: targetid, position, true labels, r magnitude, S/N, RVs, fibre LSF,
@@ -143,6 +166,7 @@ def build_desi_meta(config: DesiSurveyConfig, labels,
     for lab in [lab for lab in LABEL_SETS["desi"] if lab in stars]:
         noise = HIRES_NOISE.get(lab, HIRES_NOISE["xfe"])
         stars[f"apogee_{lab}"] = np.where(has, stars[lab] + rng.normal(0, noise, n), np.nan)
+    stars = stars.join(metal_poor_sample_labels(stars, config))
     visits = 1 + (rng.random(n) < config.repeat_fraction)
     rows = stars.loc[np.repeat(np.arange(n), visits)].reset_index(drop=True)
     m = len(rows)

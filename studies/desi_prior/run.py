@@ -1,0 +1,133 @@
+"""DESI demo model: X19's prior (D 5 / 50, absolute) against the prior that removed most of the
+LAMOST demo's metal-poor bias (studies/prior_strength: logg D 25, [Fe/H] and [X/Fe] D 15,
+relative weighting). SYNTHETIC DESI survey.
+
+Trains the second model on the DESI demo's survey and training set (``ddpayne demo --survey desi``
+must have run into --demo), fits, flags and reports it into --work (the survey linked, not
+copied), then compares both: bias by true [Fe/H] of all good fits and of the training stars
+(their training labels against their fits), recovery by S/N, precision over the Cramer-Rao bound,
+DESI against LAMOST, and the X_flag 1 fraction of single stars with S/N > 30.
+
+    python studies/desi_prior/run.py [--variant "no prior"] [--demo data/demo_desi]
+      -> studies/desi_prior/desi_prior[_no_prior].json (about 40 min on 2 cores)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ddpayne_core.desi_demo import run_desi_demo
+from ddpayne_core.io import open_store
+from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel, TrainConfig
+
+HERE = Path(__file__).resolve().parent
+FEH_EDGES = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.6)
+VARIANTS = {
+    # studies/prior_strength's row "logg D 25, D 15, relative weighting" (docs/training.md).
+    "logg D 25, D 15, relative": {
+        "d_scale": {"logg": 25.0, "feh": 15.0, "c_fe": 15.0, "n_fe": 15.0, "o_fe": 15.0, "mg_fe": 15.0,
+                    "al_fe": 15.0, "si_fe": 15.0, "ca_fe": 15.0, "ti_fe": 15.0, "cr_fe": 15.0,
+                    "mn_fe": 15.0, "ni_fe": 15.0},
+        "prior_weighting": "relative"},
+    # No prior: does the reference physics pull the emulator off the truth at low [Fe/H]?
+    "no prior": {"regularize": False},
+}
+
+
+def training_star_bias(run: Path, model: EmulatorModel, truth_by_spectrum: pd.DataFrame) -> dict:
+    """Median (fitted - true) of the model's own training spectra by true [Fe/H] bin (Teff, logg,
+    [Fe/H]), beside the training labels' (label - true): is the bias the labels' or the model's?"""
+    from ddpayne_core.desi_demo import LABEL_SOURCES, REFERENCE_SOURCES, lamost_demo_stars, with_reference_labels
+    from ddpayne_core.model.trainingset import (TRANSFER_MIN_SNR, TrainingSetConfig, combine_label_sources,
+                                                select_training, transfer_labels)
+
+    labels = list(model.labels)
+    store = open_store(run / "survey")
+    meta = with_reference_labels(store.meta(), truth_by_spectrum, labels, REFERENCE_SOURCES)
+    meta = transfer_labels(meta, lamost_demo_stars(Path("data/demo"))[1], labels, prefix="lamost",
+                           min_snr=TRANSFER_MIN_SNR)
+    meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = np.nan
+    meta = combine_label_sources(meta, LABEL_SOURCES, labels)
+    rows = select_training(meta, TrainingSetConfig(survey="combined", label_set=tuple(labels),
+                                                   min_snr=TRANSFER_MIN_SNR, min_snr_metal_poor=TRANSFER_MIN_SNR))[0]
+    cat = pd.read_parquet(run / "catalog.parquet")
+    tr = meta.iloc[rows][["specid"] + [f"combined_{lab}" for lab in labels]].merge(
+        truth_by_spectrum[["specid"] + labels], on="specid").merge(
+        cat[["specid"] + labels], on="specid", suffixes=("_true", "_fit"))
+    out = {}
+    for lo, hi in zip(FEH_EDGES[:-1], FEH_EDGES[1:]):
+        sel = (tr["feh_true"] >= lo) & (tr["feh_true"] < hi)
+        row = {"n": int(sel.sum())}
+        for lab in ("teff", "logg", "feh"):
+            row[f"label_{lab}"] = float((tr[f"combined_{lab}"] - tr[f"{lab}_true"])[sel].median())
+            row[f"fit_{lab}"] = float((tr[f"{lab}_fit"] - tr[f"{lab}_true"])[sel].median())
+        out[f"{lo:+.1f}..{hi:+.1f}"] = row
+    return out
+
+
+def flag_fractions(run: Path, labels) -> dict:
+    """X_flag 1 fraction per label among good single-star fits with S/N > 30."""
+    cat = pd.read_parquet(run / "catalog.parquet")
+    good = cat[(cat["snr"] > 30) & (cat["fit_status"] != 2) & (cat["qflag_chi2"] == 0)]
+    return {lab: float((good[f"{lab}_flag"] == 1).mean()) for lab in labels}
+
+
+def summarize(run: Path, truth_by_spectrum: pd.DataFrame) -> dict:
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    model = EmulatorModel.load(run / "model.pt")
+    labels = summary["labels"]
+    return {"n_training": summary["n_training"],
+            "valid_chi2_best": float(model.history["valid_chi2_best"]),
+            "recovery": summary["recovery"],
+            "bias_by_feh": summary["recovery_by_feh"]["overall"],
+            "training_star_bias": training_star_bias(run, model, truth_by_spectrum),
+            "precision_over_crb": {lab: r["precision_over_crb"] for lab, r in summary["crb_experiment"]["labels"].items()},
+            "accuracy_s100": {lab: r["accuracy"] for lab, r in summary["crb_experiment"]["labels"].items()},
+            "desi_over_lamost": {lab: r["desi_over_lamost"] for lab, r in summary["desi_vs_lamost"]["labels"].items()},
+            "flag1_fraction": flag_fractions(run, labels)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", type=Path, default=Path("data/demo_desi"))
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="logg D 25, D 15, relative")
+    ap.add_argument("--work", type=Path, default=None, help="default studies/desi_prior/work[_no_prior]")
+    ap.add_argument("--out", type=Path, default=None, help="default studies/desi_prior/desi_prior[_no_prior].json")
+    args = ap.parse_args(argv)
+    suffix = "" if args.variant.startswith("logg") else "_" + args.variant.replace(" ", "_")
+    args.work = args.work or HERE / f"work{suffix}"
+    args.out = args.out or HERE / f"desi_prior{suffix}.json"
+    if not (args.demo / "report" / "summary.json").exists():
+        raise SystemExit(f"{args.demo}: run `ddpayne demo --survey desi --out {args.demo}` first")
+    args.work.mkdir(parents=True, exist_ok=True)
+    for part in ("desi", "survey"):
+        link = args.work / part
+        if not link.exists():
+            link.symlink_to((args.demo / part).resolve())
+    train_config = replace(TrainConfig.for_instrument("desi"), **VARIANTS[args.variant])
+    run_desi_demo(args.work, train_config=train_config, retrain=True)
+    store = open_store(args.demo / "survey")
+    truth_by_spectrum = store.meta(["specid", "targetid", "filename", "row"]).merge(
+        pd.read_parquet(args.demo / "desi" / "truth.parquet"), on=["targetid", "filename", "row"])
+    result = {"synthetic": True, "variant": VARIANTS[args.variant],
+              "models": {"x19_prior (committed)": summarize(args.demo, truth_by_spectrum),
+                         args.variant: summarize(args.work, truth_by_spectrum)}}
+    atomic_write_text(args.out, json.dumps(result, indent=1, default=float))
+    for name, r in result["models"].items():
+        print(name, "n_training", r["n_training"])
+        print(pd.DataFrame(r["bias_by_feh"]).T[["n", "bias_teff", "bias_logg", "bias_feh"]].round(3).to_string())
+        print(pd.DataFrame(r["training_star_bias"]).T.round(3).to_string())
+        print(pd.DataFrame({k: r[k] for k in ("precision_over_crb", "accuracy_s100", "desi_over_lamost",
+                                             "flag1_fraction")}).T.round(3).to_string())
+        rec = pd.DataFrame(r["recovery"]).T
+        print(rec[[c for c in rec.columns if c.startswith("scatter_")]].T.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
