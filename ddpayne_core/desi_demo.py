@@ -100,13 +100,7 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
               and lab in EmulatorModel.load(truth_path).labels]
     truth_by_spectrum = store.meta(["specid", "targetid", "filename", "row"]).merge(
         truth, on=["targetid", "filename", "row"])
-    meta = with_reference_labels(store.meta(), truth_by_spectrum, labels, REFERENCE_SOURCES)
-    meta = transfer_labels(meta, lamost_catalog, labels, prefix="lamost", min_snr=TRANSFER_MIN_SNR)
-    meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = float("nan")
-    meta = combine_label_sources(meta, LABEL_SOURCES, labels)
-    ts = TrainingSetConfig(survey="combined", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
-                           min_snr_metal_poor=TRANSFER_MIN_SNR)
-    rows = select_training(meta, ts)[0]
+    meta, rows, ts = desi_training_set(store, truth_by_spectrum, lamost_catalog, labels)
     n_by_source = meta["combined_source"].iloc[rows].value_counts().to_dict()
     log(f"training set (Z24 sec. 3.2): {len(rows)} DESI spectra with S/N > {TRANSFER_MIN_SNR:.0f}: "
         f"{n_by_source.get('apogee', 0)} with APOGEE-like labels, {n_by_source.get('metalpoor', 0)} "
@@ -159,6 +153,19 @@ def run_desi_demo(out: str | Path = DESI_DEMO_OUT, lamost_demo: str | Path = DEM
                            meta["specid"].to_numpy()[rows], "combined", summary)
     log(f"DESI validation report -> {out / 'report'}")
     return summary
+
+
+def desi_training_set(store, truth_by_spectrum: pd.DataFrame, lamost_catalog: pd.DataFrame, labels):
+    """The DESI training set (Z24 sec. 3.2): every spectrum's labels from the first of
+    LABEL_SOURCES that has them all (``combined_<label>``, ``combined_source``), and the rows
+    that pass the cuts (S/N > 20). Returns (meta, rows, TrainingSetConfig)."""
+    meta = with_reference_labels(store.meta(), truth_by_spectrum, labels, REFERENCE_SOURCES)
+    meta = transfer_labels(meta, lamost_catalog, labels, prefix="lamost", min_snr=TRANSFER_MIN_SNR)
+    meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = float("nan")
+    meta = combine_label_sources(meta, LABEL_SOURCES, labels)
+    ts = TrainingSetConfig(survey="combined", label_set=tuple(labels), min_snr=TRANSFER_MIN_SNR,
+                           min_snr_metal_poor=TRANSFER_MIN_SNR)
+    return meta, select_training(meta, ts)[0], ts
 
 
 def with_reference_labels(meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, labels,

@@ -130,8 +130,8 @@ def metal_poor_sample_labels(stars: pd.DataFrame, config: DesiSurveyConfig) -> p
     not change with the fraction."""
     rng = np.random.default_rng([config.seed, 17])
     n = len(stars)
-    noisy = {lab: stars[lab].to_numpy() + rng.normal(0, METAL_POOR_SAMPLE_NOISE.get(lab, METAL_POOR_SAMPLE_NOISE["xfe"]), n)
-             for lab in LABEL_SETS["desi"] if lab in stars}
+    noise = lambda lab: METAL_POOR_SAMPLE_NOISE.get(lab, METAL_POOR_SAMPLE_NOISE["xfe"])
+    noisy = {lab: stars[lab].to_numpy() + rng.normal(0, noise(lab), n) for lab in LABEL_SETS["desi"] if lab in stars}
     held = (rng.random(n) < config.metal_poor_sample_fraction) & (noisy["feh"] < METAL_POOR_SAMPLE_FEH)
     return pd.DataFrame({f"metalpoor_{lab}": np.where(held, v, np.nan) for lab, v in noisy.items()},
                         index=stars.index)

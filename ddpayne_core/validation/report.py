@@ -464,8 +464,8 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
         lines += ["## DESI against LAMOST on the stars both observed", "",
                   f"Robust scatter of fitted minus true labels of each survey's good fits (S/N > "
                   f"{both['snr_min']:.0f}, qflag_chi2 0): {both['n_desi']} DESI spectra (median S/N "
-                  f"{both['snr_median_desi']:.0f}) and {both['n_lamost']} LAMOST spectra (median S/N "
-                  f"{both['snr_median_lamost']:.0f}) of the same stars. crb_*: each side's median "
+                  f"{both.get('snr_median_desi', float('nan')):.0f}) and {both['n_lamost']} LAMOST "
+                  f"spectra (median S/N {both.get('snr_median_lamost', float('nan')):.0f}) of the same stars. crb_*: each side's median "
                   "Cramer-Rao bound at its spectra's own S/N; physics_desi_over_lamost below 1 is "
                   "where the physics says DESI should measure the label better.", "",
                   markdown_table(pd.DataFrame(both["labels"]).T), ""]

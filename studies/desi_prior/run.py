@@ -18,10 +18,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ddpayne_core.desi_demo import run_desi_demo
+from ddpayne_core.desi_demo import desi_training_set, lamost_demo_stars, run_desi_demo
+from ddpayne_core.paths import DEMO_OUT
 from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import EmulatorModel, TrainConfig
@@ -43,19 +43,9 @@ VARIANTS = {
 def training_star_bias(run: Path, model: EmulatorModel, truth_by_spectrum: pd.DataFrame) -> dict:
     """Median (fitted - true) of the model's own training spectra by true [Fe/H] bin (Teff, logg,
     [Fe/H]), beside the training labels' (label - true): is the bias the labels' or the model's?"""
-    from ddpayne_core.desi_demo import LABEL_SOURCES, REFERENCE_SOURCES, lamost_demo_stars, with_reference_labels
-    from ddpayne_core.model.trainingset import (TRANSFER_MIN_SNR, TrainingSetConfig, combine_label_sources,
-                                                select_training, transfer_labels)
-
     labels = list(model.labels)
-    store = open_store(run / "survey")
-    meta = with_reference_labels(store.meta(), truth_by_spectrum, labels, REFERENCE_SOURCES)
-    meta = transfer_labels(meta, lamost_demo_stars(Path("data/demo"))[1], labels, prefix="lamost",
-                           min_snr=TRANSFER_MIN_SNR)
-    meta.loc[meta["ingest_error"] != "", [f"lamost_{lab}" for lab in labels]] = np.nan
-    meta = combine_label_sources(meta, LABEL_SOURCES, labels)
-    rows = select_training(meta, TrainingSetConfig(survey="combined", label_set=tuple(labels),
-                                                   min_snr=TRANSFER_MIN_SNR, min_snr_metal_poor=TRANSFER_MIN_SNR))[0]
+    meta, rows, _ = desi_training_set(open_store(run / "survey"), truth_by_spectrum,
+                                      lamost_demo_stars(DEMO_OUT)[1], labels)
     cat = pd.read_parquet(run / "catalog.parquet")
     tr = meta.iloc[rows][["specid"] + [f"combined_{lab}" for lab in labels]].merge(
         truth_by_spectrum[["specid"] + labels], on="specid").merge(
