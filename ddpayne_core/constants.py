@@ -74,6 +74,11 @@ DESI_LSF_FWHM_AA = {
     "Z": ((7540.0, 7917.0, 8295.0, 8672.0, 9049.0, 9427.0, 9804.0),
           (1.685, 1.758, 1.783, 1.781, 1.764, 1.779, 1.843)),
 }
+# Width [pixel^2] of the fit's prior on a DESI spectrum's LSF variance offset, centred on what its
+# RESOLUTION matrices say (fit.lm). Ours: the demo's synthetic RESOLUTION matrices are exact, and
+# desispec's spectroperfectionism extraction models each fibre's PSF (Guy et al. 2023, AJ 165, 144);
+# 0.01 pixel^2 is ~0.7 % of the LSF's variance (~0.35 % of its FWHM).
+DESI_LSF_PRIOR_SIGMA = 0.01
 # DESI cameras (Z24 sec. 2; desispec coadd grids, 0.8 A pixels): B 3600-5800, R 5760-7620,
 # Z 7520-9824 A. On the merged grid B is used below 5780 A, Z above 7570 A (overlap midpoints).
 DESI_CAMERA_RANGES_AA = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}

@@ -3,6 +3,7 @@ the app's retraining and the notebooks alike:
 
 - ``training_spectra``, ``train_from_store``: training set from a spectral store (and optional label columns) ->
   preprocessed spectra -> emulator with the gradient-spectrum prior (resumable).
+- ``lsf_reference``: the LSF a DESI emulator learned, for the fit's LSF prior.
 - ``fit_and_flag``: every spectrum of a store fitted (resumable, streamed) -> flags (X_flag,
   chi2, coverage, binaries) -> errors scaled to the repeat-visit scatter.
 - ``metal_poor_blend``: the metal-poor model's refits blended into the overall catalogue
@@ -51,6 +52,7 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
     meta: the store's metadata with training-label columns, when they are not in the store
     itself (labels attached by ``labeltable.attach_labels``)."""
     store = open_store(store_path)
+    meta = store.meta() if meta is None else meta
     norm, norm_ivar, labels, names = training_spectra(store, ts_config, meta)
     inst = get_instrument(store.info["instrument"])
     reference = load_reference_gradients(reference_name or config.reference) \
@@ -65,9 +67,18 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
                         synthetic=bool(store.info.get("synthetic")),
                         survey_config=store.info["provenance"].get("config"),
                         truth_emulator_sha256=store.info["provenance"].get("truth_emulator_sha256"))
+    if "lsf_var" in meta:
+        model.config["lsf_var_ref"] = lsf_reference(meta, ts_config)
     model.save(model_path)
     model_path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model
+
+
+def lsf_reference(meta: pd.DataFrame, ts_config: TrainingSetConfig) -> float:
+    """The LSF an emulator learned [pixel^2]: the median LSF variance (``lsf_var``, from DESI's
+    RESOLUTION matrices) of its training spectra; the fit's LSF prior is centred on each
+    spectrum's own minus this (``fit.lm.lsf_dvar_expected``)."""
+    return float(np.nanmedian(meta["lsf_var"].to_numpy()[select_training(meta, ts_config)[0]]))
 
 
 def fit_and_flag(model: EmulatorModel, store, out, fit_config: FitConfig, reference,

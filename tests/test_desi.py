@@ -71,10 +71,27 @@ def test_resolution_matrix_conventions():
     line[60] = 0.0
     blurred = apply_resolution(res[None], line[None])[0]
     assert blurred[60] > 0.3 and blurred[59] < 1 and blurred[61] < 1 and blurred[40] == 1.0
+    # A spectrum's LSF variance [pixel^2]: the median of its unmasked pixels' kernels, NaN
+    # without RESOLUTION matrices or without an unmasked pixel.
+    from ddpayne_core.io import CameraData, lsf_variance
+
+    flux = np.ones((3, wave.size))
+    ivar = np.ones_like(flux)
+    ivar[1, : wave.size // 2 + 10] = 0.0          # only the wider half counts
+    ivar[2] = 0.0
+    cams = {"B": CameraData(wave, flux, ivar, np.zeros(flux.shape, int), np.stack([res] * 3))}
+    var = lsf_variance(cams, 0.8)
+    sigma2 = (fwhm / np.sqrt(8 * np.log(2)) / 0.8) ** 2
+    np.testing.assert_allclose(var[0], np.median(sigma2), rtol=0.02)
+    np.testing.assert_allclose(var[1], np.median(sigma2[wave.size // 2 + 10:]), rtol=0.02)
+    assert np.isnan(var[2])
+    assert np.isnan(lsf_variance({"B": CameraData(wave, flux, ivar, np.zeros(flux.shape, int), None)}, 0.8)).all()
 
 
 @pytest.mark.skipif(len(REAL) < 2, reason="needs ../shared/data/desi")
 def test_real_coadds_read_and_are_said_not_to_be_stars():
+    from ddpayne_core.io import lsf_variance
+
     inst = get_instrument("desi")
     for path in REAL:
         coadd = read_desi_coadd(path)
@@ -86,6 +103,9 @@ def test_real_coadds_read_and_are_said_not_to_be_stars():
             fwhm = resolution_fwhm(c.resolution[0], 0.8)[20:-20]
             # Measured kernels agree with the instrument's LSF (constants.DESI_LSF_FWHM_AA) to 8 %.
             np.testing.assert_allclose(np.median(fwhm), np.median(inst.fwhm(c.wave[20:-20])), rtol=0.08)
+        # The fit's LSF prior reads each real spectrum's LSF variance from these matrices.
+        var = lsf_variance(coadd.cameras, 0.8)[0]
+        assert 0.6 < var < 1.0, (path, var)
 
 
 def _rewrite(path, out, drop=(), edit=None):
@@ -301,6 +321,9 @@ def test_desi_synthetic_survey_reaches_the_pipeline_through_the_coadd_reader(tmp
     assert (m.loc[~galaxy, "ingest_error"] == "").mean() > 0.9
     shared = m["lamost_star_id"] >= 0
     assert shared.mean() > 0.15 and np.allclose(m.loc[shared, "teff"], 5000.0)
+    # Each fibre's LSF, as its RESOLUTION matrices give it, reaches the store (the fit's prior).
+    ratio = m["lsf_var"] / m["lsf_scale"] ** 2
+    assert m["lsf_var"].notna().all() and ratio.std() / ratio.mean() < 0.01
     cool, hot = m["teff"] < 5000, m["teff"] > 6200
     assert (m.loc[cool, "snr_b"] / m.loc[cool, "snr_r"]).median() < (m.loc[hot, "snr_b"] / m.loc[hot, "snr_r"]).median()
     clean = ~galaxy & ~m["is_binary"].to_numpy() & ~m["injected_bad"].to_numpy()
@@ -417,7 +440,7 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
 
     from ddpayne_core.fit import FitConfig
     from ddpayne_core.io import open_store
-    from ddpayne_core.model import TrainConfig, TrainingSetConfig
+    from ddpayne_core.model import TrainConfig, TrainingSetConfig, select_training
     from ddpayne_core.pipeline import fit_and_flag, train_from_store
     from ddpayne_core.preprocess import ingest_desi
     from ddpayne_core.simulate import DesiSurveyConfig, simulate_desi_survey
@@ -434,11 +457,12 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
         meta[f"ref_{lab}"] = np.where(usable, meta[lab] + rng.normal(0, noise, len(meta)), np.nan)
     meta["cu_fe"] = 0.0
     train = replace(TrainConfig.for_instrument("desi"), n_hidden=8, epochs=60, regularize=False)
-    model = train_from_store(tmp_path / "store", tmp_path / "model.pt",
-                             TrainingSetConfig(survey="ref", label_set=TEST_LABELS, min_snr=15,
-                                               min_snr_metal_poor=15),
-                             train, meta=meta, log=lambda *a: None)
+    ts = TrainingSetConfig(survey="ref", label_set=TEST_LABELS, min_snr=15, min_snr_metal_poor=15)
+    model = train_from_store(tmp_path / "store", tmp_path / "model.pt", ts, train, meta=meta,
+                             log=lambda *a: None)
     assert model.config["instrument"] == "desi" and model.config["resampling"] == "cubic"
+    trained_on = meta["lsf_var"].to_numpy()[select_training(meta, ts)[0]]
+    assert model.config["lsf_var_ref"] == pytest.approx(np.median(trained_on))
     table = fit_and_flag(model, store, tmp_path / "catalog.parquet", replace(FitConfig(), n_candidates=16),
                          reference_from(model), log=lambda *a: None)
     t = table.merge(meta[["specid", "teff", "feh", "is_galaxy", "injected_bad"]], on="specid",
@@ -449,6 +473,12 @@ def test_desi_pipeline_end_to_end_on_a_small_synthetic_desi_survey(tmp_path, des
     assert np.median(np.abs(t.loc[good, "feh"] - t.loc[good, "feh_true"])) < 0.15
     assert t.loc[t["injected_bad"] | t["is_galaxy"], "qflag_chi2"].mean() > 0.5
     assert t.loc[good, "qflag_chi2"].mean() < 0.15
+    # The fitted LSF offset keeps to what the RESOLUTION matrices say (FitConfig.lsf_prior_sigma):
+    # within a few prior widths, and never known worse than the prior alone knows it.
+    sigma = FitConfig().lsf_prior_sigma
+    expected = t.loc[good, "lsf_var"] - model.config["lsf_var_ref"]
+    assert np.median(np.abs(t.loc[good, "lsf_dvar"] - expected)) < 3 * sigma
+    assert (t.loc[good, "lsf_dvar_err"] <= sigma * (1 + 1e-6)).all()
 
 
 @pytest.mark.slow

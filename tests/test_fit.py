@@ -142,6 +142,39 @@ def test_fit_recovers_lsf_offset_and_unbiased_labels(model):
     assert np.median(np.abs(ignored.labels - truth) / model.scaler.span) > 5 * np.median(err)
 
 
+def test_a_known_lsf_is_a_prior_on_the_lsf_offset(model):
+    """Where the spectra's RESOLUTION matrices give their LSF, the fit's offset follows that
+    prior within its width and the labels' formal errors shrink (they are marginalized over a
+    known LSF, not a free one; little for this test emulator, whose LSF and label signatures
+    hardly overlap); spectra without one (NaN) are fitted as before."""
+    from ddpayne_core.fit import broaden
+
+    truth = _truth(40, 21)
+    rng = np.random.default_rng(8)
+    dvar = rng.uniform(-0.3, 0.5, 40)
+    clean = broaden(model.predict(truth), model.wave, dvar)
+    iv = np.full_like(clean, 400.0)
+    flux = clean + rng.normal(size=clean.shape) / 20.0
+    sigma = 2e-4                                 # well below what the data alone give (~1e-3)
+    cfg = FitConfig(n_starts=5, lsf_prior_sigma=sigma)
+    free = fit_spectra(model, flux, iv, cfg)
+    known = fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=dvar)
+    assert np.all(known.status == CONVERGED)
+    assert np.all(np.abs(known.lsf_dvar - dvar) < 3 * sigma)
+    assert np.all(known.lsf_dvar_err <= sigma * (1 + 1e-6))
+    assert np.median(np.abs(free.lsf_dvar - dvar)) > 3 * np.median(np.abs(known.lsf_dvar - dvar))
+    assert np.all(np.median(known.errors / free.errors, axis=0) < 1.0)
+    # A prior the data contradict still holds the offset within a few of its widths of its centre.
+    wrong = fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=dvar + 0.3)
+    assert np.all(np.abs(wrong.lsf_dvar - (dvar + 0.3)) < 0.01)
+    partly = np.where(np.arange(40) < 20, dvar, np.nan)
+    mixed = fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=partly)
+    np.testing.assert_allclose(mixed.lsf_dvar[20:], free.lsf_dvar[20:], atol=1e-6)
+    np.testing.assert_allclose(mixed.lsf_dvar[:20], known.lsf_dvar[:20], atol=1e-6)
+    with pytest.raises(ValueError, match="lsf_dvar_prior"):
+        fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=dvar[:10])
+
+
 def test_labels_pinned_at_a_fit_bound_are_flagged(model):
     """A star hotter than anything the model covers is fitted at the Teff bound, and says so;
     stars inside the range are not flagged."""

@@ -13,6 +13,7 @@ from .lm import (
                   fit_spectra,
                   fitted_spectra,
                   lsf_coefficients,
+                  lsf_dvar_expected,
                   lsf_stencil,
                   window_chi2,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "fit_workers",
     "fitted_spectra",
     "lsf_coefficients",
+    "lsf_dvar_expected",
     "lsf_stencil",
     "single_thread",
     "window_chi2",

@@ -11,6 +11,9 @@ and sets a floor under the repeat-visit precision. So the fit also solves for ``
 spectrum's LSF variance minus the emulator's [pixel^2]: the model is the emulator's spectrum
 blurred by a Gaussian of that variance, exp(v/2 d^2/dx^2) f expanded to second order in v
 (a five-pixel stencil), with v < 0 sharpening. Its formal errors are marginalized over v.
+Where the spectrum says what its LSF is (a DESI coadd's RESOLUTION matrices, ``io.desi.lsf_variance``),
+v gets a Gaussian prior centred on that LSF's variance minus the emulator's (``lsf_dvar_prior``):
+the data then no longer trade the LSF against logg and [Fe/H].
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ class FitConfig:
     scaled range (0.1 = 10%); max_iter, tol: LM stopping rules; batch: spectra per tensor batch (32: the
     fastest on CPUs, docs/performance.md);
     fit_lsf: also fit the LSF variance offset lsf_dvar, bounded to +-lsf_dvar_max [pixel^2];
+    lsf_prior_sigma: width [pixel^2] of the prior on lsf_dvar where a spectrum's LSF is known
+    (``fit_spectra``'s lsf_dvar_prior);
     model_error: error floor s in normalized flux added in quadrature to every pixel's
     (``with_model_error``); 0 for spectra the emulator describes to their noise."""
 
@@ -50,6 +55,7 @@ class FitConfig:
     seed: int = 0
     fit_lsf: bool = True
     lsf_dvar_max: float = 1.0
+    lsf_prior_sigma: float = C.DESI_LSF_PRIOR_SIGMA
     model_error: float = 0.0
 
 
@@ -129,10 +135,12 @@ def broaden(flux: np.ndarray, wave: np.ndarray, lsf_dvar: np.ndarray,
 
 class _Forward:
     """The fit's forward model on the pixels it uses: the emulator, optionally broadened by the
-    LSF offset carried as the last column of the fit parameters x (b, n_label [+1])."""
+    LSF offset carried as the last column of the fit parameters x (b, n_label [+1]), with an
+    optional Gaussian prior on that offset per spectrum: lsf_prior = (mean, 1/sigma^2), each
+    (n_spec,) float64 tensors, weight 0 where the LSF is not known."""
 
-    def __init__(self, model: EmulatorModel, used: np.ndarray, fit_lsf: bool):
-        self.n_label, self.fit_lsf = model.net.n_label, fit_lsf
+    def __init__(self, model: EmulatorModel, used: np.ndarray, fit_lsf: bool, lsf_prior=None):
+        self.n_label, self.fit_lsf, self.lsf_prior = model.net.n_label, fit_lsf, lsf_prior
         if fit_lsf:
             ext, pos, valid = lsf_stencil(model.wave, used, model.mask)
             self.net = model.net.pixel_subset(ext)
@@ -154,10 +162,11 @@ class _Forward:
         n2 = t.index_select(0, pos[:, 0]).add_(t.index_select(0, pos[:, 4]))
         return t.index_select(0, pos[:, 2]), n1, n2
 
-    def normal_equations(self, x, flux, sqrt_ivar):
+    def normal_equations(self, x, flux, sqrt_ivar, rows):
         """chi^2 (b,), A = J^T C^-1 J (b, k, k) and g = J^T C^-1 (flux - model) (b, k), float64,
-        at parameters x (b, k); flux, sqrt_ivar: (b, p) float32. The Jacobian is formed already
-        weighted by 1/sigma and reduced at once: it is never stored beyond one batch."""
+        at parameters x (b, k); flux, sqrt_ivar: (b, p) float32; rows (b,): the spectra, for the
+        LSF prior (its term is part of chi^2, A and g). The Jacobian is formed already weighted
+        by 1/sigma and reduced at once: it is never stored beyond one batch."""
         if not self.fit_lsf:
             model, jw = self.net.flux_and_jacobian(x.float(), weights=sqrt_ivar)
             rw = (flux - model).mul_(sqrt_ivar)
@@ -183,8 +192,15 @@ class _Forward:
         # Row vectors times J: a transposed J in a matrix-vector product is ~10x slower on CPUs.
         a_mat[:, :-1, -1] = a_mat[:, -1, :-1] = torch.bmm(dvw[:, None, :], jw)[:, 0]
         a_mat[:, -1, -1] = (dvw * dvw).sum(1)
-        grad = torch.cat([torch.bmm(rw[:, None, :], jw)[:, 0], (dvw * rw).sum(1, keepdim=True)], 1)
-        return (rw * rw).sum(1, dtype=torch.float64), a_mat, grad.double()
+        grad = torch.cat([torch.bmm(rw[:, None, :], jw)[:, 0], (dvw * rw).sum(1, keepdim=True)], 1).double()
+        chi2 = (rw * rw).sum(1, dtype=torch.float64)
+        if self.lsf_prior is not None:
+            mean, weight = (t[rows] for t in self.lsf_prior)
+            dv = mean - x[:, self.n_label]
+            chi2 = chi2 + weight * dv * dv
+            a_mat[:, -1, -1] += weight
+            grad[:, -1] += weight * dv
+        return chi2, a_mat, grad
 
 
 def _best_candidates(fwd: _Forward, flux, ivar, cand, n_keep):
@@ -243,7 +259,7 @@ def _lm(fwd: _Forward, flux, sqrt_ivar, rows, x0, lo, hi, cfg: FitConfig, n_iter
             break
         # One evaluation for all slots: the step for the running tasks, the start for new ones.
         r = rows[torch.cat([task, new])]
-        c_new, a_new, g_new = fwd.normal_equations(torch.cat([x_try, x0[new]]), flux[r], sqrt_ivar[r])
+        c_new, a_new, g_new = fwd.normal_equations(torch.cat([x_try, x0[new]]), flux[r], sqrt_ivar[r], r)
         m = len(task)
         better = c_new[:m] < chi2
         rel = (chi2 - c_new[:m]) / chi2.clamp_min(1e-30)
@@ -265,13 +281,26 @@ def _lm(fwd: _Forward, flux, sqrt_ivar, rows, x0, lo, hi, cfg: FitConfig, n_iter
     return res_x, res_it, res_done, (res_chi2, res_a, res_g)
 
 
+def lsf_dvar_expected(model: EmulatorModel, lsf_var) -> np.ndarray | None:
+    """Each spectrum's LSF variance offset from the emulator's [pixel^2]: its own (``lsf_var``
+    (n_spec,), from its RESOLUTION matrices; ``preprocess.ingest_desi``) minus the median of the
+    model's training spectra (``lsf_var_ref`` in its config). None where either is unknown."""
+    ref = model.config.get("lsf_var_ref")
+    if lsf_var is None or ref is None:
+        return None
+    return np.asarray(lsf_var, dtype=np.float64) - float(ref)
+
+
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
-                config: FitConfig = FitConfig()) -> FitResult:
+                config: FitConfig = FitConfig(), lsf_dvar_prior: np.ndarray | None = None) -> FitResult:
     """Fit normalized spectra on the model's grid.
 
     flux, ivar: (n_spec, n_pix) normalized flux and inverse variance (0 = masked). Pixels outside
     the model's mask and non-finite values are ignored. Spectra with fewer than MIN_GOOD_PIXELS
-    usable pixels get status FAILED and NaN labels; the others are fitted.
+    usable pixels get status FAILED and NaN labels; the others are fitted. lsf_dvar_prior:
+    (n_spec,) each spectrum's known LSF variance minus the emulator's [pixel^2]
+    (``lsf_dvar_expected``), NaN where not known: the centre of a prior of width
+    ``config.lsf_prior_sigma`` on the fitted lsf_dvar (with ``config.fit_lsf``).
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
     ivar = np.atleast_2d(np.asarray(ivar, dtype=np.float64))
@@ -306,7 +335,16 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     sq_all = torch.as_tensor(np.sqrt(ivar[ok][:, used]), dtype=torch.float32)
     m = int(ok.sum())
     # Pixels outside the model's mask never enter chi^2: the fit runs on the others only.
-    fwd = _Forward(model, used, config.fit_lsf)
+    prior = None
+    if config.fit_lsf and lsf_dvar_prior is not None:
+        v0 = np.asarray(lsf_dvar_prior, dtype=np.float64)
+        if v0.shape != (n_spec,):
+            raise ValueError(f"lsf_dvar_prior has {v0.size} values for {n_spec} spectra")
+        v0 = v0[ok]
+        known = np.isfinite(v0)
+        prior = (torch.as_tensor(np.where(known, np.clip(v0, -config.lsf_dvar_max, config.lsf_dvar_max), 0.0)),
+                 torch.as_tensor(np.where(known, config.lsf_prior_sigma ** -2.0, 0.0)))
+    fwd = _Forward(model, used, config.fit_lsf, prior)
     with torch.no_grad():
         # Explore from every start for a few iterations at the emulator's own LSF (the LSF
         # offset is a small correction that does not move a start between basins, and the
@@ -322,7 +360,8 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
                                          starts, lo[:n_lab], hi[:n_lab], config, config.explore_iter)
             pick = torch.arange(m) * n_s + chi2.view(m, n_s).argmin(1)
             starts, it = x[pick], it[pick]
-        starts = torch.cat([starts, torch.zeros(m, n_par - n_lab, dtype=torch.float64)], 1)
+        v_start = prior[0][:, None] if prior is not None else torch.zeros(m, n_par - n_lab, dtype=torch.float64)
+        starts = torch.cat([starts, v_start], 1)
         x_best, it2, done_best, (chi2_best, a_mat, _) = _lm(
             fwd, f_all, sq_all, torch.arange(m), starts, lo, hi, config, config.max_iter)
         n_iter_best = it + it2

@@ -22,12 +22,12 @@ from ..io_utils import atomic_path, atomic_write_text
 from ..model.emulator import EmulatorModel, config_dict
 from ..preprocess.grid import preprocess_batch
 from ..progress import progress
-from .lm import FitConfig, fit_result_table, fit_spectra, window_chi2
+from .lm import FitConfig, fit_result_table, fit_spectra, lsf_dvar_expected, window_chi2
 
 # Store metadata carried into catalogues where the store has them (LAMOST and DESI alike).
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
                 "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error",
-                "targetid", "row", "snr_b", "snr_r", "snr_z", "rr_spectype", "ingest_error")
+                "targetid", "row", "snr_b", "snr_r", "snr_z", "lsf_var", "rr_spectype", "ingest_error")
 
 
 def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
@@ -43,7 +43,7 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
             return pd.DataFrame()
         meta, flux, ivar = meta.iloc[subset].reset_index(drop=True), flux[subset], ivar[subset]
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), inst)
-    result = fit_spectra(model, norm, norm_ivar, config)
+    result = fit_spectra(model, norm, norm_ivar, config, lsf_dvar_expected(model, meta.get("lsf_var")))
     table = fit_result_table(model, result)
     table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA,
                                    result.lsf_dvar)

@@ -14,6 +14,7 @@ layout, so simulated coadds go through the reader a real file goes through.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,26 @@ def gaussian_resolution(wave: np.ndarray, fwhm: np.ndarray, n_diag: int = 11) ->
         ok = (j >= 0) & (j < n)
         res[k, j[ok]] = kern[ok, k]
     return res
+
+
+def lsf_variance(cameras: dict[str, CameraData], pixel: float) -> np.ndarray:
+    """Each spectrum's LSF variance [pixel^2 of a grid of step ``pixel`` A] from its cameras'
+    RESOLUTION matrices: the median over every camera's unmasked pixels of its kernel's second
+    moment. (n,); NaN for a spectrum whose cameras carry no RESOLUTION or no unmasked pixel."""
+    per_pixel, masks = [], []
+    for cam in cameras.values():
+        if cam.resolution is None:
+            continue
+        fwhm = resolution_fwhm(cam.resolution, float(np.median(np.diff(cam.wave))))
+        per_pixel.append((fwhm / np.sqrt(8.0 * np.log(2.0)) / pixel) ** 2)
+        masks.append(cam.ivar > 0)
+    n = len(next(iter(cameras.values())).flux)
+    if not per_pixel:
+        return np.full(n, np.nan)
+    var = np.where(np.concatenate(masks, axis=1), np.concatenate(per_pixel, axis=1), np.nan)
+    with warnings.catch_warnings():   # an all-masked spectrum: NaN, already a named problem
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(var, axis=1)
 
 
 def apply_resolution(resolution: np.ndarray, flux: np.ndarray) -> np.ndarray:

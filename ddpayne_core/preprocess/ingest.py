@@ -21,7 +21,7 @@ from astropy.io import fits
 
 from .. import constants as C
 from ..instrument import get_instrument
-from ..io.desi import read_desi_coadd
+from ..io.desi import lsf_variance, read_desi_coadd
 from ..io.highres import read_desi_mws
 from ..io.spectra import SpectrumFormatError, fits_files, lamost_header_meta, read_lamost
 from ..io.store import SpectralStore, chunk_done, create_store, write_chunk, write_meta
@@ -93,7 +93,8 @@ def _coadd_rows(path: Path) -> tuple[pd.DataFrame | None, str]:
 
 
 def _desi_meta(coadd, mws: pd.DataFrame | None) -> pd.DataFrame:
-    """Store metadata of a coadd's spectra: fibermap columns, per-camera S/N, the survey S/N, RV
+    """Store metadata of a coadd's spectra: fibermap columns, per-camera S/N, the survey S/N, the
+    LSF variance from the RESOLUTION matrices (lsf_var [pixel^2], ``io.desi.lsf_variance``), RV
     (and RR_SPECTYPE) from the MWS catalogue by TARGETID, and ingest_error."""
     meta = coadd.fibermap.copy()
     for cam, c in coadd.cameras.items():
@@ -102,6 +103,7 @@ def _desi_meta(coadd, mws: pd.DataFrame | None) -> pd.DataFrame:
             warnings.simplefilter("ignore", RuntimeWarning)
             meta[f"snr_{cam.lower()}"] = np.nanmedian(snr, axis=1)
     meta["snr"] = meta.get(f"snr_{C.DESI_SURVEY_SNR_CAMERA.lower()}", np.nan)
+    meta["lsf_var"] = lsf_variance(coadd.cameras, C.DESI_PIXEL_AA)
     problems = [[p] if p else [] for p in coadd.problems]
     if mws is not None:   # by TARGETID, and by coadd file where the catalogue names it
         if "coadd_file" in mws:

@@ -180,7 +180,7 @@ def build_desi_meta(config: DesiSurveyConfig, labels,
     rows["rv"] = rows["rv_true"] + rng.normal(0, 1, m) * rows["rv_err"]
     rows["injected_bad"] = rng.random(m) < config.bad_fraction
     rows.loc[rows["injected_bad"], "rv"] += rng.choice([-400.0, 400.0], int(rows["injected_bad"].sum()))
-    rows["lsf_scale"] = 1.0 + np.abs(rng.normal(0, 0.03, m))   # fibre LSF width / the mean's
+    rows["lsf_scale"] = fibre_lsf_scale(rng, m)
     # A coadd holds one spectrum per target (desispec combines a target's exposures): repeat
     # visits go to later files than first ones.
     rows = rows.sort_values(["visit", "star_id"], kind="stable").reset_index(drop=True)
@@ -232,6 +232,12 @@ def camera_signal(norm: np.ndarray, rows: pd.DataFrame) -> dict:
     return out
 
 
+def fibre_lsf_scale(rng: np.random.Generator, n: int) -> np.ndarray:
+    """LSF width of n fibres over the nominal one (DESI_LSF_FWHM_AA): 1 + |N(0, 0.03)| (ours; the
+    two real coadds' RESOLUTION matrices differ by up to 5 % per camera from the nominal)."""
+    return 1.0 + np.abs(rng.normal(0, 0.03, n))
+
+
 def observe_desi(norm: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator,
                  effects=DesiSurveyConfig.effects) -> dict[str, CameraData]:
     """Normalized rest-frame truth spectra (n, n_pix) on DESI's merged grid -> the three cameras'
@@ -263,8 +269,8 @@ def observe_desi(norm: np.ndarray, rows: pd.DataFrame, rng: np.random.Generator,
         if "badpix" in effects:              # flagged bad pixels: MASK set, IVAR 0 (desispec)
             bad = rng.random(f.shape) < 2e-3
             mask[bad], ivar[bad] = 1, 0.0
-        res = np.stack([gaussian_resolution(wave, desi_camera_fwhm(cam, wave) * s)
-                        for s in rows["lsf_scale"].to_numpy()])
+        scales = rows["lsf_scale"].to_numpy() if "lsf" in effects else np.ones(n)
+        res = np.stack([gaussian_resolution(wave, desi_camera_fwhm(cam, wave) * s) for s in scales])
         cams[cam] = CameraData(wave, f.astype(np.float32), ivar.astype(np.float32), mask,
                                res.astype(np.float32))
     return cams

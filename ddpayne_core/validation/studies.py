@@ -14,13 +14,13 @@ import pandas as pd
 
 from .. import constants as C
 from ..catalog import recovery_scatter, robust_bias_scatter
-from ..fit.lm import FitConfig, fit_result_table, fit_spectra
+from ..fit.lm import FitConfig, fit_result_table, fit_spectra, lsf_dvar_expected
 from ..flags import add_flags, gradcorr, model_reference, reflag
 from ..instrument import get_instrument
-from ..io.desi import DesiCoadd
+from ..io.desi import DesiCoadd, lsf_variance
 from ..model.emulator import EmulatorModel
 from ..preprocess.grid import merge_cameras, preprocess_batch
-from ..simulate.desi import desi_crb, observe_desi
+from ..simulate.desi import desi_crb, fibre_lsf_scale, observe_desi
 from ..simulate.survey import (
     SHIFTED_POPULATIONS,
     SurveyConfig,
@@ -271,7 +271,8 @@ def desi_crb_experiment(truth_table: pd.DataFrame, model: EmulatorModel, truth_p
     """DESI's precision and accuracy against the Cramer-Rao bound at S/N ``snr`` per pixel in
     the R camera (Z24 abstract and Fig. 9: within a factor of two). ``n_stars`` single stars of
     the DESI synthetic survey (``truth_table``) are observed twice more through the cameras
-    (``simulate.desi.observe_desi``: fresh noise, fibre LSF, sky, telluric residuals), and
+    (``simulate.desi.observe_desi``: fresh noise, each visit on its own fibre with its own LSF
+    recorded in its RESOLUTION matrices, sky, telluric residuals), and
     twice with noise alone, merged and preprocessed as ingest does, and fitted. Same keys as
     ``crb_experiment`` (so the report draws it alike)."""
     inst = get_instrument("desi")
@@ -288,11 +289,13 @@ def desi_crb_experiment(truth_table: pd.DataFrame, model: EmulatorModel, truth_p
         rng = np.random.default_rng([seed, salt])
         v = visits.copy()
         v["rv"] = v["rv_true"] + rng.normal(0, 1, len(v)) * v["rv_err"]
+        v["lsf_scale"] = fibre_lsf_scale(rng, len(v))   # each visit on its own fibre
         cams = observe_desi(truth_spectra(truth, v, config.featureless, rng), v, rng, effects)
         coadd = DesiCoadd(Path("crb"), v, cams)
         flux, ivar = merge_cameras(coadd, inst)
         norm, norm_ivar = preprocess_batch(flux, ivar, v["rv"].to_numpy(), inst)
-        return fit_spectra(model, norm, norm_ivar, fit_config)
+        return fit_spectra(model, norm, norm_ivar, fit_config,
+                           lsf_dvar_expected(model, lsf_variance(cams, C.DESI_PIXEL_AA)))
 
     fit, fit_noise = fit_visits(config.effects, 1), fit_visits((), 2)
     crb = desi_crb(truth, visits, config.featureless, fitted)
