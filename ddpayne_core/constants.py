@@ -77,7 +77,7 @@ DESI_LSF_FWHM_AA = {
 # Width [pixel^2] of the fit's prior on a DESI spectrum's LSF variance offset, centred on what its
 # RESOLUTION matrices say (fit.lm). Ours: the demo's synthetic RESOLUTION matrices are exact, and
 # desispec's spectroperfectionism extraction models each fibre's PSF (Guy et al. 2023, AJ 165, 144);
-# 0.01 pixel^2 is ~0.7 % of the LSF's variance (~0.35 % of its FWHM).
+# 0.01 pixel^2 is ~1.3 % of the LSF's variance (~0.78 pixel^2), ~0.6 % of its FWHM.
 DESI_LSF_PRIOR_SIGMA = 0.01
 # DESI cameras (Z24 sec. 2; desispec coadd grids, 0.8 A pixels): B 3600-5800, R 5760-7620,
 # Z 7520-9824 A. On the merged grid B is used below 5780 A, Z above 7570 A (overlap midpoints).

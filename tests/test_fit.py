@@ -164,6 +164,10 @@ def test_a_known_lsf_is_a_prior_on_the_lsf_offset(model):
     assert np.all(known.lsf_dvar_err <= sigma * (1 + 1e-6))
     assert np.median(np.abs(free.lsf_dvar - dvar)) > 3 * np.median(np.abs(known.lsf_dvar - dvar))
     assert np.all(np.median(known.errors / free.errors, axis=0) < 1.0)
+    # chi2 stays the spectra's misfit alone, the prior's term left out (the flags read it).
+    from ddpayne_core.fit import fitted_spectra
+    misfit = ((fitted_spectra(model, known.labels, known.lsf_dvar) - flux) ** 2 * iv).sum(1)
+    np.testing.assert_allclose(known.chi2, misfit, rtol=1e-3)
     # A prior the data contradict still holds the offset within a few of its widths of its centre.
     wrong = fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=dvar + 0.3)
     assert np.all(np.abs(wrong.lsf_dvar - (dvar + 0.3)) < 0.01)

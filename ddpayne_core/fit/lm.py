@@ -373,7 +373,10 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
     idx = np.nonzero(ok)[0]
     out.labels[idx] = model.scaler.unscale(x_best.numpy()[:, :n_lab])
     out.errors[idx] = sd[:, :n_lab] * model.scaler.span
-    out.chi2[idx] = chi2_best.numpy()
+    chi2_data = chi2_best
+    if prior is not None:   # the catalogue's chi2 is the spectrum's misfit alone (the flags read it)
+        chi2_data = chi2_best - prior[1] * (prior[0] - x_best[:, n_lab]) ** 2
+    out.chi2[idx] = chi2_data.numpy()
     out.redchi2[idx] = out.chi2[idx] / np.clip(n_used[idx] - n_par, 1, None)
     out.corr[idx] = corr[:, :n_lab, :n_lab]
     out.status[idx] = np.where(done_best.numpy(), CONVERGED, MAX_ITER)

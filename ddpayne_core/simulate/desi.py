@@ -234,7 +234,7 @@ def camera_signal(norm: np.ndarray, rows: pd.DataFrame) -> dict:
 
 def fibre_lsf_scale(rng: np.random.Generator, n: int) -> np.ndarray:
     """LSF width of n fibres over the nominal one (DESI_LSF_FWHM_AA): 1 + |N(0, 0.03)| (ours; the
-    two real coadds' RESOLUTION matrices differ by up to 5 % per camera from the nominal)."""
+    two real coadds' RESOLUTION matrices differ by up to 2.6 % per camera from the nominal)."""
     return 1.0 + np.abs(rng.normal(0, 0.03, n))
 
 
