@@ -79,6 +79,11 @@ DESI_LSF_FWHM_AA = {
 # desispec's spectroperfectionism extraction models each fibre's PSF (Guy et al. 2023, AJ 165, 144);
 # 0.01 pixel^2 is ~1.3 % of the LSF's variance (~0.78 pixel^2), ~0.6 % of its FWHM.
 DESI_LSF_PRIOR_SIGMA = 0.01
+# Values tried for a pixel's model scatter s [normalized flux] (``model.estimate_pixel_scatter``;
+# The Cannon's s^2, Ness et al. 2015 sec. 2): 0 and 1e-4 ... 0.3 in logarithmic steps of 4 %, so
+# the value taken is within 2 % of the likelihood's maximum, about its sampling error on ~1,000
+# training spectra.
+PIXEL_SCATTER_GRID = np.concatenate([[0.0], np.logspace(-4, np.log10(0.3), 200)])
 # DESI cameras (Z24 sec. 2; desispec coadd grids, 0.8 A pixels): B 3600-5800, R 5760-7620,
 # Z 7520-9824 A. On the merged grid B is used below 5780 A, Z above 7570 A (overlap midpoints).
 DESI_CAMERA_RANGES_AA = {"B": (3600.0, 5800.0), "R": (5760.0, 7620.0), "Z": (7520.0, 9824.0)}

@@ -13,7 +13,7 @@ the app's retraining and the notebooks alike:
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,12 @@ import pandas as pd
 
 from . import constants as C
 from .catalog import blend_metal_poor, recommended, table3, write_catalog
-from .fit.lm import FitConfig
+from .fit.lm import FitConfig, fit_spectra, fitted_spectra
 from .fit.survey import fit_store
 from .flags import XFlagConfig, add_flags, calibrate_errors, model_reference
 from .instrument import get_instrument
 from .io.store import open_store
-from .model.emulator import EmulatorModel
+from .model.emulator import EmulatorModel, estimate_pixel_scatter
 from .model.train import TrainConfig, train_emulator
 from .model.trainingset import TrainingSetConfig, select_training
 from .preprocess.grid import instrument_mask, preprocess_batch
@@ -69,9 +69,28 @@ def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = Trai
                         truth_emulator_sha256=store.info["provenance"].get("truth_emulator_sha256"))
     if "lsf_var" in meta:
         model.config["lsf_var_ref"] = lsf_reference(meta, ts_config)
+    if config.pixel_scatter:
+        model.pixel_scatter = training_scatter(model, norm, norm_ivar)
+        log(f"model scatter per pixel (median over used pixels): "
+            f"{np.median(model.pixel_scatter[model.mask]):.4f}")
     model.save(model_path)
     model_path.with_suffix(".ckpt").unlink(missing_ok=True)
     return model
+
+
+def training_scatter(model: EmulatorModel, norm: np.ndarray, norm_ivar: np.ndarray,
+                     config: FitConfig = FitConfig()) -> np.ndarray:
+    """Each pixel's model scatter [normalized flux] (n_pix,): fit the training spectra
+    (n_spec, n_pix, normalized) and estimate the scatter of their residuals beyond their noise
+    (``estimate_pixel_scatter``). At the fitted labels rather than the training labels, so
+    that the reference labels' own errors, which move a spectrum along the emulator's
+    gradients, are not taken for model error (``studies/real_training/pixel_scatter.py``).
+    0 at pixels outside the model's mask."""
+    fit = fit_spectra(model, norm, norm_ivar, replace(config, pixel_scatter=False))
+    ok = np.isfinite(fit.labels).all(1)
+    residual = norm[ok] - fitted_spectra(model, fit.labels[ok], fit.lsf_dvar[ok])
+    ivar = np.where(model.mask[None, :] & np.isfinite(norm[ok]), norm_ivar[ok], 0.0)
+    return estimate_pixel_scatter(residual, ivar)
 
 
 def lsf_reference(meta: pd.DataFrame, ts_config: TrainingSetConfig) -> float:

@@ -112,7 +112,7 @@ def demo_bundle(tmp_path_factory, truth_path):
 
     out = tmp_path_factory.mktemp("demo")
     summary = run_demo(out, n_stars=400, truth_path=truth_path,
-                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
+                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6, pixel_scatter=True),
                        fit_config=replace(FitConfig(), n_candidates=8),
                        training_set=TrainingSetConfig(label_set=TEST_LABELS, min_snr=20),
                        galah_training_set=TrainingSetConfig(survey="galah", label_set=GALAH_TEST_LABELS,
@@ -142,7 +142,7 @@ def real_bundle(tmp_path_factory):
         (folder / f.name).symlink_to(f)
     out = work / "bundle"
     summary = run_real(out, replace(cfg, spectra=str(folder)),
-                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6),
+                       train_config=replace(TrainConfig(), epochs=3, n_hidden=6, pixel_scatter=True),
                        fit_config=replace(FitConfig(), n_candidates=8), synthetic_model=None,
                        log=lambda *a: None)
     return out, summary

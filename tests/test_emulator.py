@@ -66,6 +66,32 @@ def test_save_load_round_trip(tmp_path):
     labels = np.array([[5000.0, 3.0, -0.5], [6000.0, 4.2, 0.1]])
     np.testing.assert_array_equal(back.predict(labels), model.predict(labels))
     assert back.labels == model.labels and back.config == model.config
+    assert back.pixel_scatter is None and back.digest() == model.digest()
+    # A per-pixel model scatter travels with the model and changes its digest (resumed fits
+    # made without it are refitted).
+    model.pixel_scatter = np.linspace(0, 0.02, 25)
+    back = EmulatorModel.load(model.save(tmp_path / "m2.pt"))
+    np.testing.assert_array_equal(back.pixel_scatter, model.pixel_scatter)
+    assert back.digest() == model.digest() != EmulatorModel.load(path).digest()
+
+
+def test_pixel_scatter_is_recovered_by_maximum_likelihood():
+    """Residuals of 1,000 spectra whose noise differs from spectrum to spectrum (S/N 20-300)
+    plus a known model scatter per pixel: the estimate recovers it, 0 where there is none and
+    where no spectrum has the pixel."""
+    from ddpayne_core.model import estimate_pixel_scatter
+    rng = np.random.default_rng(0)
+    n, true = 1000, np.array([0.0, 0.0, 0.002, 0.005, 0.01, 0.03, 0.1, 0.05])
+    sigma = 1 / rng.uniform(20, 300, (n, 1)) * np.ones((1, len(true)))
+    residual = rng.normal(0, np.sqrt(sigma ** 2 + true ** 2))
+    ivar = 1 / sigma ** 2
+    ivar[:, 7] = 0.0                         # a pixel masked everywhere
+    ivar[rng.random((n, len(true))) < 0.1] = 0.0
+    residual[ivar == 0] = 10.0               # masked pixels carry garbage and must not count
+    s = estimate_pixel_scatter(residual, ivar)
+    assert s[7] == 0.0 and s[0] < 0.001 and s[1] < 0.001
+    np.testing.assert_allclose(s[3:7], true[3:7], rtol=0.1)
+    assert 0.001 < s[2] < 0.003              # below most spectra's noise, still seen
 
 
 def test_load_rejects_foreign_file(tmp_path):

@@ -179,6 +179,31 @@ def test_a_known_lsf_is_a_prior_on_the_lsf_offset(model):
         fit_spectra(model, flux, iv, cfg, lsf_dvar_prior=dvar[:10])
 
 
+def test_a_models_pixel_scatter_weighs_down_pixels_it_cannot_describe(model):
+    """Spectra whose first 100 pixels carry a model error the noise does not say (the
+    emulator's failure on real spectra, e.g. in Balmer wings): a fit that knows the model's
+    scatter there (``EmulatorModel.pixel_scatter``) recovers the labels better, and
+    ``FitConfig(pixel_scatter=False)`` ignores it."""
+    from dataclasses import replace as dc_replace
+    truth = _truth(200, 12)
+    rng = np.random.default_rng(13)
+    sigma, scatter = 0.01, np.r_[np.full(100, 0.05), np.zeros(N_PIX - 100)]
+    flux = model.predict(truth) + rng.normal(0, sigma, (200, N_PIX)) + rng.normal(0, 1, (200, N_PIX)) * scatter
+    ivar = np.full_like(flux, 1 / sigma ** 2)
+    plain = fit_spectra(model, flux, ivar)
+    aware = dc_replace(model, pixel_scatter=scatter)
+    weighted = fit_spectra(aware, flux, ivar)
+    err_plain = np.std((plain.labels - truth) / model.scaler.span, axis=0)
+    err_weighted = np.std((weighted.labels - truth) / model.scaler.span, axis=0)
+    assert np.all(err_weighted < 0.8 * err_plain)
+    # The formal errors now include the model's scatter: pulls have unit scatter again.
+    pulls = (weighted.labels - truth) / weighted.errors
+    assert np.all(np.abs(np.std(pulls, axis=0) - 1) < 0.2)
+    np.testing.assert_allclose(np.median(weighted.redchi2), 1.0, atol=0.05)
+    off = fit_spectra(aware, flux, ivar, FitConfig(pixel_scatter=False))
+    np.testing.assert_array_equal(off.labels, plain.labels)
+
+
 def test_labels_pinned_at_a_fit_bound_are_flagged(model):
     """A star hotter than anything the model covers is fitted at the Teff bound, and says so;
     stars inside the range are not flagged."""

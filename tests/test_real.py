@@ -35,6 +35,13 @@ def test_real_bundle_carries_reference_labels_flags_and_a_report(real_bundle):
     assert (out / "report" / "summary.md").exists() and (out / "report" / "real_validation.png").exists()
     assert summary["flags"]["problem_fits_with_nothing_set"] == 0
     assert {r["type"] for r in summary["validation"]} == {"A", "F/G"}
+    # The model learned its own per-pixel scatter on the real training spectra (REAL_TRAIN_CONFIG
+    # does so too): none outside its mask, some where it was trained.
+    from ddpayne_core.model import EmulatorModel
+    model = EmulatorModel.load(out / "model.pt")
+    s = model.pixel_scatter
+    assert s is not None and np.all(np.isfinite(s)) and np.all(s >= 0) and np.all(s[~model.mask] == 0)
+    assert np.median(s[model.mask]) > 0
 
 
 def test_label_table_joins_by_obsid_or_file_and_groups_repeat_visits(tmp_path):

@@ -15,6 +15,7 @@ from .lm import (
                   lsf_coefficients,
                   lsf_dvar_expected,
                   lsf_stencil,
+                  model_error,
                   window_chi2,
 )
 from .survey import (
@@ -24,6 +25,7 @@ from .survey import (
                   fit_paths,
                   fit_store,
                   fit_store_dask,
+                  fit_table,
                   fit_workers,
                   single_thread,
 )
@@ -43,11 +45,13 @@ __all__ = [
     "fit_spectra",
     "fit_store",
     "fit_store_dask",
+    "fit_table",
     "fit_workers",
     "fitted_spectra",
     "lsf_coefficients",
     "lsf_dvar_expected",
     "lsf_stencil",
+    "model_error",
     "single_thread",
     "window_chi2",
 ]

@@ -42,7 +42,9 @@ class FitConfig:
     lsf_prior_sigma: width [pixel^2] of the prior on lsf_dvar where a spectrum's LSF is known
     (``fit_spectra``'s lsf_dvar_prior);
     model_error: error floor s in normalized flux added in quadrature to every pixel's
-    (``with_model_error``); 0 for spectra the emulator describes to their noise."""
+    (``with_model_error``); 0 for spectra the emulator describes to their noise;
+    pixel_scatter: also add the model's own per-pixel scatter (``EmulatorModel.pixel_scatter``,
+    where it has one) in quadrature."""
 
     n_candidates: int = 64
     n_starts: int = 2
@@ -57,6 +59,7 @@ class FitConfig:
     lsf_dvar_max: float = 1.0
     lsf_prior_sigma: float = C.DESI_LSF_PRIOR_SIGMA
     model_error: float = 0.0
+    pixel_scatter: bool = True
 
 
 @dataclass
@@ -291,6 +294,15 @@ def lsf_dvar_expected(model: EmulatorModel, lsf_var) -> np.ndarray | None:
     return np.asarray(lsf_var, dtype=np.float64) - float(ref)
 
 
+def model_error(model: EmulatorModel, config: FitConfig):
+    """The error added in quadrature to every pixel's noise in a fit [normalized flux]: the
+    floor ``config.model_error`` and, with ``config.pixel_scatter``, the model's own per-pixel
+    scatter; a number, or (n_pix,)."""
+    if not config.pixel_scatter or model.pixel_scatter is None:
+        return config.model_error
+    return np.sqrt(config.model_error ** 2 + np.asarray(model.pixel_scatter, dtype=np.float64) ** 2)
+
+
 def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
                 config: FitConfig = FitConfig(), lsf_dvar_prior: np.ndarray | None = None) -> FitResult:
     """Fit normalized spectra on the model's grid.
@@ -310,7 +322,7 @@ def fit_spectra(model: EmulatorModel, flux: np.ndarray, ivar: np.ndarray,
         raise ValueError(f"spectra have {flux.shape[1]} pixels, the emulator {model.net.n_pix}: "
                          "resample them onto the emulator's wavelength grid first")
     good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0) & model.mask[None, :]
-    ivar = with_model_error(np.where(good, ivar, 0.0), config.model_error)
+    ivar = with_model_error(np.where(good, ivar, 0.0), model_error(model, config))
     flux = np.where(good, flux, 1.0)
     n_spec, n_lab = flux.shape[0], model.net.n_label
     n_used = good.sum(1)

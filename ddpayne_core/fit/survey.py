@@ -19,15 +19,27 @@ from ..instrument import get_instrument
 from ..io.spectra import fits_files
 from ..io.store import SpectralStore
 from ..io_utils import atomic_path, atomic_write_text
-from ..model.emulator import EmulatorModel, config_dict
+from ..model.emulator import EmulatorModel, config_dict, with_model_error
 from ..preprocess.grid import preprocess_batch
 from ..progress import progress
-from .lm import FitConfig, fit_result_table, fit_spectra, lsf_dvar_expected, window_chi2
+from .lm import FitConfig, fit_result_table, fit_spectra, lsf_dvar_expected, model_error, window_chi2
 
 # Store metadata carried into catalogues where the store has them (LAMOST and DESI alike).
 META_COLUMNS = ("specid", "star_id", "ra", "dec", "snr", "rv", "rv_err", "mjd", "filename",
                 "subclass", "phot_g_mean_mag", "a_g", "parallax", "parallax_error",
                 "targetid", "row", "snr_b", "snr_r", "snr_z", "lsf_var", "rr_spectype", "ingest_error")
+
+
+def fit_table(model: EmulatorModel, norm: np.ndarray, norm_ivar: np.ndarray, config: FitConfig,
+              lsf_dvar_prior: np.ndarray | None = None) -> pd.DataFrame:
+    """Fit normalized spectra (n_spec, n_pix) and tabulate the results (``fit_result_table``) with
+    the Na D window's chi^2 (``chi2_na``, for the binary flag) under the fit's own pixel weights."""
+    result = fit_spectra(model, norm, norm_ivar, config, lsf_dvar_prior)
+    table = fit_result_table(model, result)
+    table["chi2_na"] = window_chi2(model, result.labels, norm,
+                                   with_model_error(norm_ivar, model_error(model, config)),
+                                   NA_D_WINDOW_AA, result.lsf_dvar)
+    return table
 
 
 def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
@@ -43,10 +55,7 @@ def fit_chunk(model: EmulatorModel, store: SpectralStore, start: int, stop: int,
             return pd.DataFrame()
         meta, flux, ivar = meta.iloc[subset].reset_index(drop=True), flux[subset], ivar[subset]
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), inst)
-    result = fit_spectra(model, norm, norm_ivar, config, lsf_dvar_expected(model, meta.get("lsf_var")))
-    table = fit_result_table(model, result)
-    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA,
-                                   result.lsf_dvar)
+    table = fit_table(model, norm, norm_ivar, config, lsf_dvar_expected(model, meta.get("lsf_var")))
     keep = [c for c in META_COLUMNS if c in meta.columns]
     return pd.concat([meta[keep], table], axis=1)
 
@@ -199,10 +208,7 @@ def fit_fits_files(model: EmulatorModel, files, config: FitConfig = FitConfig(),
     ivar = np.stack([g[1] for g in grids])
     meta = pd.DataFrame(metas)
     norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(dtype=float), inst)
-    result = fit_spectra(model, norm, norm_ivar, config)
-    table = fit_result_table(model, result)
-    table["chi2_na"] = window_chi2(model, result.labels, norm, norm_ivar, NA_D_WINDOW_AA,
-                                   result.lsf_dvar)
+    table = fit_table(model, norm, norm_ivar, config)
     return pd.concat([meta.reset_index(drop=True), table], axis=1), skipped
 
 

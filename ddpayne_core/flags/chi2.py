@@ -55,7 +55,8 @@ def _robust_poly(chi2, snr, teff, feh, fit_mask):
 
 def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> np.ndarray:
     """(chi^2 - median model) / sigma model, dwarfs and giants modelled apart, dwarfs fitted on
-    4500-7500 K (X19 sec. 5.4.1). Inputs (n,); returns (n,).
+    4500-7500 K (X19 sec. 5.4.1) and compared with the model at the nearer edge outside it.
+    Inputs (n,); returns (n,).
 
     The polynomial models are fitted to log10 chi^2 and converted back (median 10^m, sigma
     10^m ln10 s): chi^2 rises as S/N^2 once the model's systematic error exceeds the noise,
@@ -72,11 +73,16 @@ def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> n
         fit_on = members if giant else members & (teff > lo) & (teff < hi)
         if fit_on.sum() < 30:
             continue
-        log_med, log_sig = _robust_poly(log_chi2, snr, teff, feh, fit_on)
+        # Dwarfs beyond the fitted Teff range (real A stars above 7500 K) are compared with the
+        # model at its edge: the cubic extrapolated there flagged 30 % of the real A stars as bad
+        # fits once the fit weighed pixels by the model's scatter (studies/real_training).
+        t = teff if giant else np.clip(teff, lo, hi)
+        log_med, log_sig = _robust_poly(log_chi2, snr, t, feh, fit_on)
         # A scatter model fitted to few or identical chi2 can reach 0: floor it (constants).
         log_sig = np.maximum(log_sig, C.CHI2_LOG_SCATTER_FLOOR)
-        med = 10 ** log_med
-        out[members] = ((chi2 - med) / (med * np.log(10) * log_sig))[members]
+        # Evaluated on the members only: the cubic extrapolated to the others can overflow.
+        med = 10 ** log_med[members]
+        out[members] = (chi2[members] - med) / (med * np.log(10) * log_sig[members])
     return out
 
 

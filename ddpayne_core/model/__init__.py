@@ -8,6 +8,7 @@ from .emulator import (
     Emulator,
     EmulatorModel,
     config_dict,
+    estimate_pixel_scatter,
     with_model_error,
 )
 from .loss import GradientPrior, chi2_per_pixel, default_d_scale, relative_weights
@@ -63,5 +64,6 @@ __all__ = [
     "training_summary",
     "transfer_labels",
     "validation_chi2",
+    "estimate_pixel_scatter",
     "with_model_error",
 ]

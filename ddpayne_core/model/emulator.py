@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import CONTINUUM_WEIGHTS
+from ..constants import CONTINUUM_WEIGHTS, PIXEL_SCATTER_GRID
 from ..instrument import get_instrument
 from ..io_utils import atomic_path
 from ..labels import Scaler
@@ -156,6 +156,9 @@ class EmulatorModel:
     # (n_train, n_label) physical labels of the training stars: where the model has seen data
     # (flags.out_of_coverage). None for a model saved without them.
     training_labels: np.ndarray | None = None
+    # (n_pix,) the emulator's own error at each pixel [normalized flux] (``estimate_pixel_scatter``),
+    # added in quadrature to the noise by the fit; None: the emulator describes spectra to their noise.
+    pixel_scatter: np.ndarray | None = None
 
     def predict(self, labels: np.ndarray) -> np.ndarray:
         """labels: (n_spec, n_label) physical units -> (n_spec, n_pix) normalized flux."""
@@ -191,6 +194,8 @@ class EmulatorModel:
         h.update("\n".join(self.labels).encode())
         for array in (self.scaler.lo, self.scaler.hi, self.mask):
             h.update(np.ascontiguousarray(array).tobytes())
+        if self.pixel_scatter is not None:   # it changes the fits' weights
+            h.update(np.ascontiguousarray(self.pixel_scatter, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
@@ -202,6 +207,8 @@ class EmulatorModel:
                    "wave": torch.as_tensor(self.wave), "mask": torch.as_tensor(self.mask)}
         if self.training_labels is not None:
             payload["training_labels"] = torch.tensor(np.asarray(self.training_labels, np.float64))
+        if self.pixel_scatter is not None:
+            payload["pixel_scatter"] = torch.tensor(np.asarray(self.pixel_scatter, np.float64))
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
         return Path(path)
@@ -228,7 +235,8 @@ class EmulatorModel:
                    Scaler(payload["scaler_lo"].numpy(), payload["scaler_hi"].numpy()),
                    payload["wave"].numpy(), payload["mask"].numpy().astype(bool),
                    meta["config"], meta["history"],
-                   payload["training_labels"].numpy() if "training_labels" in payload else None)
+                   payload["training_labels"].numpy() if "training_labels" in payload else None,
+                   payload["pixel_scatter"].numpy() if "pixel_scatter" in payload else None)
 
 
 def config_dict(cfg) -> dict:
@@ -236,9 +244,33 @@ def config_dict(cfg) -> dict:
     return json.loads(json.dumps(asdict(cfg), default=float))
 
 
-def with_model_error(ivar: np.ndarray, model_error: float) -> np.ndarray:
-    """Inverse variance with an error floor ``model_error`` (normalized flux) added in
-    quadrature: 1 / (1/ivar + s^2); zero stays zero. Any shape."""
-    if model_error <= 0:
+def with_model_error(ivar: np.ndarray, model_error) -> np.ndarray:
+    """Inverse variance with an error floor ``model_error`` s (normalized flux; a number, or one
+    per pixel, (n_pix,)) added in quadrature: 1 / (1/ivar + s^2); zero stays zero. ivar: any
+    shape ending in n_pix."""
+    if np.all(np.asarray(model_error) <= 0):
         return ivar
-    return ivar / (1.0 + ivar * model_error ** 2)
+    return ivar / (1.0 + ivar * np.asarray(model_error) ** 2)
+
+
+def estimate_pixel_scatter(residual: np.ndarray, ivar: np.ndarray,
+                           grid: np.ndarray = PIXEL_SCATTER_GRID) -> np.ndarray:
+    """Each pixel's model scatter s [normalized flux] by maximum likelihood (The Cannon's s^2,
+    Ness et al. 2015 sec. 2): the value on ``grid`` that minimizes
+    sum_i r_i^2 / (sigma_i^2 + s^2) + ln(sigma_i^2 + s^2) over the spectra i with ivar > 0.
+
+    residual: (n_spec, n_pix) data minus model; ivar: (n_spec, n_pix) the data's inverse
+    variance (0 = masked). Returns (n_pix,); 0 where no spectrum has the pixel."""
+    residual = np.asarray(residual, dtype=np.float64)
+    ivar = np.asarray(ivar, dtype=np.float64)
+    use = (ivar > 0) & np.isfinite(residual)
+    var = np.where(use, 1.0 / np.where(use, ivar, 1.0), 1.0)
+    r2 = np.where(use, residual, 0.0) ** 2
+    best = np.full(residual.shape[1], np.inf)
+    scatter = np.zeros(residual.shape[1])
+    for s in np.asarray(grid, dtype=np.float64):   # 201 values, each a batched pass over all pixels
+        total = var + s * s
+        nll = np.where(use, r2 / total + np.log(total), 0.0).sum(0)
+        better = nll < best
+        best[better], scatter[better] = nll[better], s
+    return scatter

@@ -48,6 +48,9 @@ class TrainConfig:
     model_error: a floor s under every pixel's error, ivar -> 1 / (1/ivar + s^2) (The Cannon's
     scatter term, Ness et al. 2015): without it the highest-S/N spectra, which no emulator fits
     to their noise, dominate the loss (``fit.with_model_error``);
+    pixel_scatter: after training, estimate each pixel's model scatter from the training
+    spectra's residuals at their fitted labels (``estimate_pixel_scatter``; The Cannon's s^2),
+    which every fit then adds to the noise (``pipeline.train_from_store``);
     optimizer: "adam" (X19; ``epochs`` are passes of mini-batches) or "lm" (``epochs`` are
     Levenberg-Marquardt iterations, the Gauss-Newton matrix from ``hessian_rows`` spectra drawn
     anew each iteration; stops when the validation chi^2 gains less than ``lm_tolerance`` in
@@ -71,6 +74,7 @@ class TrainConfig:
     prior_weighting: str = "absolute"
     prior_shape_only: bool = False
     model_error: float = 0.0
+    pixel_scatter: bool = False
     optimizer: str = "lm"
     hessian_rows: int = 512
     lm_patience: int = 3
