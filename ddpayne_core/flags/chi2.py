@@ -74,8 +74,8 @@ def chi2ratio(chi2, snr, teff, logg, feh, giant_logg: float = C.GIANT_LOGG) -> n
         if fit_on.sum() < 30:
             continue
         # Dwarfs beyond the fitted Teff range (real A stars above 7500 K) are compared with the
-        # model at its edge: the cubic extrapolated there flagged 30 % of the real A stars as bad
-        # fits once the fit weighed pixels by the model's scatter (studies/real_training).
+        # model at its edge: the cubic extrapolated to 7500-10000 K called 30 % of the real A
+        # stars' fits bad (studies/real_training/README.md, per-pixel model scatter).
         t = teff if giant else np.clip(teff, lo, hi)
         log_med, log_sig = _robust_poly(log_chi2, snr, t, feh, fit_on)
         # A scatter model fitted to few or identical chi2 can reach 0: floor it (constants).
