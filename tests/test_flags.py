@@ -147,6 +147,29 @@ def test_chi2ratio_centred_at_high_snr_where_chi2_rises_steeply():
     assert abs(np.median(r[~high])) < 0.5
 
 
+def test_chi2ratio_holds_the_dwarf_model_at_its_edge_beyond_its_teff_range():
+    """Real A stars (8000-10000 K) lie beyond the 4500-7500 K the dwarfs' chi^2 model is fitted
+    on. Where chi^2 falls toward 7500 K, the cubic extrapolated to 10000 K falls much further and
+    would call typical A-star fits bad; they are compared with the model at 7500 K instead, and a
+    truly bad A-star fit is still flagged."""
+    rng = np.random.default_rng(4)
+    n = 4000
+    snr = rng.uniform(20, 300, n)
+    teff, feh = rng.uniform(4600, 7400, n), rng.uniform(-1.0, 0.4, n)
+    logg = np.full(n, 4.3)
+    typical = lambda t, s: 3000 * (1 + (s / 100) ** 2) * np.exp(-((t - 4500) / 1500) ** 2)
+    chi2 = typical(teff, snr) * np.exp(rng.normal(0, 0.1, n))
+    hot = rng.uniform(8000, 10000, 200)
+    hot_snr = rng.uniform(20, 300, 200)
+    hot_chi2 = typical(7500, hot_snr) * np.exp(rng.normal(0, 0.1, 200))
+    hot_chi2[:10] *= 5                                   # bad fits
+    r = chi2ratio(np.r_[chi2, hot_chi2], np.r_[snr, hot_snr], np.r_[teff, hot],
+                  np.r_[logg, np.full(200, 4.0)], np.r_[feh, np.zeros(200)])
+    q = qflag_chi2(r, np.r_[snr, hot_snr])
+    assert np.mean(q[n + 10:]) < 0.05 and np.all(q[n:n + 10] == 1)
+    assert np.mean(q[:n]) < 0.02
+
+
 def test_gradcorr_high_for_physical_model_low_for_scrambled(truth_model):
     from conftest import TEST_LABELS, reference_from
 
