@@ -268,7 +268,8 @@ def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, la
                   reference, out: Path, log=print) -> dict:
     """What the label transfer buys or costs (Z24 sec. 3.2 added the LAMOST overlap because DESI
     and APOGEE share only ~500 stars): a second DESI model trained on the survey's APOGEE-like
-    labels alone (its ``apogee_fraction`` of the stars, S/N > 20), fitted to the same spectra;
+    labels alone (its ``apogee_fraction`` of the stars, S/N > 20), fitted to the same spectra
+    (``out/catalog_apogee.parquet``);
     robust scatter against truth at S/N 20/50/100 of the demo's model (APOGEE overlap plus
     transferred LAMOST labels, ``transferred``) and of this one, and per label their ratio at
     S/N 50. Skipped (with the reason) when too few APOGEE-like stars would train."""
@@ -283,6 +284,9 @@ def transfer_cost(store, meta: pd.DataFrame, truth_by_spectrum: pd.DataFrame, la
         train_from_store(out / "survey", path, ts, train_config, meta=apogee, log=log)
     direct = fit_and_flag(model, store, out / "catalog_apogee.parquet", fit_config, reference, log=log,
                           refit_stale=True)
+    write_catalog(direct, out / "catalog_apogee.parquet",
+                  {"synthetic": True, "instrument": "desi", "model": str(path),
+                   "training_labels": "APOGEE-like labels of the APOGEE overlap only"})
     truth = truth_by_spectrum[["specid"] + list(labels)]
     rec_t, rec_a = recovery_scatter(transferred, truth, labels), recovery_scatter(direct, truth, labels)
     return {"n_train_apogee": int(n_apogee),

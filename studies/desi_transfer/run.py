@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ddpayne_core.catalog import recovery_by_feh, recovery_scatter
+from ddpayne_core.catalog import recovery_by_feh, recovery_scatter, write_catalog
 from ddpayne_core.desi_demo import desi_training_set, desi_vs_lamost, lamost_demo_stars, transfer_cost
 from ddpayne_core.fit.lm import FitConfig
 from ddpayne_core.io import open_store
@@ -85,8 +85,13 @@ def main(argv=None):
     ideal = EmulatorModel.load(ideal_path) if ideal_path.exists() else train_from_store(
         args.work / "survey", ideal_path, ts, train_config,
         meta=apogee_quality_labels(meta, rows, truth_by_spectrum, labels))
-    same_stars = fit_and_flag(ideal, store, args.work / "catalog_same_stars.parquet", fit_config,
-                              reference, refit_stale=True)
+    same_path = args.work / "catalog_same_stars.parquet"
+    if same_path.exists():
+        same_stars = pd.read_parquet(same_path)
+    else:
+        same_stars = fit_and_flag(ideal, store, same_path, fit_config, reference, refit_stale=True)
+        write_catalog(same_stars, same_path, {"synthetic": True, "instrument": "desi", "model": str(ideal_path),
+                                              "training_labels": "truth plus APOGEE-like noise"})
     truth = truth_by_spectrum[["specid"] + labels]
     apogee_fits = pd.read_parquet(args.work / "catalog_apogee.parquet")
     models = {"committed (transferred labels)": (len(rows), demo_fits),
