@@ -1,6 +1,7 @@
-"""DESI demo model: X19's prior (D 5 / 50, absolute) against the prior that removed most of the
-LAMOST demo's metal-poor bias (studies/prior_strength: logg D 25, [Fe/H] and [X/Fe] D 15,
-relative weighting). SYNTHETIC DESI survey.
+"""DESI demo model: X19's prior (D 5 / 50, absolute; committed) against one variant of it
+(``VARIANTS``: the prior that removed most of the LAMOST demo's metal-poor bias,
+studies/prior_strength; none; the abundances' alone; D scaled to X19's number of reference
+stars). SYNTHETIC DESI survey.
 
 Trains the second model on the DESI demo's survey and training set (``ddpayne demo --survey desi``
 must have run into --demo), fits, flags and reports it into --work (the survey linked, not
@@ -8,8 +9,9 @@ copied), then compares both: bias by true [Fe/H] of all good fits and of the tra
 (their training labels against their fits), recovery by S/N, precision over the Cramer-Rao bound,
 DESI against LAMOST, and the X_flag 1 fraction of single stars with S/N > 30.
 
-    python studies/desi_prior/run.py [--variant "no prior"] [--demo data/demo_desi]
-      -> studies/desi_prior/desi_prior[_no_prior].json (about 40 min on 2 cores)
+    python studies/desi_prior/run.py [--variant "no prior" | "abundance prior only" |
+      "D scaled to 16 reference stars"] [--demo data/demo_desi]
+      -> studies/desi_prior/desi_prior[_<variant>].json (15-40 min on 2 cores)
 """
 from __future__ import annotations
 
@@ -37,6 +39,14 @@ VARIANTS = {
         "prior_weighting": "relative"},
     # No prior: does the reference physics pull the emulator off the truth at low [Fe/H]?
     "no prior": {"regularize": False},
+    # The prior on the abundances alone: Teff, logg, vmic and [Fe/H] learned from the data only.
+    "abundance prior only": {"d_scale": {"teff": 0.0, "logg": 0.0, "vmic": 0.0, "feh": 0.0}},
+    # X19 set D for 16 reference stars; eq. 2 sums over them, so desi-isochrone's 100 hold the
+    # emulator 100/16 times as hard. Their D scaled by 16/100: X19's weight per pixel and label.
+    "D scaled to 16 reference stars": {"d_scale": {
+        lab: (5.0 if lab in ("teff", "logg", "vmic") else 50.0) * 16 / 100
+        for lab in ("teff", "logg", "vmic", "feh", "c_fe", "n_fe", "o_fe", "mg_fe", "al_fe",
+                    "si_fe", "ca_fe", "ti_fe", "cr_fe", "mn_fe", "ni_fe")}},
 }
 
 
