@@ -20,22 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from common import labelled_spectra, score
 
 from ddpayne_core.fit import fit_spectra
-from ddpayne_core.instrument import get_instrument
-from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import Emulator, EmulatorModel
 from ddpayne_core.paths import DEMO_OUT
 from ddpayne_core.pipeline import train_from_store, training_scatter
-from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.real import (
     REAL_FIT_CONFIG,
     REAL_TRAIN_CONFIG,
     RealDataConfig,
     training_meta,
 )
-from ddpayne_core.validation.report import real_validation
 
 
 def ensemble(models: list[EmulatorModel]) -> EmulatorModel:
@@ -93,16 +90,9 @@ def main():
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = RealDataConfig()
-    labels = list(cfg.label_names)
     members = [member(args.bundle, args.work, s, cfg) for s in range(args.seeds)]
 
-    meta = pd.read_parquet(args.bundle / "labels.parquet")
-    meta = meta[meta[f"{cfg.prefix}_matched"].astype(bool) & (meta["snr"] > cfg.min_snr)
-                & (meta["ingest_error"].fillna("") == "")]
-    rows = meta.index.to_numpy()          # labels.parquet lists the store's rows in order
-    meta = meta.reset_index(drop=True)
-    flux, ivar = open_store(args.bundle / "survey").read_rows(rows)
-    flux, ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), get_instrument("lamost"))
+    meta, flux, ivar = labelled_spectra(args.bundle, cfg)
     train = ~meta["heldout"].to_numpy()
 
     variants = {f"seed {s}": [s] for s in range(args.seeds)}
@@ -112,20 +102,13 @@ def main():
         model = ensemble([members[s] for s in seeds])
         model.pixel_scatter = training_scatter(model, flux[train], ivar[train])
         fit = fit_spectra(model, flux, ivar, REAL_FIT_CONFIG)
-        cat = meta.copy()
-        cat[labels] = fit.labels
-        cat["fit_status"] = np.where(np.isfinite(fit.labels).all(1), 0, 2)
-        for stars, heldout in (("training", False), ("held-out", True)):
-            table = real_validation(cat[cat["heldout"] == heldout].assign(heldout=True), labels, cfg.prefix)
-            for r in table[table["snr"] == f"S/N > {cfg.min_snr:g}"].to_dict("records"):
-                sel = ((cat["heldout"] == heldout) & cat["spectral_type"].isin(list(r["type"].replace("/", "")))).to_numpy()
-                r.update(stars=stars, variant=name, members=len(seeds),
-                         median_redchi2=float(np.median(fit.redchi2[sel])),
-                         median_scatter=float(np.median(model.pixel_scatter[model.mask])))
-                out.append(r)
-                print(f"{name:14s} {stars:9s} {r['type']:4s} n={r['n']:4d} Teff {r['teff_scatter']:5.1f} "
-                      f"({r['teff_bias']:+5.1f}) logg {r['logg_scatter']:.3f} [Fe/H] {r['feh_scatter']:.3f} "
-                      f"redchi2 {r['median_redchi2']:.2f} s {r['median_scatter']:.4f}", flush=True)
+        for r, sel in score(meta, fit, cfg):
+            r.update(variant=name, members=len(seeds), median_redchi2=float(np.median(fit.redchi2[sel])),
+                     median_scatter=float(np.median(model.pixel_scatter[model.mask])))
+            out.append(r)
+            print(f"{name:14s} {r['stars']:9s} {r['type']:4s} n={r['n']:4d} Teff {r['teff_scatter']:5.1f} "
+                  f"({r['teff_bias']:+5.1f}) logg {r['logg_scatter']:.3f} [Fe/H] {r['feh_scatter']:.3f} "
+                  f"redchi2 {r['median_redchi2']:.2f} s {r['median_scatter']:.4f}", flush=True)
         atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
 
 

@@ -15,18 +15,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from common import labelled_spectra, score
 
 from ddpayne_core.fit import fit_spectra
-from ddpayne_core.instrument import get_instrument
-from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import EmulatorModel, estimate_pixel_scatter
 from ddpayne_core.paths import DEMO_OUT
 from ddpayne_core.pipeline import training_scatter
-from ddpayne_core.preprocess import preprocess_batch
 from ddpayne_core.real import COMMITTED_REAL_MODEL, REAL_FIT_CONFIG, RealDataConfig
-from ddpayne_core.validation.report import real_validation
 
 
 def main():
@@ -37,13 +33,7 @@ def main():
     args = ap.parse_args()
     cfg = RealDataConfig()
     labels = list(cfg.label_names)
-    meta = pd.read_parquet(args.bundle / "labels.parquet")
-    meta = meta[meta[f"{cfg.prefix}_matched"].astype(bool) & (meta["snr"] > cfg.min_snr)
-                & (meta["ingest_error"].fillna("") == "")]
-    rows = meta.index.to_numpy()          # labels.parquet lists the store's rows in order
-    meta = meta.reset_index(drop=True)
-    flux, ivar = open_store(args.bundle / "survey").read_rows(rows)
-    flux, ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy(), get_instrument("lamost"))
+    meta, flux, ivar = labelled_spectra(args.bundle, cfg)
     model = EmulatorModel.load(args.model)
     train = ~meta["heldout"].to_numpy()
     usable = np.where(model.mask[None, :] & np.isfinite(flux[train]), ivar[train], 0.0)
@@ -55,19 +45,13 @@ def main():
     for name, scatter in variants.items():
         model.pixel_scatter = scatter
         fit = fit_spectra(model, flux, ivar, REAL_FIT_CONFIG)
-        cat = meta.copy()
-        cat[labels] = fit.labels
-        cat["fit_status"] = np.where(np.isfinite(fit.labels).all(1), 0, 2)
-        for stars, heldout in (("training", False), ("held-out", True)):
-            table = real_validation(cat[cat["heldout"] == heldout].assign(heldout=True), labels, cfg.prefix)
-            for r in table[table["snr"] == f"S/N > {cfg.min_snr:g}"].to_dict("records"):
-                sel = ((cat["heldout"] == heldout) & cat["spectral_type"].isin(list(r["type"].replace("/", "")))).to_numpy()
-                r.update(stars=stars, scatter=name, median_redchi2=float(np.median(fit.redchi2[sel])),
-                         median_scatter=float(np.median(scatter[model.mask])) if scatter is not None else 0.0)
-                out.append(r)
-                print(f"{name:31s} {stars:9s} {r['type']:4s} n={r['n']:4d} Teff {r['teff_scatter']:5.1f} "
-                      f"({r['teff_bias']:+5.1f}) logg {r['logg_scatter']:.3f} [Fe/H] {r['feh_scatter']:.3f} "
-                      f"redchi2 {r['median_redchi2']:.2f}", flush=True)
+        for r, sel in score(meta, fit, cfg):
+            r.update(scatter=name, median_redchi2=float(np.median(fit.redchi2[sel])),
+                     median_scatter=float(np.median(scatter[model.mask])) if scatter is not None else 0.0)
+            out.append(r)
+            print(f"{name:31s} {r['stars']:9s} {r['type']:4s} n={r['n']:4d} Teff {r['teff_scatter']:5.1f} "
+                  f"({r['teff_bias']:+5.1f}) logg {r['logg_scatter']:.3f} [Fe/H] {r['feh_scatter']:.3f} "
+                  f"redchi2 {r['median_redchi2']:.2f}", flush=True)
     atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
 
 
