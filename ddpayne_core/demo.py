@@ -255,6 +255,7 @@ def _matches(committed: Path, survey_cfg: SurveyConfig, train_config: TrainConfi
         and cfg.get("reference", C.TABLE1_GRID) == train_config.reference \
         and cfg.get("clip_sigma", 0.0) == train_config.clip_sigma \
         and cfg.get("d_scale", {}) == train_config.d_scale \
+        and cfg.get("param_prior_feh_min") == train_config.param_prior_feh_min \
         and cfg.get("prior_weighting", "absolute") == train_config.prior_weighting \
         and cfg.get("prior_shape_only", False) == train_config.prior_shape_only \
         and cfg.get("optimizer", "adam") == train_config.optimizer \

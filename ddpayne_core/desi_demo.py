@@ -190,7 +190,8 @@ def _matches(committed: Path, provenance: dict, train_config: TrainConfig, ts: T
     cfg = EmulatorModel.load(committed).config
     return all(cfg.get(k) == v for k, v in provenance.items()) \
         and all(cfg.get(k) == getattr(train_config, k) for k in
-                ("n_hidden", "optimizer", "reference", "regularize", "lm_ridge", "d_scale")) \
+                ("n_hidden", "optimizer", "reference", "regularize", "lm_ridge", "d_scale",
+                 "param_prior_feh_min")) \
         and cfg.get("training_set") == json.loads(json.dumps(asdict(ts)))
 
 

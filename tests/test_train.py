@@ -243,3 +243,25 @@ def test_optimizer_choices_are_checked():
             assert "optimizer" in str(exc) or "shape-only" in str(exc)
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_param_prior_feh_min_frees_the_parameters_at_metal_poor_reference_stars_only():
+    """X19's D (5 Teff, logg, vmic; 50 [Fe/H], [X/Fe]) with a per-label override; with
+    param_prior_feh_min -1, the reference stars below it lose the prior on Teff, logg, vmic and
+    [Fe/H] (D 0) and keep it on [Mg/Fe]; the stars at or above it keep every D; the prior's
+    per-star weight is exactly that table."""
+    from ddpayne_core.model import GradientPrior
+    from ddpayne_core.model.train import prior_d_scale
+
+    names = ["teff", "logg", "vmic", "feh", "mg_fe"]
+    ref = np.array([[5000.0, 4.5, 1.0, -2.5, 0.3], [5500.0, 4.0, 1.2, -1.0, 0.1],
+                    [6000.0, 4.2, 1.1, 0.2, 0.0]])
+    x19 = np.tile([5.0, 5.0, 5.0, 50.0, 20.0], (3, 1))
+    cfg = TrainConfig(d_scale={"mg_fe": 20.0})
+    np.testing.assert_array_equal(prior_d_scale(cfg, names, ref), x19)
+    d = prior_d_scale(replace(cfg, param_prior_feh_min=-1.0), names, ref)
+    np.testing.assert_array_equal(d[0], [0.0, 0.0, 0.0, 0.0, 20.0])
+    np.testing.assert_array_equal(d[1:], x19[1:])
+    scaler = Scaler(ref.min(0) - 1, ref.max(0) + 1)
+    prior = GradientPrior.build(ref, np.full((3, 5), 0.1), np.ones((3, 5, 7)), scaler, d, np.ones(7))
+    np.testing.assert_array_equal(prior.weight.numpy(), d)

@@ -80,6 +80,7 @@ class TrainConfig:
     lm_patience: int = 3
     lm_tolerance: float = 1e-3
     lm_ridge: float = RIDGE
+    param_prior_feh_min: float | None = None
 
     @classmethod
     def for_instrument(cls, instrument: str, **changes) -> "TrainConfig":
@@ -100,6 +101,21 @@ Z24_DESI_NETWORK = {"n_hidden": C.DESI_N_HIDDEN, "optimizer": "adam", "epochs": 
 
 class TrainingCancelled(Exception):
     """Raised when ``should_stop`` asks training to end; the checkpoint stays resumable."""
+
+
+def prior_d_scale(config: TrainConfig, label_names, ref_labels: np.ndarray) -> np.ndarray:
+    """(n_ref, n_label) D of each reference star's gradient in each label: X19's D_scale with the
+    config's per-label overrides; with ``param_prior_feh_min``, 0 for Teff, logg, vmic and [Fe/H]
+    at the reference stars below it. ref_labels: (n_ref, n_label) physical, in ``label_names``."""
+    d_scale = default_d_scale(label_names)
+    for lab, val in config.d_scale.items():
+        d_scale[label_names.index(lab)] = val
+    d = np.tile(d_scale, (len(ref_labels), 1))
+    if config.param_prior_feh_min is not None:
+        below = ref_labels[:, label_names.index("feh")] < config.param_prior_feh_min
+        params = [label_names.index(lab) for lab in ("teff", "logg", "vmic", "feh") if lab in label_names]
+        d[np.ix_(below, params)] = 0.0
+    return d
 
 
 def split_train_valid(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,11 +258,9 @@ def train_emulator(flux: np.ndarray, ivar: np.ndarray, labels: np.ndarray, label
         if reference is None:
             raise ValueError("regularize=True needs reference gradients")
         ref = reference.select_labels(label_names)
-        d_scale = default_d_scale(label_names)
-        for lab, val in config.d_scale.items():
-            d_scale[label_names.index(lab)] = val
         prior = GradientPrior.build(ref.reference_labels(), ref.steps(), ref.dflux, scaler,
-                                    d_scale, np.ones(flux.shape[1]),
+                                    prior_d_scale(config, label_names, ref.reference_labels()),
+                                    np.ones(flux.shape[1]),
                                     relative=config.prior_weighting == "relative",
                                     amplitude_range=C.SHAPE_PRIOR_AMPLITUDE
                                     if config.prior_shape_only else None)

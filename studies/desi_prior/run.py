@@ -10,7 +10,7 @@ copied), then compares both: bias by true [Fe/H] of all good fits and of the tra
 DESI against LAMOST, and the X_flag 1 fraction of single stars with S/N > 30.
 
     python studies/desi_prior/run.py [--variant "no prior" | "abundance prior only" |
-      "D scaled to 16 reference stars"] [--demo data/demo_desi]
+      "D scaled to 16 reference stars" | "parameters' prior above [Fe/H] -1"] [--demo data/demo_desi]
       -> studies/desi_prior/desi_prior[_<variant>].json (15-40 min on 2 cores)
 """
 from __future__ import annotations
@@ -47,6 +47,10 @@ VARIANTS = {
         lab: (5.0 if lab in ("teff", "logg", "vmic") else 50.0) * 16 / 100
         for lab in ("teff", "logg", "vmic", "feh", "c_fe", "n_fe", "o_fe", "mg_fe", "al_fe",
                     "si_fe", "ca_fe", "ti_fe", "cr_fe", "mn_fe", "ni_fe")}},
+    # X19's prior, but on Teff, logg, vmic and [Fe/H] only at the reference stars with
+    # [Fe/H] >= -1 (50 of 100); every [X/Fe] at all of them. The parameters' prior is what
+    # carries the metal-poor bias ("no prior", "abundance prior only") and what converges.
+    "parameters' prior above [Fe/H] -1": {"param_prior_feh_min": -1.0},
 }
 
 
@@ -100,7 +104,8 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=None, help="default studies/desi_prior/work[_no_prior]")
     ap.add_argument("--out", type=Path, default=None, help="default studies/desi_prior/desi_prior[_no_prior].json")
     args = ap.parse_args(argv)
-    suffix = "" if args.variant.startswith("logg") else "_" + args.variant.replace(" ", "_")
+    suffix = "" if args.variant.startswith("logg") else \
+        "_" + "".join(c for c in args.variant.replace(" ", "_") if c.isalnum() or c in "_-")
     args.work = args.work or HERE / f"work{suffix}"
     args.out = args.out or HERE / f"desi_prior{suffix}.json"
     if not (args.demo / "report" / "summary.json").exists():
