@@ -39,10 +39,41 @@ def training_spectra(store, ts_config: TrainingSetConfig = TrainingSetConfig(),
     rest frame, labels (n_star, n_label) physical, label names. meta: as ``train_from_store``."""
     meta = store.meta() if meta is None else meta
     rows, labels, names = select_training(meta, ts_config)
+    return (*preprocessed_rows(store, meta, rows), labels, names)
+
+
+def preprocessed_rows(store, meta: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flux and ivar (n_rows, n_pix) of the store's ``rows``, normalized in the rest frame
+    (``meta``'s rv)."""
     flux, ivar = store.read_rows(rows)
-    norm, norm_ivar = preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows],
-                                       get_instrument(store.info["instrument"]))
-    return norm, norm_ivar, labels, names
+    return preprocess_batch(flux, ivar, meta["rv"].to_numpy()[rows], get_instrument(store.info["instrument"]))
+
+
+def training_outliers(model: EmulatorModel, store, meta: pd.DataFrame, ts_config: TrainingSetConfig,
+                      sigma: float, groups: str | None = None,
+                      fit_config: FitConfig = FitConfig()) -> np.ndarray:
+    """(len(meta),) bool: the training stars whose reference labels ``model`` (trained on them)
+    cannot reproduce. Each training spectrum is fitted; a star is an outlier when, in any label,
+    its fitted minus reference label lies more than ``sigma`` robust standard deviations (1.4826
+    MAD) from the median, taken within its ``groups`` column's value (e.g. spectral type: A stars
+    scatter 5x more than F/G against LASP) or over all when None. A failed fit is an outlier.
+    Every row of such a star (``star_id``, else the row itself) is marked, so that none of its
+    visits is trained on (``select_training`` skips rows with ``training_outlier``)."""
+    rows, labels, _ = select_training(meta, ts_config)
+    fit = fit_spectra(model, *preprocessed_rows(store, meta, rows), fit_config)
+    resid = fit.labels - labels
+    group = meta[groups].to_numpy()[rows] if groups else np.zeros(len(rows))
+    bad = ~np.isfinite(resid).all(1)
+    for g in np.unique(group):
+        sel = (group == g) & ~bad
+        med = np.median(resid[sel], axis=0)
+        scale = 1.4826 * np.median(np.abs(resid[sel] - med), axis=0)
+        bad[sel] = (np.abs(resid[sel] - med) > sigma * scale).any(1)
+    out = np.zeros(len(meta), bool)
+    out[rows[bad]] = True
+    if "star_id" in meta:
+        out |= meta["star_id"].isin(meta["star_id"].to_numpy()[out]).to_numpy()
+    return out
 
 
 def train_from_store(store_path, model_path, ts_config: TrainingSetConfig = TrainingSetConfig(),

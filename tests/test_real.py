@@ -42,6 +42,14 @@ def test_real_bundle_carries_reference_labels_flags_and_a_report(real_bundle):
     s = model.pixel_scatter
     assert s is not None and np.all(np.isfinite(s)) and np.all(s >= 0) and np.all(s[~model.mask] == 0)
     assert np.median(s[model.mask]) > 0
+    # The training stars a first model could not reproduce are listed by the model, marked in the
+    # catalogue and the store (the app's retraining leaves them out too), and all are training
+    # stars; the first model stays beside the final one.
+    assert (out / "model_first_pass.pt").exists()
+    assert sorted(cat.loc[cat["training_outlier"], "filename"]) == model.config["training_outliers"]
+    assert not cat.loc[cat["training_outlier"], "heldout"].any()
+    assert (stored["training_outlier"].to_numpy() == cat.set_index("specid").loc[
+        stored["specid"], "training_outlier"].to_numpy()).all()
 
 
 def test_label_table_joins_by_obsid_or_file_and_groups_repeat_visits(tmp_path):
@@ -106,3 +114,46 @@ def test_a_bundle_model_trained_otherwise_is_replaced_by_the_matching_committed_
     assert real_model(bundle, None, cfg, REAL_TRAIN_CONFIG, committed=tmp_path / "committed.pt",
                       log=said.append).config["real_provenance"] == want
     assert said == []       # a bundle model trained as asked is kept
+
+
+def test_training_outliers_are_found_per_group_and_drop_every_visit_of_their_star(monkeypatch):
+    """A first model's fits of 400 training stars (two types, the hot one scattering 5x more):
+    the stars placed 8 sigma off in one label are found in either type, the hot type's ordinary
+    stars are not (its own scale), a failed fit is an outlier, every visit of an outlier star is
+    marked, and select_training then leaves them all out."""
+    from dataclasses import replace
+
+    from ddpayne_core import pipeline
+    from ddpayne_core.model.trainingset import TrainingSetConfig, select_training
+
+    rng = np.random.default_rng(3)
+    n = 400
+    hot = np.arange(n) < 150
+    meta = pd.DataFrame({"specid": np.arange(n), "star_id": np.arange(n), "snr": 50.0, "rv": 0.0,
+                         "spectral_type": np.where(hot, "A", "F"),
+                         "lasp_teff": rng.uniform(5000, 9000, n), "lasp_logg": rng.uniform(3.5, 4.5, n),
+                         "lasp_feh": rng.uniform(-1, 0.3, n)})
+    # A second visit of star 5 (an outlier below), at lower S/N: it must be marked too.
+    meta = pd.concat([meta, meta.iloc[[5]].assign(specid=n, snr=30.0)], ignore_index=True)
+    ts = replace(TrainingSetConfig(), survey="lasp", label_set=("teff", "logg", "feh"), min_snr=20.0)
+    rows, labels, _ = select_training(meta, ts)
+    sigma = np.array([40.0, 0.08, 0.05]) * np.where(meta["spectral_type"].to_numpy()[rows] == "A", 5.0, 1.0)[:, None]
+    fitted = labels + np.clip(rng.normal(0, 1, labels.shape), -3, 3) * sigma   # no 4-sigma draws
+    off = {5: 0, 200: 1, 300: 2, 20: 2}                 # star -> label set 8 sigma off
+    for star, lab in off.items():
+        fitted[rows == star, lab] += 8 * sigma[rows == star, lab]
+    fitted[rows == 250] = np.nan                        # a failed fit
+
+    class Fit:
+        labels = fitted
+    monkeypatch.setattr(pipeline, "preprocessed_rows", lambda store, m, r: (None, None))
+    monkeypatch.setattr(pipeline, "fit_spectra", lambda model, flux, ivar, cfg: Fit)
+    grouped = pipeline.training_outliers(None, None, meta, ts, 4.0, groups="spectral_type")
+    assert set(meta.loc[grouped, "star_id"]) == set(off) | {250}
+    assert grouped[n]                                   # star 5's other visit
+    # Pooled over both types the hot stars' ordinary scatter reads as outliers.
+    pooled = pipeline.training_outliers(None, None, meta, ts, 4.0)
+    assert pooled[:150].sum() > 10
+    kept, _, _ = select_training(meta.assign(training_outlier=grouped), ts)
+    assert not set(meta["star_id"].to_numpy()[kept]) & (set(off) | {250})
+    assert len(kept) == n - len(off) - 1

@@ -132,7 +132,7 @@ def select_training(meta: pd.DataFrame, config: TrainingSetConfig):
     ok = meta[cols].notna().all(axis=1) & (snr >= snr_cut)
     if f"{config.survey}_mg_fe" in meta.columns and "mg_fe" in names:
         ok &= meta[f"{config.survey}_mg_fe"] > MIN_MG_FE
-    for flag in ("is_binary", "injected_bad"):
+    for flag in ("is_binary", "injected_bad", "training_outlier"):
         if flag in meta.columns:
             ok &= ~meta[flag].astype(bool)
     if "qflag_singlestar" in meta.columns:
