@@ -151,7 +151,10 @@ def real_model(out: Path, meta: pd.DataFrame, cfg: RealDataConfig, train_config:
                log=print) -> EmulatorModel:
     """``out/model.pt``: kept if present and trained as ``cfg`` and ``train_config`` say (else
     replaced: a bundle made by an older ddpayne or other settings), else the committed model when
-    its provenance matches, else trained on the training stars."""
+    its provenance matches, else trained on the training stars: with ``cfg.outlier_sigma``, a first
+    model (``model_first_pass.pt``) finds the training stars whose reference labels it cannot
+    reproduce and the final model is trained without them (listed in its config as
+    ``training_outliers``)."""
     path = out / "model.pt"
     want = json.loads(json.dumps(provenance(cfg, train_config)))
     if path.exists() and not retrain and EmulatorModel.load(path).config.get("real_provenance") != want:
