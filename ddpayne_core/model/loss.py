@@ -49,8 +49,9 @@ class GradientPrior:
               scaler: Scaler, d_scale: np.ndarray, pix_weight: np.ndarray,
               relative: bool = False, amplitude_range: tuple | None = None) -> "GradientPrior":
         """ref_labels, steps: (n_ref, n_label) physical; dflux: (n_ref, n_label, n_pix);
-        d_scale: (n_label,), or (n_ref, n_label) for a D per star and label. relative: weigh each star's gradient by the inverse of its
-        amplitude (``relative_weights``), else every star by D_scale alone (X19 eq. 2);
+        d_scale: (n_label,), or (n_ref, n_label) for a D per star and label. relative: weigh each
+        star's gradient by the inverse of its amplitude (``relative_weights``), else every star by
+        D_scale alone (X19 eq. 2);
         amplitude_range: see the class."""
         n_lab = ref_labels.shape[1]
         stepped = ref_labels[:, None, :] + steps[:, :, None] * np.eye(n_lab)[None]
