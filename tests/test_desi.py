@@ -301,7 +301,7 @@ def test_desi_synthetic_survey_reaches_the_pipeline_through_the_coadd_reader(tmp
     lamost_stars = pd.DataFrame({"star_id": np.arange(50), "ra": np.linspace(10, 20, 50),
                                  "dec": np.linspace(-5, 5, 50), "teff": 5000.0, "logg": 4.5,
                                  "vmic": 1.0, "feh": -0.5, "mg_fe": 0.2, "ca_fe": 0.1, "cu_fe": 0.0})
-    cfg = DesiSurveyConfig(n_stars=120, spectra_per_file=50, lamost_fraction=0.25,
+    cfg = DesiSurveyConfig(n_stars=120, spectra_per_file=50, lamost_fraction=0.25, lamost_r_mag=(15.0, 15.5),
                            galaxy_fraction=0.05, repeat_fraction=0.2, r_mag=(15.0, 17.0))
     truth_table = simulate_desi_survey(tmp_path / "desi", cfg, desi_truth, lamost_stars, log=lambda *a: None)
     coadds = sorted((tmp_path / "desi" / "coadds").glob("coadd-*.fits"))
@@ -321,6 +321,7 @@ def test_desi_synthetic_survey_reaches_the_pipeline_through_the_coadd_reader(tmp
     assert (m.loc[~galaxy, "ingest_error"] == "").mean() > 0.9
     shared = m["lamost_star_id"] >= 0
     assert shared.mean() > 0.15 and np.allclose(m.loc[shared, "teff"], 5000.0)
+    assert m.loc[shared, "r_mag"].between(*cfg.lamost_r_mag).all()   # LAMOST's bright stars
     # Each fibre's LSF, as its RESOLUTION matrices give it, reaches the store (the fit's prior).
     ratio = m["lsf_var"] / m["lsf_scale"] ** 2
     assert m["lsf_var"].notna().all() and ratio.std() / ratio.mean() < 0.01
@@ -539,6 +540,23 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
         assert row["crb_desi"] > 0 and row["crb_lamost"] > 0, lab
         assert row["physics_desi_over_lamost"] == pytest.approx(row["crb_desi"] / row["crb_lamost"])
         assert row["desi"] == both["labels"][lab]["desi"]
+    # Known answer: DESI errors equal to LAMOST's on each shared star correlate exactly (1).
+    lamost_dir = tmp_path / "lamost_same_errors"
+    lamost_dir.mkdir()
+    (lamost_dir / "survey").symlink_to(demo_bundle[0] / "survey")
+    lam = pd.read_parquet(demo_bundle[0] / "catalog.parquet").merge(
+        open_store(demo_bundle[0] / "survey").meta()[["specid", "star_id", "teff"]], on="specid",
+        suffixes=("", "_true"))
+    star_error = pd.Series(np.linspace(-80, 80, lam["star_id"].nunique()), index=lam["star_id"].unique())
+    lam["teff"] = lam["teff_true"] + star_error.loc[lam["star_id"]].to_numpy()
+    lam.drop(columns=["star_id", "teff_true"]).to_parquet(lamost_dir / "catalog.parquet")
+    same = cat.merge(truth_by_spectrum[["specid", "lamost_star_id", "teff"]], on="specid", suffixes=("", "_true"))
+    on_lamost = same["lamost_star_id"].isin(star_error.index)
+    same.loc[on_lamost, "teff"] = (same["teff_true"] + star_error.reindex(same["lamost_star_id"]).to_numpy())[on_lamost]
+    inherited = desi_vs_lamost(same.drop(columns=["lamost_star_id", "teff_true"]), truth_by_spectrum, lamost_dir,
+                               summary["labels"])
+    assert inherited["n_pairs"] > 10 and inherited["labels"]["teff"]["error_correlation"] == pytest.approx(1.0)
+    assert abs(both["labels"]["teff"]["error_correlation"]) < 0.999
     crb = summary["crb_experiment"]
     assert crb["snr"] == 100 and crb["n_stars"] > 20
     for lab, row in crb["labels"].items():    # a bound, and repeat visits that scatter about it
@@ -557,7 +575,10 @@ def test_desi_demo_end_to_end_with_labels_transferred_from_the_lamost_demo(tmp_p
     import ddpayne_core.desi_demo as desi_demo
 
     said = []
-    monkeypatch.setattr(desi_demo, "COMMITTED_DESI_MODEL", tmp_path / "desi" / "model.pt")
+    # ... also one trained before a survey setting existed (it counts at its default).
+    del model.config["desi_survey_config"]["lamost_r_mag"]
+    model.save(tmp_path / "committed.pt")
+    monkeypatch.setattr(desi_demo, "COMMITTED_DESI_MODEL", tmp_path / "committed.pt")
     run_desi_demo(tmp_path / "again", demo_bundle[0], config, desi_truth, train_config,
                   replace(FitConfig(), n_candidates=8), reference=str(tmp_path / "reference.npz"),
                   crb_stars=10, log=said.append)

@@ -61,7 +61,7 @@ GALAXY_LINES_AA = (3727.1, 4862.7, 5008.2, 6564.6)   # [O II], H beta, [O III], 
 @dataclass(frozen=True)
 class DesiSurveyConfig:
     """n_stars: distinct targets; lamost_fraction: stars shared with the LAMOST synthetic survey
-    (when its stars are given); apogee_fraction: stars with APOGEE-like labels (few, as in Z24
+    (when its stars are given), at r magnitudes ``lamost_r_mag`` (None: ``r_mag``); apogee_fraction: stars with APOGEE-like labels (few, as in Z24
     sec. 3.2); metal_poor_sample_fraction: stars below [Fe/H] -1.7 with labels from a dedicated
     metal-poor sample (``metalpoor_<label>``; Z24 sec. 3.2's Li et al. 2018 stars); coadd files of
     ``spectra_per_file`` spectra."""
@@ -73,6 +73,9 @@ class DesiSurveyConfig:
     bad_fraction: float = 0.01
     galaxy_fraction: float = 0.005
     lamost_fraction: float = 0.3
+    # None: the shared stars are as faint as the rest (r_mag). studies/desi_training_size puts
+    # them at LAMOST's bright end (r 16-17) for a training set of Z24 sec. 3.2's size.
+    lamost_r_mag: tuple | None = None
     apogee_fraction: float = 0.05
     metal_poor_sample_fraction: float = 0.3
     r_mag: tuple = (16.0, 20.0)
@@ -162,6 +165,9 @@ def build_desi_meta(config: DesiSurveyConfig, labels,
     stars["is_binary"] = rng.random(n) < config.binary_fraction
     stars["is_galaxy"] = rng.random(n) < config.galaxy_fraction
     stars["r_mag"] = rng.uniform(*config.r_mag, n)
+    if config.lamost_r_mag is not None:
+        shared = (stars["lamost_star_id"] >= 0).to_numpy()
+        stars.loc[shared, "r_mag"] = rng.uniform(*config.lamost_r_mag, int(shared.sum()))
     has = rng.random(n) < config.apogee_fraction
     for lab in [lab for lab in LABEL_SETS["desi"] if lab in stars]:
         noise = HIRES_NOISE.get(lab, HIRES_NOISE["xfe"])

@@ -467,7 +467,11 @@ def summary_markdown(summary: dict, val: pd.DataFrame, prec: pd.DataFrame, slope
                   f"{both.get('snr_median_desi', float('nan')):.0f}) and {both['n_lamost']} LAMOST "
                   f"spectra (median S/N {both.get('snr_median_lamost', float('nan')):.0f}) of the same stars. crb_*: each side's median "
                   "Cramer-Rao bound at its spectra's own S/N; physics_desi_over_lamost below 1 is "
-                  "where the physics says DESI should measure the label better.", "",
+                  "where the physics says DESI should measure the label better. error_correlation: "
+                  f"rank correlation of the two surveys' errors on the same star ({both.get('n_pairs', 0)} "
+                  "pairs); above 0, error the two share, which no resolution removes: learned from the "
+                  "training labels DESI took from LAMOST's catalogue (Z24 sec. 3.2), or common to both "
+                  "methods.", "",
                   markdown_table(pd.DataFrame(both["labels"]).T), ""]
     if "error_calibration" in summary:
         cal = pd.DataFrame(summary["error_calibration"]).T

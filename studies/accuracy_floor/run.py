@@ -1,9 +1,10 @@
 """How much of the accuracy over the Cramer-Rao bound at S/N 100 (issue: <= 2 for every featured
-label) is the training labels' noise? The committed demo model against the same emulator trained
-on the same training stars with their TRUE labels instead of the APOGEE-like ones (same settings,
-same spectra), both put through ``validation.studies.crb_experiment`` (the same stars observed
-twice more at S/N 100). SYNTHETIC survey (`ddpayne demo`). Resumable: the trained model is kept
-in --work.
+label) is the training labels' noise, and how much the gradient prior? The committed demo model
+against the same emulator trained on the same training stars with their TRUE labels instead of
+the APOGEE-like ones (same settings, same spectra), and once more with true labels and no prior
+(``VARIANTS``), all put through ``validation.studies.crb_experiment`` (the same stars observed
+twice more at S/N 100). SYNTHETIC survey (`ddpayne demo`). Resumable: the trained models are
+kept in --work.
 
 Usage: python studies/accuracy_floor/run.py [--demo data/demo] [--work /tmp/accuracy_floor]
        [--stars 200] [--result studies/accuracy_floor/accuracy_floor.json]
@@ -11,7 +12,7 @@ Usage: python studies/accuracy_floor/run.py [--demo data/demo] [--work /tmp/accu
 import argparse
 import json
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from ddpayne_core.io import open_store
@@ -23,6 +24,11 @@ from ddpayne_core.paths import DEMO_OUT
 from ddpayne_core.pipeline import train_from_store
 from ddpayne_core.simulate.survey import TRUTH_EMULATOR
 from ddpayne_core.validation.studies import crb_experiment
+
+# Trained on the committed model's training stars with their true labels: file stem, changes to
+# the committed model's TrainConfig.
+VARIANTS = {"true labels": ("true_labels", {}),
+            "true labels, no prior": ("true_labels_no_prior", {"regularize": False})}
 
 
 def main():
@@ -38,18 +44,20 @@ def main():
     ts = TrainingSetConfig.of_model(committed)
     config = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
                             if f.name in committed.config})
-    true_path = args.work / "true_labels.pt"
-    if not true_path.exists():
-        meta = store.meta()
-        for lab in committed.labels:        # the training stars keep their rows; only labels change
-            col = f"{ts.survey}_{lab}"
-            meta[col] = meta[lab].where(meta[col].notna())
-        t0 = time.time()
-        train_from_store(args.demo / "survey", true_path, ts, config, meta=meta)
-        print(f"trained on true labels in {time.time() - t0:.0f} s", flush=True)
+    meta = store.meta()
+    for lab in committed.labels:        # the training stars keep their rows; only labels change
+        col = f"{ts.survey}_{lab}"
+        meta[col] = meta[lab].where(meta[col].notna())
+    models = {"committed (APOGEE-like labels)": committed}
+    for name, (stem, changes) in VARIANTS.items():
+        path = args.work / f"{stem}.pt"
+        if not path.exists():
+            t0 = time.time()
+            train_from_store(args.demo / "survey", path, ts, replace(config, **changes), meta=meta)
+            print(f"trained '{name}' in {time.time() - t0:.0f} s", flush=True)
+        models[name] = EmulatorModel.load(path)
     out = {}
-    for name, model in (("committed (APOGEE-like labels)", committed),
-                        ("true labels", EmulatorModel.load(true_path))):
+    for name, model in models.items():
         t0 = time.time()
         exp = crb_experiment(store, model, TRUTH_EMULATOR, n_stars=args.stars)
         out[name] = exp
