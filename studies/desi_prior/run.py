@@ -124,10 +124,17 @@ def main(argv=None):
               "models": {"x19_prior (committed)": summarize(args.demo, truth_by_spectrum),
                          args.variant: summarize(args.work, truth_by_spectrum)}}
     atomic_write_text(args.out, json.dumps(result, indent=1, default=float))
-    for name, r in result["models"].items():
+    print_models(result["models"])
+
+
+def print_models(models: dict) -> None:
+    """Print each model's ``summarize`` result (name -> dict)."""
+    for name, r in models.items():
         print(name, "n_training", r["n_training"])
-        print(pd.DataFrame(r["bias_by_feh"]).T[["n", "bias_teff", "bias_logg", "bias_feh"]].round(3).to_string())
-        print(pd.DataFrame(r["training_star_bias"]).T.round(3).to_string())
+        print(pd.DataFrame(r["bias_by_feh"]).T[["n", "bias_teff", "bias_logg", "bias_feh", "scatter_teff",
+                                                "scatter_logg", "scatter_feh"]].round(3).to_string())
+        if "training_star_bias" in r:
+            print(pd.DataFrame(r["training_star_bias"]).T.round(3).to_string())
         print(pd.DataFrame({k: r[k] for k in ("precision_over_crb", "accuracy_s100", "desi_over_lamost",
                                              "flag1_fraction")}).T.round(3).to_string())
         rec = pd.DataFrame(r["recovery"]).T

@@ -33,7 +33,7 @@ from ddpayne_core.simulate import DesiSurveyConfig
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "desi_prior"))
-from run import summarize  # noqa: E402  (studies/desi_prior: the same summary of a DESI run)
+from run import print_models, summarize  # noqa: E402  (studies/desi_prior: the same summary)
 
 Z24_SIZED = replace(DesiSurveyConfig(), n_stars=12000, lamost_fraction=0.32, lamost_r_mag=(16.0, 17.0))
 
@@ -67,14 +67,7 @@ def main(argv=None):
               "models": {"808 training stars (committed demo model)": old,
                          "3,551 training stars (Z24-sized)": summarize(args.big_work, truth_by_spectrum)}}
     atomic_write_text(args.out, json.dumps(result, indent=1, default=float))
-    for name, r in result["models"].items():
-        print(name, "n_training", r["n_training"])
-        print(pd.DataFrame(r["bias_by_feh"]).T[["n", "bias_teff", "bias_logg", "bias_feh", "scatter_teff",
-                                                "scatter_logg", "scatter_feh"]].round(3).to_string())
-        print(pd.DataFrame({k: r[k] for k in ("precision_over_crb", "accuracy_s100", "desi_over_lamost",
-                                             "flag1_fraction")}).T.round(3).to_string())
-        rec = pd.DataFrame(r["recovery"]).T
-        print(rec[[c for c in rec.columns if c.startswith("scatter_")]].T.round(3).to_string())
+    print_models(result["models"])
 
 
 if __name__ == "__main__":
