@@ -218,8 +218,9 @@ def desi_vs_lamost(desi: pd.DataFrame, truth_by_spectrum: pd.DataFrame, lamost_d
     stars both observed, and their ratio (below 1: DESI measures the label better); each side's
     median S/N; ``error_correlation``: the rank correlation of the two surveys' errors on the same
     star (one spectrum a side): error the two share, which DESI's resolution cannot remove, learned
-    from labels transferred from LAMOST's catalogue (Z24 sec. 3.2) or common to both methods. ``physics``: (DESI truth emulator, its featureless labels, LAMOST truth emulator,
-    its featureless labels); then also each side's median Cramer-Rao bound at every spectrum's
+    from labels transferred from LAMOST's catalogue (Z24 sec. 3.2) or common to both methods.
+    ``physics``: (DESI truth emulator, its featureless labels, LAMOST truth emulator, its
+    featureless labels); then also each side's median Cramer-Rao bound at every spectrum's
     own S/N for a fit of ``labels`` (``simulate.desi_crb``, ``simulate.survey_crb``) and their
     ratio ``physics_desi_over_lamost``: where it is below 1 the physics says DESI should win."""
     shared = truth_by_spectrum[truth_by_spectrum["lamost_star_id"] >= 0]

@@ -61,8 +61,9 @@ GALAXY_LINES_AA = (3727.1, 4862.7, 5008.2, 6564.6)   # [O II], H beta, [O III], 
 @dataclass(frozen=True)
 class DesiSurveyConfig:
     """n_stars: distinct targets; lamost_fraction: stars shared with the LAMOST synthetic survey
-    (when its stars are given), at r magnitudes ``lamost_r_mag`` (None: ``r_mag``); apogee_fraction: stars with APOGEE-like labels (few, as in Z24
-    sec. 3.2); metal_poor_sample_fraction: stars below [Fe/H] -1.7 with labels from a dedicated
+    (when its stars are given), at r magnitudes ``lamost_r_mag`` (None: ``r_mag``);
+    apogee_fraction: stars with APOGEE-like labels (few, as in Z24 sec. 3.2);
+    metal_poor_sample_fraction: stars below [Fe/H] -1.7 with labels from a dedicated
     metal-poor sample (``metalpoor_<label>``; Z24 sec. 3.2's Li et al. 2018 stars); coadd files of
     ``spectra_per_file`` spectra."""
 
