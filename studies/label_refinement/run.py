@@ -1,0 +1,119 @@
+"""Can the training labels' noise be averaged down with the spectra themselves (errors in
+variables)? The training labels (APOGEE-like, 60 K / 0.08 dex / 0.04 dex noise) are the first
+part of the accuracy excess over the Cramer-Rao bound (studies/accuracy_floor). Each training
+spectrum is a second, independent measurement of its star's labels: the committed model's fit of
+it. Their inverse-variance mean is a less noisy label, and a second emulator trained on it should
+be more accurate.
+
+Steps (SYNTHETIC survey, `ddpayne demo`):
+1. fit every training spectrum with the committed model;
+2. per label, the fit's error: its formal error times one scale s, chosen so that the fit minus
+   reference label has the variance it should, sigma_ref^2 + s^2 formal^2 (robustly, 1.4826 MAD);
+   sigma_ref is the reference survey's stated error (``HIRES_NOISE``). No truth is used;
+3. refined label = (ref / sigma_ref^2 + fit / sigma_fit^2) / (1 / sigma_ref^2 + 1 / sigma_fit^2);
+4. train the same emulator (the committed model's settings) on the refined labels; optionally
+   repeat from step 1 with it (``--rounds``), each round combining the ORIGINAL reference labels
+   with the newest model's fit (combining with the previous round's refined labels would count
+   the spectra twice);
+5. every model through ``crb_experiment`` (200 stars observed twice at S/N 100), and the refined
+   labels' own scatter and bias against truth (a synthetic survey's privilege).
+
+Resumable: the trained models are kept in --work.
+
+Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/label_refinement]
+       [--rounds 1] [--stars 200] [--result studies/label_refinement/label_refinement.json]
+"""
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from ddpayne_core.fit.lm import fit_spectra
+from ddpayne_core.io import open_store
+from ddpayne_core.io_utils import atomic_write_text
+from ddpayne_core.model import EmulatorModel
+from ddpayne_core.model.train import TrainConfig
+from ddpayne_core.model.trainingset import TrainingSetConfig, select_training
+from ddpayne_core.paths import DEMO_OUT
+from ddpayne_core.pipeline import preprocessed_rows, train_from_store
+from ddpayne_core.simulate import HIRES_NOISE
+from ddpayne_core.simulate.survey import TRUTH_EMULATOR
+from ddpayne_core.validation.studies import crb_experiment
+
+
+def robust_std(x, axis=0):
+    return 1.4826 * np.nanmedian(np.abs(x - np.nanmedian(x, axis=axis)), axis=axis)
+
+
+def refine(model, store, meta, ts, sigma_ref):
+    """Refined training labels (n_train, n_label) of ``select_training(meta, ts)``'s rows, the
+    fit's error scale s per label, the fitted labels and the rows."""
+    rows, ref, names = select_training(meta, ts)
+    fit = fit_spectra(model, *preprocessed_rows(store, meta, rows))
+    ok = np.isfinite(fit.labels).all(1) & np.isfinite(fit.errors).all(1)
+    var_diff = robust_std(fit.labels[ok] - ref[ok]) ** 2
+    scale = np.sqrt(np.maximum(var_diff - sigma_ref ** 2, 0.0)
+                    / np.median(fit.errors[ok] ** 2, axis=0))
+    w_ref = 1.0 / sigma_ref ** 2
+    w_fit = np.where(ok[:, None], 1.0 / np.maximum(scale * fit.errors, 1e-12) ** 2, 0.0)
+    refined = (w_ref * ref + w_fit * np.nan_to_num(fit.labels)) / (w_ref + w_fit)
+    return refined, dict(zip(names, scale)), fit.labels, rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--demo", type=Path, default=DEMO_OUT)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/label_refinement"))
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--stars", type=int, default=200)
+    ap.add_argument("--result", type=Path, default=Path(__file__).with_name("label_refinement.json"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    store = open_store(args.demo / "survey")
+    committed = EmulatorModel.load(args.demo / "model.pt")
+    ts = TrainingSetConfig.of_model(committed)
+    config = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
+                            if f.name in committed.config})
+    sigma_ref = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in committed.labels])
+    base = store.meta()
+    models, out = {"committed (APOGEE-like labels)": committed}, {"label_scatter": {}}
+    model = committed
+    for k in range(1, args.rounds + 1):
+        refined, scale, fitted, rows = refine(model, store, base, ts, sigma_ref)
+        meta = base.copy()
+        for j, lab in enumerate(committed.labels):   # same rows; only their labels change
+            meta[f"{ts.survey}_{lab}"] = np.nan
+            meta.loc[meta.index[rows], f"{ts.survey}_{lab}"] = refined[:, j]
+        truth = base[list(committed.labels)].to_numpy()[rows]
+        apogee = base[[f"{ts.survey}_{lab}" for lab in committed.labels]].to_numpy()[rows]
+        out["label_scatter"][f"round {k}"] = {
+            lab: {"fit_error_scale": float(scale[lab]),
+                  "reference_scatter": float(robust_std(apogee[:, j] - truth[:, j])),
+                  "refined_scatter": float(robust_std(refined[:, j] - truth[:, j])),
+                  "fit_scatter": float(robust_std(fitted[:, j] - truth[:, j])),
+                  "reference_bias": float(np.median(apogee[:, j] - truth[:, j])),
+                  "refined_bias": float(np.median(refined[:, j] - truth[:, j]))}
+            for j, lab in enumerate(committed.labels)}
+        print(f"round {k}: refined / fitted / reference label scatter against truth: "
+              + ", ".join(f"{lab} {r['refined_scatter']:.3g}/{r['fit_scatter']:.3g}/{r['reference_scatter']:.3g}"
+                          for lab, r in out["label_scatter"][f"round {k}"].items()), flush=True)
+        path = args.work / f"refined_round{k}.pt"
+        if not path.exists():
+            t0 = time.time()
+            train_from_store(args.demo / "survey", path, ts, config, meta=meta)
+            print(f"trained round {k} in {time.time() - t0:.0f} s", flush=True)
+        model = models[f"refined labels, round {k}"] = EmulatorModel.load(path)
+    for name, m in models.items():
+        t0 = time.time()
+        exp = out[name] = crb_experiment(store, m, TRUTH_EMULATOR, n_stars=args.stars)
+        print(f"{name} ({time.time() - t0:.0f} s): accuracy / precision over the bound at S/N 100: "
+              + ", ".join(f"{lab} {r['error_over_crb']:.2f}/{r['precision_over_crb']:.2f}"
+                          for lab, r in exp["labels"].items()), flush=True)
+    atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
