@@ -91,7 +91,9 @@ def pixel_reference(ref: ReferenceGradients, pix) -> ReferenceGradients:
 
 def on_pixels(model: EmulatorModel, pix) -> EmulatorModel:
     """``model`` seen on the pixels ``pix`` only."""
-    return replace(model, net=model.net.pixel_subset(pix), wave=model.wave[pix], mask=model.mask[pix])
+    scatter = None if model.pixel_scatter is None else model.pixel_scatter[pix]
+    return replace(model, net=model.net.pixel_subset(pix), wave=model.wave[pix], mask=model.mask[pix],
+                   pixel_scatter=scatter)
 
 
 def study_parser(doc: str, default_out: str) -> argparse.ArgumentParser:
