@@ -10,8 +10,13 @@ that set) fitted with the default fit settings. Test spectra: single stars never
 (no binaries, no injected defects), up to ``--per-bin`` of them in each S/N bin 10-20, 20-35,
 35-70, > 70, drawn with a fixed seed.
 
-Prints, per label and S/N bin, the robust scatter (1.4826 MAD) and median bias of both and the
-DD-Payne / Cannon scatter ratio; the same for metal-poor stars (true [Fe/H] < -1, S/N >= 35);
+Prints, per label and S/N bin, the robust scatter (1.4826 MAD) and median bias of both, the
+DD-Payne / Cannon scatter ratio, the fraction of the sample whose DD-Payne label carries X_flag 1
+(``flags.add_flags`` on the test stars' fits, against the model's own reference stars: a label
+is "featured" where it is measured from its own spectral features) and the scatter ratio over
+those stars alone, and how many of the featured rows (X_flag 1 for at least half the sample)
+the DD-Payne wins; the same for
+metal-poor stars (true [Fe/H] < -1, S/N >= 35);
 both methods' test-step speeds (spectra/s in this process); and writes the rows to
 ``<demo>/report/peer_cannon.json``, which the next ``ddpayne report`` shows.
 
@@ -36,6 +41,7 @@ from common import cannon
 
 from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.fit import FitConfig, fit_spectra
+from ddpayne_core.flags import add_flags, model_reference
 from ddpayne_core.instrument import get_instrument
 from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
@@ -47,6 +53,7 @@ from ddpayne_core.simulate import SurveyConfig, simulate_survey
 
 SNR_BINS = ((10, 20), (20, 35), (35, 70), (70, np.inf))
 QUIET = dict(log=lambda *a: None)
+MIN_FLAGGED = 20   # stars with X_flag 1 a sample needs for the flagged-only ratio
 
 
 def test_rows(meta: pd.DataFrame, trained_stars, per_bin: int, seed: int = 0) -> np.ndarray:
@@ -59,19 +66,39 @@ def test_rows(meta: pd.DataFrame, trained_stars, per_bin: int, seed: int = 0) ->
     return np.sort(np.concatenate(rows))
 
 
-def compare(fitted: dict, truth: pd.DataFrame, names) -> pd.DataFrame:
-    """Rows (label, sample, n, and per method scatter and bias of fitted minus true)."""
+def x_flags(model: EmulatorModel, fit, snr: np.ndarray) -> np.ndarray:
+    """(n_spec, n_label) X_flag of the DD-Payne's fits ``fit`` (``flags.add_flags``, binned over
+    these spectra, against the model's own reference stars); 0 where a fit failed."""
+    ok = np.isfinite(fit.labels).all(1)
+    table = pd.DataFrame(fit.labels[ok], columns=list(model.labels))
+    table["chi2"], table["snr"] = fit.chi2[ok], snr[ok]
+    add_flags(table, model, model_reference(model))
+    flags = np.zeros(fit.labels.shape, np.int8)
+    flags[ok] = table[[f"{lab}_flag" for lab in model.labels]].to_numpy()
+    return flags
+
+
+def compare(fitted: dict, truth: pd.DataFrame, names, xflag: np.ndarray) -> pd.DataFrame:
+    """Rows (label, sample, n, per method bias and scatter of fitted minus true, their ratio, the
+    fraction of the sample with the DD-Payne's X_flag 1 (``xflag``: (n_spec, n_label)) and the
+    ratio over those stars alone)."""
     samples = {f"S/N {lo}-{hi:g}" if np.isfinite(hi) else f"S/N > {lo}":
                ((truth["snr"] >= lo) & (truth["snr"] < hi)).to_numpy() for lo, hi in SNR_BINS}
     samples["[Fe/H] < -1, S/N >= 35"] = ((truth["feh"] < -1) & (truth["snr"] >= 35)).to_numpy()
     rows = []
     for k, lab in enumerate(names):
+        error = {method: values[:, k] - truth[lab].to_numpy() for method, values in fitted.items()}
         for sample, sel in samples.items():
             row = {"label": lab, "sample": sample, "n": int(sel.sum())}
-            for method, values in fitted.items():
-                b, s = robust_bias_scatter(values[sel, k] - truth[lab].to_numpy()[sel])
-                row[f"{method} scatter"], row[f"{method} bias"] = s, b
+            for method, e in error.items():
+                row[f"{method} bias"], row[f"{method} scatter"] = robust_bias_scatter(e[sel])
             row["DD-Payne / Cannon"] = row["DD-Payne scatter"] / row["The Cannon scatter"]
+            row["X_flag 1 fraction"] = float(np.mean(xflag[sel, k] == 1))
+            # the same comparison over the stars whose label the DD-Payne flags as measured
+            flagged = sel & (xflag[:, k] == 1)
+            row["DD-Payne / Cannon, X_flag 1"] = np.nan if flagged.sum() < MIN_FLAGGED else (
+                robust_bias_scatter(error["DD-Payne"][flagged])[1]
+                / robust_bias_scatter(error["The Cannon"][flagged])[1])
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -118,13 +145,18 @@ def main():
     t_ours = time.perf_counter() - t0
     theirs, t_train, t_test = cannon(flux[:, pix], ivar[:, pix], labels, test_flux[:, pix],
                                      test_ivar[:, pix], model.wave[pix], names)
-    table = compare({"DD-Payne": ours.labels, "The Cannon": theirs}, truth, names)
+    table = compare({"DD-Payne": ours.labels, "The Cannon": theirs}, truth, names,
+                    x_flags(model, ours, truth["snr"].to_numpy()))
     timing = {"DD-Payne": {"test_spectra_per_s": len(rows) / t_ours, "torch_threads": torch.get_num_threads()},
               "The Cannon": {"train_s": t_train, "test_spectra_per_s": len(rows) / t_test}}
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     wins = (table["DD-Payne / Cannon"] < 1).mean()
     print(f"DD-Payne scatter below The Cannon's in {wins:.0%} of the {len(table)} label x sample rows")
+    featured = table[table["X_flag 1 fraction"] >= 0.5]
+    print(f"featured rows (X_flag 1 for at least half the sample): {len(featured)}; DD-Payne below "
+          f"The Cannon in {(featured['DD-Payne / Cannon'] < 1).sum()} over all their stars, in "
+          f"{(featured['DD-Payne / Cannon, X_flag 1'] < 1).sum()} over their X_flag 1 stars")
     for name, t in timing.items():
         print(f"speed, {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in t.items()))
     print(f"test_speed_ratio_vs_cannon={timing['DD-Payne']['test_spectra_per_s'] / timing['The Cannon']['test_spectra_per_s']:.2f}")
