@@ -265,3 +265,15 @@ def test_param_prior_feh_min_frees_the_parameters_at_metal_poor_reference_stars_
     scaler = Scaler(ref.min(0) - 1, ref.max(0) + 1)
     prior = GradientPrior.build(ref, np.full((3, 5), 0.1), np.ones((3, 5, 7)), scaler, d, np.ones(7))
     np.testing.assert_array_equal(prior.weight.numpy(), d)
+
+
+def test_train_config_of_model_is_the_config_it_was_trained_with():
+    """A trained emulator's recorded settings give back its TrainConfig (the studies retrain
+    with a model's own settings); a setting the model predates takes its default."""
+    labels, wave, flux, ivar = _lm_data()
+    config = replace(TrainConfig(), regularize=False, n_hidden=4, epochs=2, lm_ridge=0.05,
+                     d_scale={"a": 3.0})
+    model = train_emulator(flux, ivar, labels, ("a", "b", "c"), wave, np.ones(12, bool), config, **QUIET)
+    assert TrainConfig.of_model(model) == config
+    del model.config["lm_ridge"]
+    assert TrainConfig.of_model(model) == replace(config, lm_ridge=TrainConfig().lm_ridge)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -94,6 +94,12 @@ class TrainConfig:
         if instrument == "desi":
             return cls(**{"reference": C.DESI_REFERENCE_GRID, "epochs": C.DESI_LM_ITERATIONS, **changes})
         return cls(**changes)
+
+    @classmethod
+    def of_model(cls, model) -> "TrainConfig":
+        """The settings an emulator was trained with (recorded in its config by
+        ``train_emulator``); defaults for those it does not record."""
+        return cls(**{f.name: model.config[f.name] for f in fields(cls) if f.name in model.config})
 
 
 Z24_DESI_NETWORK = {"n_hidden": C.DESI_N_HIDDEN, "optimizer": "adam", "epochs": 300}   # Z24 sec. 3.1

@@ -12,7 +12,7 @@ Usage: python studies/accuracy_floor/run.py [--demo data/demo] [--work /tmp/accu
 import argparse
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ddpayne_core.io import open_store
@@ -42,8 +42,7 @@ def main():
     store = open_store(args.demo / "survey")
     committed = EmulatorModel.load(args.demo / "model.pt")
     ts = TrainingSetConfig.of_model(committed)
-    config = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
-                            if f.name in committed.config})
+    config = TrainConfig.of_model(committed)
     meta = store.meta()
     for lab in committed.labels:        # the training stars keep their rows; only labels change
         col = f"{ts.survey}_{lab}"

@@ -21,7 +21,7 @@ Usage: python studies/emulator_capacity/run.py --demo data/demo [--work /tmp/emu
 import json
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +67,7 @@ def main():
     meta, inst = store.meta(), get_instrument(store.info["instrument"])
     cfg = SurveyConfig(**store.info["provenance"]["config"])
     committed = EmulatorModel.load(args.demo / "model.pt")
-    base = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
-                          if f.name in committed.config})
+    base = TrainConfig.of_model(committed)
     pix, rows, _, names, norm, nivar = training_on_pixels(store, args.stride)
     true = meta.loc[rows, names].to_numpy(dtype=np.float64)
     held_out = (~meta["is_binary"] & ~meta["injected_bad"]

@@ -26,7 +26,6 @@ Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/la
 import argparse
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +74,7 @@ def main():
     store = open_store(args.demo / "survey")
     committed = EmulatorModel.load(args.demo / "model.pt")
     ts = TrainingSetConfig.of_model(committed)
-    config = TrainConfig(**{f.name: committed.config[f.name] for f in fields(TrainConfig)
-                            if f.name in committed.config})
+    config = TrainConfig.of_model(committed)
     sigma_ref = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in committed.labels])
     base = store.meta()
     models, out = {"committed (APOGEE-like labels)": committed}, {"label_scatter": {}}
