@@ -31,18 +31,27 @@ VARIANTS = {"true labels": ("true_labels", {}),
             "true labels, no prior": ("true_labels_no_prior", {"regularize": False})}
 
 
-def main():
+def retraining_study(name: str, result: Path, extra=()):
+    """The command line of a study that retrains the committed demo model (--demo, --work,
+    --stars, --result and ``extra``: (flag, type, default) triples) and what it starts from:
+    (args, store, committed model, its TrainingSetConfig, its TrainConfig)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--demo", type=Path, default=DEMO_OUT)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/accuracy_floor"))
+    ap.add_argument("--work", type=Path, default=Path(f"/tmp/{name}"))
     ap.add_argument("--stars", type=int, default=200)
-    ap.add_argument("--result", type=Path, default=Path(__file__).with_name("accuracy_floor.json"))
+    ap.add_argument("--result", type=Path, default=result)
+    for flag, kind, default in extra:
+        ap.add_argument(flag, type=kind, default=default)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    store = open_store(args.demo / "survey")
     committed = EmulatorModel.load(args.demo / "model.pt")
-    ts = TrainingSetConfig.of_model(committed)
-    config = TrainConfig.of_model(committed)
+    return (args, open_store(args.demo / "survey"), committed, TrainingSetConfig.of_model(committed),
+            TrainConfig.of_model(committed))
+
+
+def main():
+    args, store, committed, ts, config = retraining_study(
+        "accuracy_floor", Path(__file__).with_name("accuracy_floor.json"))
     meta = store.meta()
     for lab in committed.labels:        # the training stars keep their rows; only labels change
         col = f"{ts.survey}_{lab}"
@@ -55,15 +64,19 @@ def main():
             train_from_store(args.demo / "survey", path, ts, replace(config, **changes), meta=meta)
             print(f"trained '{name}' in {time.time() - t0:.0f} s", flush=True)
         models[name] = EmulatorModel.load(path)
+    atomic_write_text(args.result, json.dumps(crb_experiments(store, models, args.stars), indent=1, default=float))
+
+
+def crb_experiments(store, models: dict, n_stars: int) -> dict:
+    """name -> ``crb_experiment`` of each model (the same stars), each printed as it ends."""
     out = {}
     for name, model in models.items():
         t0 = time.time()
-        exp = crb_experiment(store, model, TRUTH_EMULATOR, n_stars=args.stars)
-        out[name] = exp
+        exp = out[name] = crb_experiment(store, model, TRUTH_EMULATOR, n_stars=n_stars)
         print(f"{name} ({time.time() - t0:.0f} s): accuracy / precision over the bound at S/N 100: "
               + ", ".join(f"{lab} {r['error_over_crb']:.2f}/{r['precision_over_crb']:.2f}"
                           for lab, r in exp["labels"].items()), flush=True)
-    atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
+    return out
 
 
 if __name__ == "__main__":

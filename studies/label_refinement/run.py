@@ -23,24 +23,22 @@ Resumable: the trained models are kept in --work.
 Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/label_refinement]
        [--rounds 1] [--stars 200] [--result studies/label_refinement/label_refinement.json]
 """
-import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ddpayne_core.fit.lm import fit_spectra
-from ddpayne_core.io import open_store
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import EmulatorModel
-from ddpayne_core.model.train import TrainConfig
-from ddpayne_core.model.trainingset import TrainingSetConfig, select_training
-from ddpayne_core.paths import DEMO_OUT
+from ddpayne_core.model.trainingset import select_training
 from ddpayne_core.pipeline import preprocessed_rows, train_from_store
 from ddpayne_core.simulate import HIRES_NOISE
-from ddpayne_core.simulate.survey import TRUTH_EMULATOR
-from ddpayne_core.validation.studies import crb_experiment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "accuracy_floor"))
+from run import crb_experiments, retraining_study  # noqa: E402  (studies/accuracy_floor: the same command line)
 
 
 def robust_std(x, axis=0):
@@ -63,18 +61,9 @@ def refine(model, store, meta, ts, sigma_ref):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--demo", type=Path, default=DEMO_OUT)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/label_refinement"))
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--stars", type=int, default=200)
-    ap.add_argument("--result", type=Path, default=Path(__file__).with_name("label_refinement.json"))
-    args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    store = open_store(args.demo / "survey")
-    committed = EmulatorModel.load(args.demo / "model.pt")
-    ts = TrainingSetConfig.of_model(committed)
-    config = TrainConfig.of_model(committed)
+    args, store, committed, ts, config = retraining_study(
+        "label_refinement", Path(__file__).with_name("label_refinement.json"),
+        [("--rounds", int, 1)])
     sigma_ref = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in committed.labels])
     base = store.meta()
     models, out = {"committed (APOGEE-like labels)": committed}, {"label_scatter": {}}
@@ -104,12 +93,7 @@ def main():
             train_from_store(args.demo / "survey", path, ts, config, meta=meta)
             print(f"trained round {k} in {time.time() - t0:.0f} s", flush=True)
         model = models[f"refined labels, round {k}"] = EmulatorModel.load(path)
-    for name, m in models.items():
-        t0 = time.time()
-        exp = out[name] = crb_experiment(store, m, TRUTH_EMULATOR, n_stars=args.stars)
-        print(f"{name} ({time.time() - t0:.0f} s): accuracy / precision over the bound at S/N 100: "
-              + ", ".join(f"{lab} {r['error_over_crb']:.2f}/{r['precision_over_crb']:.2f}"
-                          for lab, r in exp["labels"].items()), flush=True)
+    out.update(crb_experiments(store, models, args.stars))
     atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
 
 
