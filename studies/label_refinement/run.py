@@ -21,7 +21,8 @@ Steps (SYNTHETIC survey, `ddpayne demo`):
 Resumable: the trained models are kept in --work.
 
 Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/label_refinement]
-       [--rounds 1] [--stars 200] [--result studies/label_refinement/label_refinement.json]
+       [--rounds 1] [--only mg_fe,si_fe,...] [--stars 200]
+       [--result studies/label_refinement/label_refinement.json]
 """
 import json
 import sys
@@ -63,19 +64,24 @@ def refine(model, store, meta, ts, sigma_ref):
 def main():
     args, store, committed, ts, config = retraining_study(
         "label_refinement", Path(__file__).with_name("label_refinement.json"),
-        [("--rounds", int, 1)])
+        [("--rounds", int, 1), ("--only", str, "")])
+    # --only: refine these labels (comma-separated), keep the reference values of the others
+    only = [lab for lab in args.only.split(",") if lab] or list(committed.labels)
+    tag = "" if args.only == "" else "_" + "_".join(only)
     sigma_ref = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in committed.labels])
     base = store.meta()
     models, out = {"committed (APOGEE-like labels)": committed}, {"label_scatter": {}}
     model = committed
     for k in range(1, args.rounds + 1):
         refined, scale, fitted, rows = refine(model, store, base, ts, sigma_ref)
+        apogee = base[[f"{ts.survey}_{lab}" for lab in committed.labels]].to_numpy()[rows]
+        kept = [j for j, lab in enumerate(committed.labels) if lab not in only]
+        refined[:, kept] = apogee[:, kept]
         meta = base.copy()
         for j, lab in enumerate(committed.labels):   # same rows; only their labels change
             meta[f"{ts.survey}_{lab}"] = np.nan
             meta.loc[meta.index[rows], f"{ts.survey}_{lab}"] = refined[:, j]
         truth = base[list(committed.labels)].to_numpy()[rows]
-        apogee = base[[f"{ts.survey}_{lab}" for lab in committed.labels]].to_numpy()[rows]
         out["label_scatter"][f"round {k}"] = {
             lab: {"fit_error_scale": float(scale[lab]),
                   "reference_scatter": float(robust_std(apogee[:, j] - truth[:, j])),
@@ -87,7 +93,7 @@ def main():
         print(f"round {k}: refined / fitted / reference label scatter against truth: "
               + ", ".join(f"{lab} {r['refined_scatter']:.3g}/{r['fit_scatter']:.3g}/{r['reference_scatter']:.3g}"
                           for lab, r in out["label_scatter"][f"round {k}"].items()), flush=True)
-        path = args.work / f"refined_round{k}.pt"
+        path = args.work / f"refined_round{k}{tag}.pt"
         if not path.exists():
             t0 = time.time()
             train_from_store(args.demo / "survey", path, ts, config, meta=meta)
