@@ -21,12 +21,13 @@ Steps (SYNTHETIC survey, `ddpayne demo`):
 Resumable: the trained models are kept in --work.
 
 Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/label_refinement]
-       [--rounds 1] [--only mg_fe,si_fe,...] [--stars 200]
+       [--rounds 1] [--only mg_fe,si_fe,...] [--seed K] [--stars 200]
        [--result studies/label_refinement/label_refinement.json]
 """
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,12 @@ def refine(model, store, meta, ts, sigma_ref):
 def main():
     args, store, committed, ts, config = retraining_study(
         "label_refinement", Path(__file__).with_name("label_refinement.json"),
-        [("--rounds", int, 1), ("--only", str, "")])
+        [("--rounds", int, 1), ("--only", str, ""), ("--seed", int, None)])
+    if args.seed is not None:       # another training draw of the same setting
+        config = replace(config, seed=args.seed)
     # --only: refine these labels (comma-separated), keep the reference values of the others
     only = [lab for lab in args.only.split(",") if lab] or list(committed.labels)
-    tag = "" if args.only == "" else "_" + "_".join(only)
+    tag = ("" if args.only == "" else "_" + "_".join(only)) + ("" if args.seed is None else f"_seed{args.seed}")
     sigma_ref = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in committed.labels])
     base = store.meta()
     models, out = {"committed (APOGEE-like labels)": committed}, {"label_scatter": {}}
