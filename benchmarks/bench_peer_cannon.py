@@ -14,10 +14,9 @@ Prints, per label and S/N bin, the robust scatter (1.4826 MAD) and median bias o
 DD-Payne / Cannon scatter ratio, the fraction of the sample whose DD-Payne label carries X_flag 1
 (``flags.add_flags`` on the test stars' fits, against the model's own reference stars: a label
 is "featured" where it is measured from its own spectral features) and the scatter ratio over
-those stars alone, and how many of the featured rows (X_flag 1 for at least half the sample)
-the DD-Payne wins; the same for
-metal-poor stars (true [Fe/H] < -1, S/N >= 35);
-both methods' test-step speeds (spectra/s in this process); and writes the rows to
+those stars alone; the same for metal-poor stars (true [Fe/H] < -1, S/N >= 35); how many of
+the featured rows (X_flag 1 for at least half the sample) the DD-Payne wins; both methods'
+test-step speeds (spectra/s in this process); and writes the rows to
 ``<demo>/report/peer_cannon.json``, which the next ``ddpayne report`` shows.
 
 Memory: The Cannon's training holds ~18 GB for the full 3,504 x 3,909 set; ``--every K`` trains

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ddpayne_core.catalog import robust_bias_scatter
 from ddpayne_core.fit.lm import fit_spectra
 from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import EmulatorModel
@@ -43,17 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "accuracy_floor"
 from run import crb_experiments, retraining_study  # noqa: E402  (studies/accuracy_floor: the same command line)
 
 
-def robust_std(x, axis=0):
-    return 1.4826 * np.nanmedian(np.abs(x - np.nanmedian(x, axis=axis)), axis=axis)
-
-
 def refine(model, store, meta, ts, sigma_ref):
     """Refined training labels (n_train, n_label) of ``select_training(meta, ts)``'s rows, the
     fit's error scale s per label, the fitted labels and the rows."""
     rows, ref, names = select_training(meta, ts)
     fit = fit_spectra(model, *preprocessed_rows(store, meta, rows))
     ok = np.isfinite(fit.labels).all(1) & np.isfinite(fit.errors).all(1)
-    var_diff = robust_std(fit.labels[ok] - ref[ok]) ** 2
+    var_diff = np.array([robust_bias_scatter(d)[1] for d in (fit.labels[ok] - ref[ok]).T]) ** 2
     scale = np.sqrt(np.maximum(var_diff - sigma_ref ** 2, 0.0)
                     / np.median(fit.errors[ok] ** 2, axis=0))
     w_ref = 1.0 / sigma_ref ** 2
@@ -85,14 +82,12 @@ def main():
             meta[f"{ts.survey}_{lab}"] = np.nan
             meta.loc[meta.index[rows], f"{ts.survey}_{lab}"] = refined[:, j]
         truth = base[list(committed.labels)].to_numpy()[rows]
-        out["label_scatter"][f"round {k}"] = {
-            lab: {"fit_error_scale": float(scale[lab]),
-                  "reference_scatter": float(robust_std(apogee[:, j] - truth[:, j])),
-                  "refined_scatter": float(robust_std(refined[:, j] - truth[:, j])),
-                  "fit_scatter": float(robust_std(fitted[:, j] - truth[:, j])),
-                  "reference_bias": float(np.median(apogee[:, j] - truth[:, j])),
-                  "refined_bias": float(np.median(refined[:, j] - truth[:, j]))}
-            for j, lab in enumerate(committed.labels)}
+        out["label_scatter"][f"round {k}"] = {lab: {"fit_error_scale": float(scale[lab])}
+                                              for lab in committed.labels}
+        for j, lab in enumerate(committed.labels):
+            row = out["label_scatter"][f"round {k}"][lab]
+            for name, values in (("reference", apogee), ("refined", refined), ("fit", fitted)):
+                row[f"{name}_bias"], row[f"{name}_scatter"] = robust_bias_scatter(values[:, j] - truth[:, j])
         print(f"round {k}: refined / fitted / reference label scatter against truth: "
               + ", ".join(f"{lab} {r['refined_scatter']:.3g}/{r['fit_scatter']:.3g}/{r['reference_scatter']:.3g}"
                           for lab, r in out["label_scatter"][f"round {k}"].items()), flush=True)
