@@ -56,19 +56,17 @@ SETTINGS = {
 }
 
 
-def main():
-    ap = study_parser(__doc__, str(HERE / "emulator_capacity.json"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/emulator_capacity"))
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    ap.add_argument("--n-fit", type=int, default=1000)
-    args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    store = open_store(args.demo / "survey")
+def evaluation_sets(demo: Path, stride: int, n_fit: int):
+    """What every setting is trained on and tested with: (store, committed model, its TrainConfig,
+    pix (n_used,), the APOGEE-like training set (norm, nivar, labels) on those pixels, its TRUE
+    labels (n_train, n_label), label names, tests: name -> (norm, nivar, true labels) of
+    ``n_fit`` held-out stars, pool_set: n -> a training set of n random survey stars at S/N >= 50
+    (None: all) with their true labels)."""
+    store = open_store(demo / "survey")
     meta, inst = store.meta(), get_instrument(store.info["instrument"])
     cfg = SurveyConfig(**store.info["provenance"]["config"])
-    committed = EmulatorModel.load(args.demo / "model.pt")
-    base = TrainConfig.of_model(committed)
-    pix, rows, _, names, norm, nivar = training_on_pixels(store, args.stride)
+    committed = EmulatorModel.load(demo / "model.pt")
+    pix, rows, labels, names, norm, nivar = training_on_pixels(store, stride)
     true = meta.loc[rows, names].to_numpy(dtype=np.float64)
     held_out = (~meta["is_binary"] & ~meta["injected_bad"]
                 & ~meta["star_id"].isin(meta["star_id"].to_numpy()[rows]))
@@ -76,11 +74,11 @@ def main():
     def test_set(flux, ivar, rv, labels_true):
         return (*(a[:, pix] for a in preprocess_batch(flux, ivar, rv, inst)), labels_true)
 
-    survey_rows = meta.index[held_out & (meta["snr"] > 80)].to_numpy()[:args.n_fit]
+    survey_rows = meta.index[held_out & (meta["snr"] > 80)].to_numpy()[:n_fit]
     tests = {"recovery_scatter_snr_gt_80": test_set(
         *store.read_rows(survey_rows), meta["rv"].to_numpy()[survey_rows],
         meta.loc[survey_rows, names].to_numpy(dtype=np.float64))}
-    stars = meta[held_out & (meta["visit"] == 0)].sample(args.n_fit, random_state=0)
+    stars = meta[held_out & (meta["visit"] == 0)].sample(n_fit, random_state=0)
     flux, ivar, quiet = reobserve(stars, TRUTH_EMULATOR, replace(cfg, effects=()), 1e4, 1, 0)
     tests["systematic_error_noise_free"] = test_set(flux, ivar, quiet["rv_true"].to_numpy(),
                                                     quiet[list(names)].to_numpy(dtype=np.float64))
@@ -91,26 +89,48 @@ def main():
     pool = pool.sort_values("snr", ascending=False).drop_duplicates("star_id")
 
     def pool_set(n):
-        """(norm, nivar, true labels) of ``n`` random stars of the pool (all with None)."""
         chosen = pool if n is None else pool.sample(n, random_state=0)
         r = np.sort(chosen.index.to_numpy())
         f, iv = store.read_rows(r)
         return (*test_set(f, iv, meta["rv"].to_numpy()[r], None)[:2],
                 meta.loc[r, list(names)].to_numpy(dtype=np.float64))
 
+    return (store, committed, TrainConfig.of_model(committed), pix, (norm, nivar, labels), true,
+            names, tests, pool_set)
+
+
+def evaluate(model: EmulatorModel, tests: dict, names) -> dict:
+    """test name -> label -> robust scatter of the model's fits against truth."""
+    out = {}
+    for key, (f, iv, lab_true) in tests.items():
+        fit = fit_spectra(model, f, iv)
+        out[key] = {lab: robust_bias_scatter(fit.labels[:, k] - lab_true[:, k])[1]
+                    for k, lab in enumerate(names)}
+    return out
+
+
+def main():
+    ap = study_parser(__doc__, str(HERE / "emulator_capacity.json"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/emulator_capacity"))
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--n-fit", type=int, default=1000)
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    store, committed, base, pix, (norm, nivar, _), true, names, tests, pool_set = \
+        evaluation_sets(args.demo, args.stride, args.n_fit)
+    inst = get_instrument(store.info["instrument"])
+    rows_n = len(true)
+
     doc = json.loads(args.out.read_text()) if args.out.exists() else {
-        "synthetic": True, "stride": args.stride, "n_train": len(rows), "n_fit": args.n_fit,
+        "synthetic": True, "stride": args.stride, "n_train": rows_n, "n_fit": args.n_fit,
         "settings": {}}
 
-    def record(name, model, seconds, n_used_pixels, n_train=len(rows)):
+    def record(name, model, seconds, n_used_pixels, n_train=rows_n):
         """n_used_pixels: those the model's validation chi2 was summed over."""
         row = doc["settings"][name] = {
             "train_seconds": seconds, "n_train": n_train, "n_iterations": len(model.history.get("epoch", [])),
             "valid_chi2_per_used_pixel_best": model.history["valid_chi2_best"] / n_used_pixels}
-        for key, (f, iv, lab_true) in tests.items():
-            fit = fit_spectra(model, f, iv)
-            row[key] = {lab: robust_bias_scatter(fit.labels[:, k] - lab_true[:, k])[1]
-                        for k, lab in enumerate(names)}
+        row.update(evaluate(model, tests, names))
         atomic_write_text(args.out, json.dumps(doc, indent=1, default=float))
         print(f"{name} ({seconds:.0f} s, {row['n_iterations']} iterations): validation chi2 / pixel "
               f"{row['valid_chi2_per_used_pixel_best']:.3f}; noise-free systematic error "
