@@ -13,10 +13,10 @@ Each is scored as in studies/emulator_capacity (``evaluate``): the robust scatte
 fits of held-out stars observed without noise and instrument effects (the systematic error) and
 of survey spectra at S/N > 80. The means get their own pixel scatter (``training_scatter``).
 
-SYNTHETIC survey (`ddpayne demo`); results in ``emulator_ensemble.json``, models in --work
+SYNTHETIC survey (`ddpayne demo`); results in ``label_noise.json``, models in --work
 (resumable).
 
-Usage: python studies/emulator_ensemble/run.py --demo data/demo [--work /tmp/emulator_ensemble]
+Usage: python studies/label_noise/run.py --demo data/demo [--work /tmp/label_noise]
        [--stride 8] [--seeds 4]
 """
 import importlib.util
@@ -45,15 +45,19 @@ _spec = importlib.util.spec_from_file_location("emulator_capacity", HERE.parent 
 capacity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(capacity)
 
-# Training sets: name -> (labels: the committed model's APOGEE-like ones or the TRUE ones, SIMEX's
-# lambda: extra Gaussian noise of lambda times the reference survey's stated variance
+# Training sets: name -> (file stem, labels: the committed model's APOGEE-like ones or the TRUE
+# ones, SIMEX's lambda: extra Gaussian noise of lambda times the reference survey's stated variance
 # (``HIRES_NOISE``) added to them, a fresh draw per seed; changes to the committed TrainConfig;
 # number of seeds).
-TRAININGS = {"APOGEE-like labels, prior": ("apogee", 0.0, {}, 4),
-             "true labels, no prior": ("true", 0.0, {"regularize": False}, 4),
-             "APOGEE-like labels + 1x their noise variance, prior": ("apogee", 1.0, {}, 2),
-             "APOGEE-like labels + 2x their noise variance, prior": ("apogee", 2.0, {}, 2)}
-_A, _T, _A1, _A2 = list(TRAININGS)
+TRAININGS = {"APOGEE-like labels, prior": ("apogee_lambda0", "apogee", 0.0, {}, 4),
+             "true labels, no prior": ("true_lambda0", "true", 0.0, {"regularize": False}, 4),
+             "APOGEE-like labels + 1x their noise variance, prior": ("apogee_lambda1", "apogee", 1.0, {}, 2),
+             "APOGEE-like labels + 2x their noise variance, prior": ("apogee_lambda2", "apogee", 2.0, {}, 2),
+             # Fewer parameters or a stiffer first layer learn less of the labels' noise.
+             "APOGEE-like labels, prior, ridge 0.1": ("apogee_ridge0.1", "apogee", 0.0, {"lm_ridge": 0.1}, 2),
+             "APOGEE-like labels, prior, ridge 1": ("apogee_ridge1", "apogee", 0.0, {"lm_ridge": 1.0}, 1),
+             "APOGEE-like labels, prior, 5 neurons": ("apogee_5neurons", "apogee", 0.0, {"n_hidden": 5}, 2)}
+_A, _T, _A1, _A2 = list(TRAININGS)[:4]
 # Combinations: name -> [(training, seed, weight)]. SIMEX (Cook & Stefanski 1994) extrapolates
 # the emulator's spectrum from lambda = 0, 1, 2 to lambda = -1, labels without noise:
 # linearly 2 f_0 - f_1, quadratically 3 f_0 - 3 f_1 + f_2 (each f the mean of two seeds).
@@ -103,8 +107,8 @@ def stack(models: list[EmulatorModel], weights=None) -> EmulatorModel:
 
 
 def main():
-    ap = study_parser(__doc__, str(HERE / "emulator_ensemble.json"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/emulator_ensemble"))
+    ap = study_parser(__doc__, str(HERE / "label_noise.json"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/label_noise"))
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--n-fit", type=int, default=1000)
     args = ap.parse_args()
@@ -128,9 +132,9 @@ def main():
 
     sigma = np.array([HIRES_NOISE.get(lab, HIRES_NOISE["xfe"]) for lab in names])
     models = {}
-    for t, (kind, lam, changes, n_seeds) in TRAININGS.items():
+    for t, (stem, kind, lam, changes, n_seeds) in TRAININGS.items():
         for seed in range(n_seeds):
-            path = args.work / f"{kind}_lambda{lam:g}_seed{seed}.pt"
+            path = args.work / f"{stem}_seed{seed}.pt"
             t0 = time.time()
             if not path.exists():
                 y = true if kind == "true" else labels
