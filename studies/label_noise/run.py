@@ -1,23 +1,23 @@
-"""Does averaging several trainings of the emulator lower its systematic error? Every training
-of the demo emulator lands on a different set of per-pixel networks (its seed sets the initial
-weights, the validation split and the Levenberg-Marquardt rows); if part of the accuracy excess
-at S/N 100 (studies/accuracy_floor, studies/emulator_capacity) is that training-to-training
-variance, the mean of K trainings' spectra carries 1/K of it. The mean of K networks of H neurons
-is itself one network of K H neurons with block-diagonal second layer (``stack``), so the fit
-uses it unchanged.
+"""What can be done, without the truth, about the part of the demo emulator's accuracy excess at
+S/N 100 that its training labels' noise causes (studies/accuracy_floor: true labels remove it)?
 
-Per training set (``VARIANTS``: the committed model's APOGEE-like labels with its gradient
-prior, and the TRUE labels without it), ``--seeds`` trainings with the committed model's
-TrainConfig on every ``--stride``-th pixel, then their means over the first 2 and all of them.
-Each is scored as in studies/emulator_capacity (``evaluate``): the robust scatter against truth of
-fits of held-out stars observed without noise and instrument effects (the systematic error) and
-of survey spectra at S/N > 80. The means get their own pixel scatter (``training_scatter``).
+Each training set of ``TRAININGS`` is trained with the committed model's TrainConfig (changed as
+the entry says) on every ``--stride``-th pixel, with a few seeds (initial weights, validation
+split, Levenberg-Marquardt rows; a fresh noise draw where noise is added):
+- the committed APOGEE-like labels with the gradient prior, and the TRUE labels without it;
+- the APOGEE-like labels plus 1x or 2x their stated noise variance (SIMEX's lambda);
+- a stiffer first layer (ridge) or fewer neurons;
+- more reference stars: survey stars given labels as the APOGEE-like survey would measure them.
+``COMBINATIONS`` then adds trainings' spectra with weights, as one network (``stack``): the mean
+of K trainings, and SIMEX's extrapolation to labels without noise (Cook & Stefanski 1994).
+Each row is scored as in studies/emulator_capacity (``evaluate``): the robust scatter against
+truth of fits of held-out stars observed without noise and instrument effects (the systematic
+error) and of survey spectra at S/N > 80. Combinations get their own pixel scatter.
 
-SYNTHETIC survey (`ddpayne demo`); results in ``label_noise.json``, models in --work
-(resumable).
+SYNTHETIC survey (`ddpayne demo`); results in ``label_noise.json``, models in --work (resumable:
+a row already in the JSON is not scored again).
 
-Usage: python studies/label_noise/run.py --demo data/demo [--work /tmp/label_noise]
-       [--stride 8] [--seeds 4]
+Usage: python studies/label_noise/run.py --demo data/demo [--work /tmp/label_noise] [--stride 8]
 """
 import importlib.util
 import json
@@ -34,7 +34,7 @@ from ddpayne_core.io_utils import atomic_write_text
 from ddpayne_core.model import Emulator, EmulatorModel, train_emulator
 from ddpayne_core.pipeline import training_scatter
 from ddpayne_core.preprocess import instrument_mask
-from ddpayne_core.simulate import HIRES_NOISE
+from ddpayne_core.simulate import HIRES_NOISE, HIRES_OFFSETS
 from ddpayne_core.theory import load_reference_gradients
 
 HERE = Path(__file__).resolve().parent
@@ -51,12 +51,17 @@ _spec.loader.exec_module(capacity)
 # number of seeds).
 TRAININGS = {"APOGEE-like labels, prior": ("apogee_lambda0", "apogee", 0.0, {}, 4),
              "true labels, no prior": ("true_lambda0", "true", 0.0, {"regularize": False}, 4),
-             "APOGEE-like labels + 1x their noise variance, prior": ("apogee_lambda1", "apogee", 1.0, {}, 2),
+             "APOGEE-like labels + 1x their noise variance, prior": ("apogee_lambda1", "apogee", 1.0, {}, 4),
              "APOGEE-like labels + 2x their noise variance, prior": ("apogee_lambda2", "apogee", 2.0, {}, 2),
              # Fewer parameters or a stiffer first layer learn less of the labels' noise.
              "APOGEE-like labels, prior, ridge 0.1": ("apogee_ridge0.1", "apogee", 0.0, {"lm_ridge": 0.1}, 2),
              "APOGEE-like labels, prior, ridge 1": ("apogee_ridge1", "apogee", 0.0, {"lm_ridge": 1.0}, 1),
-             "APOGEE-like labels, prior, 5 neurons": ("apogee_5neurons", "apogee", 0.0, {"n_hidden": 5}, 2)}
+             "APOGEE-like labels, prior, 5 neurons": ("apogee_5neurons", "apogee", 0.0, {"n_hidden": 5}, 2),
+             # More reference stars: survey stars with S/N >= 50 given labels as the APOGEE-like
+             # survey would have measured them (truth + its offsets + its noise), as if it had
+             # observed 3,504 random ones (the control) or all 7,703.
+             "3,504 survey stars, APOGEE-like noisy labels, prior": ("pool3504", "pool 3504", 0.0, {}, 1),
+             "7,703 survey stars, APOGEE-like noisy labels, prior": ("pool_all", "pool all", 0.0, {}, 1)}
 _A, _T, _A1, _A2 = list(TRAININGS)[:4]
 # Combinations: name -> [(training, seed, weight)]. SIMEX (Cook & Stefanski 1994) extrapolates
 # the emulator's spectrum from lambda = 0, 1, 2 to lambda = -1, labels without noise:
@@ -69,6 +74,9 @@ COMBINATIONS = {
     f"{_A1}: mean of seeds 0-1": [(_A1, 0, 0.5), (_A1, 1, 0.5)],
     f"{_A2}: mean of seeds 0-1": [(_A2, 0, 0.5), (_A2, 1, 0.5)],
     "SIMEX, linear: 2 f_0 - f_1": [(_A, 0, 1.0), (_A, 1, 1.0), (_A1, 0, -0.5), (_A1, 1, -0.5)],
+    f"{_A1}: mean of seeds 0-3": [(_A1, k, 0.25) for k in range(4)],
+    "SIMEX, linear, four seeds each: 2 f_0 - f_1": [(_A, k, 0.5) for k in range(4)]
+    + [(_A1, k, -0.25) for k in range(4)],
     "SIMEX, quadratic: 3 f_0 - 3 f_1 + f_2": [(_A, 0, 1.5), (_A, 1, 1.5), (_A1, 0, -1.5),
                                               (_A1, 1, -1.5), (_A2, 0, 0.5), (_A2, 1, 0.5)],
 }
@@ -109,11 +117,10 @@ def stack(models: list[EmulatorModel], weights=None) -> EmulatorModel:
 def main():
     ap = study_parser(__doc__, str(HERE / "label_noise.json"))
     ap.add_argument("--work", type=Path, default=Path("/tmp/label_noise"))
-    ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--n-fit", type=int, default=1000)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    store, _, base, pix, (norm, nivar, labels), true, names, tests, _ = \
+    store, _, base, pix, (norm, nivar, labels), true, names, tests, pool_set = \
         capacity.evaluation_sets(args.demo, args.stride, args.n_fit)
     inst = get_instrument(store.info["instrument"])
     reference = pixel_reference(load_reference_gradients(base.reference), pix)
@@ -137,12 +144,17 @@ def main():
             path = args.work / f"{stem}_seed{seed}.pt"
             t0 = time.time()
             if not path.exists():
-                y = true if kind == "true" else labels
+                f, iv, y = (norm, nivar, true if kind == "true" else labels)
+                if kind.startswith("pool"):
+                    n = kind.split()[1]
+                    f, iv, y = pool_set(None if n == "all" else int(n))
+                    offset = np.array([HIRES_OFFSETS["apogee"].get(lab, 0.0) for lab in names])
+                    y = y + offset + sigma * np.random.default_rng(2000 + seed).normal(size=y.shape)
                 y = y + np.sqrt(lam) * sigma * np.random.default_rng(1000 + seed).normal(size=y.shape)
-                model = train_emulator(norm, nivar, y, names, inst.wave[pix], instrument_mask(inst.wave)[pix],
+                model = train_emulator(f, iv, y, names, inst.wave[pix], instrument_mask(inst.wave)[pix],
                                        replace(base, seed=seed, **changes), reference,
                                        log=lambda *a: None)
-                model.pixel_scatter = training_scatter(model, norm, nivar)
+                model.pixel_scatter = training_scatter(model, f, iv)
                 model.save(path)
             models[t, seed] = EmulatorModel.load(path)
             record(f"{t}: seed {seed}", models[t, seed], time.time() - t0)
