@@ -129,7 +129,7 @@ def main():
         "rows": {}}
 
     def record(name, model, seconds):
-        """Score ``model`` as row ``name`` unless the JSON has it already."""
+        """Score ``model`` as row ``name`` unless the JSON has it already, and print the row."""
         if name not in doc["rows"]:
             doc["rows"][name] = {"seconds": seconds, **capacity.evaluate(model, tests, names)}
             atomic_write_text(args.out, json.dumps(doc, indent=1, default=float))
@@ -159,6 +159,9 @@ def main():
             models[t, seed] = EmulatorModel.load(path)
             record(f"{t}: seed {seed}", models[t, seed], time.time() - t0)
     for name, terms in COMBINATIONS.items():
+        if name in doc["rows"]:     # scored already: no need to build and rescatter it
+            record(name, None, 0.0)
+            continue
         t0 = time.time()
         combined = stack([models[t, k] for t, k, _ in terms], [w for _, _, w in terms])
         combined.pixel_scatter = training_scatter(combined, norm, nivar)
