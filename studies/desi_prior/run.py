@@ -55,11 +55,10 @@ VARIANTS = {
     # parameters follow the data ("no prior") but 40 iterations do not converge ("abundance
     # prior only"); a weak one may keep the convergence without the pull.
     "parameters' prior at a tenth": {"d_scale": {"teff": 0.5, "logg": 0.5, "vmic": 0.5, "feh": 5.0}},
-    # "abundance prior only" run on to Levenberg-Marquardt's own stop (< 0.1 % in 3 iterations;
-    # at most 120): were its 40 iterations what made it worse?
-    "abundance prior only, to LM's own stop": {
-        "d_scale": {"teff": 0.0, "logg": 0.0, "vmic": 0.0, "feh": 0.0}, "epochs": 120},
 }
+# "abundance prior only" run on to Levenberg-Marquardt's own stop (< 0.1 % in 3 iterations; at
+# most 120): were its 40 iterations what made it worse?
+VARIANTS["abundance prior only, to LM's own stop"] = {**VARIANTS["abundance prior only"], "epochs": 120}
 
 
 def training_star_bias(run: Path, model: EmulatorModel, truth_by_spectrum: pd.DataFrame) -> dict:

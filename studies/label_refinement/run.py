@@ -24,8 +24,8 @@ Usage: python studies/label_refinement/run.py [--demo data/demo] [--work /tmp/la
        [--rounds 1] [--only mg_fe,si_fe,...] [--seed K] [--stars 200]
        [--result studies/label_refinement/label_refinement.json]
 """
+import importlib.util
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,8 +40,11 @@ from ddpayne_core.model.trainingset import select_training
 from ddpayne_core.pipeline import preprocessed_rows, train_from_store
 from ddpayne_core.simulate import HIRES_NOISE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "accuracy_floor"))
-from run import crb_experiments, retraining_study  # noqa: E402  (studies/accuracy_floor: the same command line)
+# studies/accuracy_floor: the same command line and Cramer-Rao loop (loaded by path: both are run.py)
+_spec = importlib.util.spec_from_file_location(
+    "accuracy_floor", Path(__file__).resolve().parent.parent / "accuracy_floor" / "run.py")
+accuracy_floor = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(accuracy_floor)
 
 
 def refine(model, store, meta, ts, sigma_ref):
@@ -60,7 +63,7 @@ def refine(model, store, meta, ts, sigma_ref):
 
 
 def main():
-    args, store, committed, ts, config = retraining_study(
+    args, store, committed, ts, config = accuracy_floor.retraining_study(
         "label_refinement", Path(__file__).with_name("label_refinement.json"),
         [("--rounds", int, 1), ("--only", str, ""), ("--seed", int, None)])
     if args.seed is not None:       # another training draw of the same setting
@@ -97,7 +100,7 @@ def main():
             train_from_store(args.demo / "survey", path, ts, config, meta=meta)
             print(f"trained round {k} in {time.time() - t0:.0f} s", flush=True)
         model = models[f"refined labels, round {k}"] = EmulatorModel.load(path)
-    out.update(crb_experiments(store, models, args.stars))
+    out.update(accuracy_floor.crb_experiments(store, models, args.stars))
     atomic_write_text(args.result, json.dumps(out, indent=1, default=float))
 
 
